@@ -1,0 +1,36 @@
+"""rnnkit: recurrent neural networks you can read, verify against torch.nn, and run fast.
+
+The public names load lazily so that ``import rnnkit.scratch`` (NumPy only) never imports torch.
+"""
+
+from importlib import import_module
+
+from rnnkit._version import __version__
+
+# public name -> module that defines it
+_LAZY = {
+    # torch.nn drop-ins and the general recurrence (rnnkit.nn)
+    "RNN": "rnnkit.nn",
+    "LSTM": "rnnkit.nn",
+    "GRU": "rnnkit.nn",
+    "RNNCell": "rnnkit.nn",
+    "LSTMCell": "rnnkit.nn",
+    "GRUCell": "rnnkit.nn",
+    "Elman": "rnnkit.nn",
+    "Recurrent": "rnnkit.nn",
+}
+
+__all__ = ["__version__", *_LAZY]
+
+
+def __getattr__(name: str):
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'rnnkit' has no attribute {name!r}")
+    value = getattr(import_module(module), name)
+    globals()[name] = value  # cache: later lookups skip __getattr__
+    return value
+
+
+def __dir__():
+    return sorted(__all__)

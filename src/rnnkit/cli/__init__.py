@@ -1,0 +1,53 @@
+"""The ``rnnkit`` command line: argument parsing only; every command calls a library function.
+
+Each module in this package that defines ``register(subparsers)`` adds its subcommands; the parser it
+adds must set ``func`` (a callable taking the parsed namespace and returning an exit code).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import pkgutil
+import sys
+
+from rnnkit._version import __version__
+
+
+class CLIError(Exception):
+    """A user-facing error: printed as one line, exit status 2 (or ``code``), no traceback."""
+
+    def __init__(self, message: str, code: int = 2):
+        super().__init__(message)
+        self.code = code
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="rnnkit", description="Recurrent neural networks: train, sample, inspect, benchmark."
+    )
+    parser.add_argument("--version", action="version", version=f"rnnkit {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
+        module = importlib.import_module(f"{__name__}.{info.name}")
+        register = getattr(module, "register", None)
+        if register is not None:
+            register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "func", None) is None:
+        parser.print_help()
+        return 0
+    try:
+        return int(args.func(args) or 0)
+    except CLIError as err:
+        print(f"rnnkit {args.command}: error: {err}", file=sys.stderr)
+        return err.code
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
