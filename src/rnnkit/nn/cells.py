@@ -1,0 +1,236 @@
+"""One time step of each recurrent cell, as functions and as ``torch.nn``-compatible modules.
+
+The step functions are the single source of the update equations: the cell modules below call them
+once, and the sequence layers (``rnnkit.nn.layers``) call them once per time step from the loop in
+``rnnkit.nn.loop``. Each takes ``gi``, the input projection ``W_ih x_t + b_ih`` already computed for
+this step (the loop computes it for all time steps in one matrix product), so a step only does the
+work that depends on the previous state.
+
+Gate order and layouts follow ``torch.nn`` exactly: LSTM (i, f, g, o), GRU (r, z, n).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from rnnkit.nn._checks import check_positive_int
+
+# --------------------------------------------------------------------------------------------------
+# step functions: (gi, state, weights) -> new state
+# --------------------------------------------------------------------------------------------------
+
+
+def rnn_step(gi: Tensor, h: Tensor, w_hh: Tensor, nonlinearity: str = "tanh") -> Tensor:
+    """Elman step ``h' = σ(gi + W_hh h)`` where ``gi = W_ih x + b_ih + b_hh``.
+
+    gi (B, H), h (B, H), w_hh (H, H) -> h' (B, H).
+    """
+    pre = torch.addmm(gi, h, w_hh.t())  # (B, H)
+    return torch.tanh(pre) if nonlinearity == "tanh" else torch.relu(pre)
+
+
+def lstm_step(
+    gi: Tensor, h: Tensor, c: Tensor, w_hh: Tensor, w_hr: Tensor | None = None
+) -> tuple[Tensor, Tensor]:
+    """LSTM step (Hochreiter & Schmidhuber 1997, with forget gate; torch.nn's form).
+
+    gates = gi + W_hh h,  gi = W_ih x + b_ih + b_hh                       (B, 4H)
+    i, f, o = σ(gates_i), σ(gates_f), σ(gates_o);  g = tanh(gates_g)
+    c' = f ⊙ c + i ⊙ g;   h' = o ⊙ tanh(c');   h' = W_hr h' when projecting (B, P)
+    """
+    gates = torch.addmm(gi, h, w_hh.t())  # (B, 4H)
+    i, f, g, o = gates.chunk(4, dim=1)  # 4 x (B, H)
+    c_new = torch.addcmul(torch.sigmoid(f) * c, torch.sigmoid(i), torch.tanh(g))
+    h_new = torch.sigmoid(o) * torch.tanh(c_new)
+    if w_hr is not None:
+        h_new = h_new @ w_hr.t()  # (B, P)
+    return h_new, c_new
+
+
+def gru_step(gi: Tensor, h: Tensor, w_hh: Tensor, b_hh: Tensor | None) -> Tensor:
+    """GRU step (Cho et al. 2014; torch.nn's form, reset gate applied after the matrix product).
+
+    gi = W_ih x + b_ih, gh = W_hh h + b_hh                                 (B, 3H)
+    r = σ(gi_r + gh_r);  z = σ(gi_z + gh_z);  n = tanh(gi_n + r ⊙ gh_n)
+    h' = (1 - z) ⊙ n + z ⊙ h  =  n + z ⊙ (h - n)
+    """
+    gh = F.linear(h, w_hh, b_hh)  # (B, 3H)
+    i_r, i_z, i_n = gi.chunk(3, dim=1)
+    h_r, h_z, h_n = gh.chunk(3, dim=1)
+    r = torch.sigmoid(i_r + h_r)
+    z = torch.sigmoid(i_z + h_z)
+    n = torch.tanh(torch.addcmul(i_n, r, h_n))
+    return torch.addcmul(n, z, h - n)
+
+
+def combined_bias(b_ih: Tensor | None, b_hh: Tensor | None) -> Tensor | None:
+    """RNN and LSTM add both biases before the nonlinearity, so the loop folds them into ``gi``."""
+    if b_ih is None:
+        return None
+    return b_ih + b_hh
+
+
+# --------------------------------------------------------------------------------------------------
+# cell modules: drop-in for torch.nn.RNNCell / LSTMCell / GRUCell
+# --------------------------------------------------------------------------------------------------
+
+
+class _CellBase(nn.Module):
+    """Parameters ``weight_ih (G*H, I)``, ``weight_hh (G*H, H)``, ``bias_ih``, ``bias_hh (G*H)``."""
+
+    _name = "RNNCell"
+
+    def __init__(
+        self, input_size: int, hidden_size: int, bias: bool, num_chunks: int, device=None, dtype=None
+    ) -> None:
+        super().__init__()
+        check_positive_int("input_size", input_size)
+        check_positive_int("hidden_size", hidden_size)
+        if not isinstance(bias, bool):
+            raise TypeError(f"bias should be of type bool, got: {type(bias).__name__}")
+        kw = {"device": device, "dtype": dtype}
+        self.input_size, self.hidden_size, self.bias = input_size, hidden_size, bias
+        self.weight_ih = nn.Parameter(torch.empty(num_chunks * hidden_size, input_size, **kw))
+        self.weight_hh = nn.Parameter(torch.empty(num_chunks * hidden_size, hidden_size, **kw))
+        if bias:
+            self.bias_ih = nn.Parameter(torch.empty(num_chunks * hidden_size, **kw))
+            self.bias_hh = nn.Parameter(torch.empty(num_chunks * hidden_size, **kw))
+        else:
+            self.register_parameter("bias_ih", None)
+            self.register_parameter("bias_hh", None)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        # torch.nn's scheme and order, so the same seed gives the same weights
+        bound = 1.0 / math.sqrt(self.hidden_size)
+        for p in self.parameters():
+            nn.init.uniform_(p, -bound, bound)
+
+    def extra_repr(self) -> str:
+        s = f"{self.input_size}, {self.hidden_size}"
+        if not self.bias:
+            s += ", bias=False"
+        if getattr(self, "nonlinearity", "tanh") != "tanh":
+            s += f", nonlinearity={self.nonlinearity}"
+        return s
+
+    def _prepare(self, input: Tensor, states: tuple[Tensor | None, ...]):
+        """Check shapes and dtypes; add the batch axis to unbatched input. Returns batched tensors."""
+        name = self._name
+        if not isinstance(input, Tensor):
+            raise TypeError(f"{name}: expected input to be a Tensor, got {type(input).__name__}")
+        if input.dim() not in (1, 2):
+            raise ValueError(f"{name}: Expected input to be 1D or 2D, got {input.dim()}D instead")
+        if input.size(-1) != self.input_size:
+            raise RuntimeError(
+                f"{name}: input.size(-1) must be equal to input_size. "
+                f"Expected {self.input_size}, got {input.size(-1)}"
+            )
+        if input.dtype != self.weight_ih.dtype:
+            raise ValueError(
+                f"{name}: input dtype ({input.dtype}) does not match weight dtype "
+                f"({self.weight_ih.dtype})"
+            )
+        batched = input.dim() == 2
+        x = input if batched else input.unsqueeze(0)
+        out = []
+        for k, s in enumerate(states):
+            label = "hx" if len(states) == 1 else f"hx[{k}]"
+            if s is None:
+                s = x.new_zeros(x.size(0), self.hidden_size)
+            else:
+                if s.dim() != input.dim():
+                    raise ValueError(
+                        f"{name}: Expected {label} to be {input.dim()}D like the input, "
+                        f"got {s.dim()}D instead"
+                    )
+                s = s if batched else s.unsqueeze(0)
+                expected = (x.size(0), self.hidden_size)
+                if tuple(s.shape) != expected:
+                    got = list(s.shape) if batched else list(s.shape[1:])
+                    want = list(expected) if batched else [self.hidden_size]
+                    raise RuntimeError(f"{name}: Expected {label} of size {want}, got {got}")
+                if s.dtype != x.dtype:
+                    raise ValueError(
+                        f"{name}: {label} dtype ({s.dtype}) does not match input dtype ({x.dtype})"
+                    )
+            out.append(s)
+        return x, out, batched
+
+
+class RNNCell(_CellBase):
+    """Elman cell ``h' = σ(W_ih x + b_ih + W_hh h + b_hh)``, σ = tanh or relu.
+
+    input (B, I) or (I,); hx (B, H) or (H,), zeros when omitted -> h' of the same batching.
+    """
+
+    _name = "RNNCell"
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        bias: bool = True,
+        nonlinearity: str = "tanh",
+        device=None,
+        dtype=None,
+    ) -> None:
+        if nonlinearity not in ("tanh", "relu"):
+            raise ValueError(
+                f"Unknown nonlinearity '{nonlinearity}'. Select from 'tanh' or 'relu'."
+            )
+        super().__init__(input_size, hidden_size, bias, 1, device, dtype)
+        self.nonlinearity = nonlinearity
+
+    def forward(self, input: Tensor, hx: Tensor | None = None) -> Tensor:
+        x, (h,), batched = self._prepare(input, (hx,))
+        gi = F.linear(x, self.weight_ih, combined_bias(self.bias_ih, self.bias_hh))
+        h = rnn_step(gi, h, self.weight_hh, self.nonlinearity)
+        return h if batched else h.squeeze(0)
+
+
+class LSTMCell(_CellBase):
+    """LSTM cell; see :func:`lstm_step`. input (B, I) or (I,); hx = (h, c) -> (h', c')."""
+
+    _name = "LSTMCell"
+
+    def __init__(
+        self, input_size: int, hidden_size: int, bias: bool = True, device=None, dtype=None
+    ) -> None:
+        super().__init__(input_size, hidden_size, bias, 4, device, dtype)
+
+    def forward(
+        self, input: Tensor, hx: tuple[Tensor, Tensor] | None = None
+    ) -> tuple[Tensor, Tensor]:
+        if isinstance(hx, Tensor):
+            raise TypeError(
+                "LSTMCell: hx must be a tuple (h, c) of two tensors of shape (batch, hidden_size); "
+                f"got a single Tensor of shape {list(hx.shape)}"
+            )
+        if hx is not None and len(hx) != 2:
+            raise TypeError(f"LSTMCell: hx must be a tuple (h, c), got {len(hx)} elements")
+        x, (h, c), batched = self._prepare(input, (None, None) if hx is None else tuple(hx))
+        gi = F.linear(x, self.weight_ih, combined_bias(self.bias_ih, self.bias_hh))
+        h, c = lstm_step(gi, h, c, self.weight_hh)
+        return (h, c) if batched else (h.squeeze(0), c.squeeze(0))
+
+
+class GRUCell(_CellBase):
+    """GRU cell; see :func:`gru_step`. input (B, I) or (I,); hx (B, H) or (H,) -> h'."""
+
+    _name = "GRUCell"
+
+    def __init__(
+        self, input_size: int, hidden_size: int, bias: bool = True, device=None, dtype=None
+    ) -> None:
+        super().__init__(input_size, hidden_size, bias, 3, device, dtype)
+
+    def forward(self, input: Tensor, hx: Tensor | None = None) -> Tensor:
+        x, (h,), batched = self._prepare(input, (hx,))
+        gi = F.linear(x, self.weight_ih, self.bias_ih)
+        h = gru_step(gi, h, self.weight_hh, self.bias_hh)
+        return h if batched else h.squeeze(0)

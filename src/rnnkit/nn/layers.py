@@ -1,0 +1,513 @@
+"""``RNN``, ``LSTM``, ``GRU``: drop-in replacements for ``torch.nn``'s, with two execution paths.
+
+Same constructor arguments, inputs (unbatched ``(T, I)``, ``(T, B, I)``, ``(B, T, I)`` with
+``batch_first``, ``PackedSequence``), outputs, parameter names, shapes, gate order and
+initialisation as ``torch.nn``, so state dicts move between the two unchanged. Extras, keyword-only:
+
+* ``forward(input, hx=None, *, lengths=None)``: per-sequence lengths instead of packing. Outputs past
+  a sequence's length are zero and ``h_n`` holds its state at its last valid step.
+* ``init_state="zeros" | "random" | "learned"``: the state used when ``hx`` is not given. Learned
+  states are parameters ``h0`` (and ``c0`` for LSTM), shaped ``(num_layers * D, H)``; random draws
+  fresh standard-normal noise on every call in training mode and uses zeros in eval mode.
+* ``backend="auto" | "native" | "loop"``: ``native`` calls PyTorch's fused kernels (what ``torch.nn``
+  runs), ``loop`` runs the readable Python time loop of ``rnnkit.nn.loop`` over the step functions
+  of ``rnnkit.nn.cells``. ``auto`` picks native whenever the layer can use it.
+* ``step(x_t, hx=None)``: one time step without a time axis, for streaming and sampling.
+
+Shapes: T time, B batch, I input, H hidden, P = proj_size (LSTM), H_out = P or H, D directions,
+L layers. output (T, B, D*H_out); h_n (L*D, B, H_out); c_n (L*D, B, H).
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from functools import partial
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
+
+from rnnkit.nn._checks import (
+    BACKENDS,
+    INIT_STATES,
+    check_bool,
+    check_choice,
+    check_dropout,
+    check_lengths,
+    check_positive_int,
+    check_state,
+)
+from rnnkit.nn.cells import combined_bias, gru_step, lstm_step, rnn_step
+from rnnkit.nn.loop import State, packed_to_padded, padded_to_packed, scan
+from rnnkit.nn.native import run_native
+
+_GATES = {"LSTM": 4, "GRU": 3, "RNN_TANH": 1, "RNN_RELU": 1}
+
+
+class RNNBase(nn.Module):
+    """Shared machinery of :class:`RNN`, :class:`LSTM` and :class:`GRU` (see the module docstring).
+
+    Subclasses with their own cell override :meth:`_run_direction` and set ``_has_native = False``.
+    """
+
+    _has_native = True
+    #: why backend="native" is refused when _has_native is False
+    _native_reason = ""
+
+    def __init__(
+        self,
+        mode: str,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        bias: bool = True,
+        batch_first: bool = False,
+        dropout: float = 0.0,
+        bidirectional: bool = False,
+        proj_size: int = 0,
+        device=None,
+        dtype=None,
+        *,
+        init_state: str = "zeros",
+        backend: str = "auto",
+    ) -> None:
+        super().__init__()
+        check_positive_int("input_size", input_size)
+        check_positive_int("hidden_size", hidden_size)
+        check_positive_int("num_layers", num_layers)
+        for name, value in (("bias", bias), ("batch_first", batch_first)):
+            check_bool(name, value)
+        check_bool("bidirectional", bidirectional)
+        dropout = check_dropout(dropout)
+        if isinstance(proj_size, bool) or not isinstance(proj_size, int) or proj_size < 0:
+            raise ValueError(
+                f"proj_size should be a positive integer or zero to disable projections; "
+                f"got {proj_size!r}"
+            )
+        if proj_size and mode != "LSTM":
+            raise ValueError("proj_size argument is only supported for LSTM, not RNN or GRU")
+        if proj_size >= hidden_size:
+            raise ValueError(
+                f"proj_size has to be smaller than hidden_size; got proj_size={proj_size}, "
+                f"hidden_size={hidden_size}"
+            )
+        check_choice("init_state", init_state, INIT_STATES)
+        check_choice("backend", backend, BACKENDS)
+        if backend == "native" and not self._has_native:
+            raise ValueError(
+                f"{type(self).__name__}: backend='native' is not available: {self._native_reason}. "
+                "Use backend='auto' or 'loop'."
+            )
+        if dropout > 0 and num_layers == 1:
+            warnings.warn(
+                "dropout option adds dropout after all but last recurrent layer, so non-zero "
+                f"dropout expects num_layers greater than 1, but got dropout={dropout} and "
+                f"num_layers={num_layers}",
+                stacklevel=3,
+            )
+
+        self.mode = mode
+        self.input_size, self.hidden_size, self.num_layers = input_size, hidden_size, num_layers
+        self.bias, self.batch_first, self.dropout = bias, batch_first, dropout
+        self.bidirectional, self.proj_size = bidirectional, proj_size
+        self.init_state, self.backend = init_state, backend
+
+        kw = {"device": device, "dtype": dtype}
+        gate_size = _GATES[mode] * hidden_size
+        out_size = proj_size or hidden_size  # H_out
+        D = 2 if bidirectional else 1
+        self._flat_weights_names: list[str] = []
+        self._all_weights: list[list[str]] = []
+        for layer in range(num_layers):
+            layer_input = input_size if layer == 0 else out_size * D
+            for direction in range(D):
+                sfx = f"_l{layer}" + ("_reverse" if direction else "")
+                shapes = {"weight_ih": (gate_size, layer_input), "weight_hh": (gate_size, out_size)}
+                if bias:
+                    shapes |= {"bias_ih": (gate_size,), "bias_hh": (gate_size,)}
+                if proj_size:
+                    shapes["weight_hr"] = (proj_size, hidden_size)
+                names = []
+                for base, shape in shapes.items():
+                    setattr(self, base + sfx, nn.Parameter(torch.empty(shape, **kw)))
+                    names.append(base + sfx)
+                self._flat_weights_names += names
+                self._all_weights.append(names)
+        if init_state == "learned":
+            self.h0 = nn.Parameter(torch.zeros(num_layers * D, out_size, **kw))
+            if mode == "LSTM":
+                self.c0 = nn.Parameter(torch.zeros(num_layers * D, hidden_size, **kw))
+        self.reset_parameters()
+
+    # ---------------------------------------------------------------------------------------------
+    # parameters
+
+    def reset_parameters(self) -> None:
+        """torch.nn's scheme in its order (same seed, same weights): U(-1/√H, 1/√H); h0, c0 zero."""
+        bound = 1.0 / math.sqrt(self.hidden_size)
+        for w in self._flat_weights:
+            nn.init.uniform_(w, -bound, bound)
+        for name in ("h0", "c0"):
+            if hasattr(self, name):
+                nn.init.zeros_(getattr(self, name))
+
+    @property
+    def _flat_weights(self) -> list[Tensor]:
+        # looked up on every call, so functional_call / parameter swaps are always honoured
+        return [getattr(self, n) for n in self._flat_weights_names]
+
+    @property
+    def all_weights(self) -> list[list[nn.Parameter]]:
+        return [[getattr(self, n) for n in names] for names in self._all_weights]
+
+    def flatten_parameters(self) -> None:
+        """Kept for drop-in compatibility; the CPU kernels need no flat weight buffer."""
+
+    def _direction_weights(self, layer: int, reverse: bool) -> dict[str, Tensor | None]:
+        sfx = f"_l{layer}" + ("_reverse" if reverse else "")
+        get = partial(getattr, self)
+        return {
+            "w_ih": get("weight_ih" + sfx),
+            "w_hh": get("weight_hh" + sfx),
+            "b_ih": get("bias_ih" + sfx) if self.bias else None,
+            "b_hh": get("bias_hh" + sfx) if self.bias else None,
+            "w_hr": get("weight_hr" + sfx) if self.proj_size else None,
+        }
+
+    @property
+    def num_directions(self) -> int:
+        return 2 if self.bidirectional else 1
+
+    def _state_sizes(self) -> list[int]:
+        """Feature size of each state tensor: [H_out] or, for LSTM, [H_out, H]."""
+        out = self.proj_size or self.hidden_size
+        return [out, self.hidden_size] if self.mode == "LSTM" else [out]
+
+    def extra_repr(self) -> str:
+        s = f"{self.input_size}, {self.hidden_size}"
+        if self.proj_size:
+            s += f", proj_size={self.proj_size}"
+        if self.num_layers != 1:
+            s += f", num_layers={self.num_layers}"
+        if getattr(self, "nonlinearity", "tanh") != "tanh":
+            s += f", nonlinearity={self.nonlinearity}"
+        for name, default in (("bias", True), ("batch_first", False), ("dropout", 0.0),
+                              ("bidirectional", False), ("init_state", "zeros"), ("backend", "auto")):
+            if getattr(self, name) != default:
+                s += f", {name}={getattr(self, name)!r}"
+        return s
+
+    # ---------------------------------------------------------------------------------------------
+    # forward
+
+    def forward(self, input, hx=None, *, lengths=None):
+        """See the module docstring. Returns ``(output, h_n)``; for LSTM ``(output, (h_n, c_n))``."""
+        name = type(self).__name__
+        if isinstance(input, PackedSequence):
+            if lengths is not None:
+                raise ValueError(
+                    f"{name}: lengths cannot be combined with a PackedSequence, which carries its "
+                    "own lengths"
+                )
+            self._check_input(input.data, expected_dim=2)
+            batched, batch = True, int(input.batch_sizes[0])
+            x = input.data
+        else:
+            if not isinstance(input, Tensor):
+                raise TypeError(
+                    f"{name}: expected input to be a Tensor or PackedSequence, "
+                    f"got {type(input).__name__}"
+                )
+            if input.dim() not in (2, 3):
+                raise ValueError(
+                    f"{name}: Expected input to be 2D (T, I) or 3D "
+                    f"({'B, T' if self.batch_first else 'T, B'}, I), got {input.dim()}D tensor instead"
+                )
+            batched = input.dim() == 3
+            x = input if batched else input.unsqueeze(0 if self.batch_first else 1)
+            self._check_input(x, expected_dim=3)
+            batch = x.size(0 if self.batch_first else 1)
+            if lengths is not None:
+                seq_len = x.size(1 if self.batch_first else 0)
+                lengths = check_lengths(lengths, batch, seq_len, x.device)
+        hx = self._prepare_hx(hx, batch, batched, x)
+
+        if self._use_native():
+            output, h_n = self._forward_native(input if batched else x, hx, lengths)
+        else:
+            output, h_n = self._forward_loop(input if batched else x, hx, lengths)
+
+        if not batched:
+            output = output.squeeze(0 if self.batch_first else 1)
+            h_n = tuple(h.squeeze(1) for h in h_n)
+        return output, (h_n if self.mode == "LSTM" else h_n[0])
+
+    def step(self, x_t: Tensor, hx=None):
+        """One time step: x_t (B, I) or (I,) -> (y_t (B, H_out) or (H_out,), new state).
+
+        The state is what ``forward`` takes and returns as ``hx``; carry it from call to call.
+        """
+        if self.bidirectional:
+            raise ValueError(
+                f"{type(self).__name__}: step() runs forward in time; a bidirectional layer needs "
+                "the whole sequence (call forward)"
+            )
+        if not isinstance(x_t, Tensor) or x_t.dim() not in (1, 2):
+            got = f"{x_t.dim()}D tensor" if isinstance(x_t, Tensor) else type(x_t).__name__
+            raise ValueError(
+                f"{type(self).__name__}.step: expected x_t of shape (B, I) or (I,), got {got}"
+            )
+        time_dim = 1 if (self.batch_first and x_t.dim() == 2) else 0
+        y, state = self(x_t.unsqueeze(time_dim), hx)
+        return y.squeeze(time_dim), state
+
+    def _use_native(self) -> bool:
+        if self.backend == "loop":
+            return False
+        return self._has_native
+
+    # ---------------------------------------------------------------------------------------------
+    # checks and initial state
+
+    def _check_input(self, x: Tensor, expected_dim: int) -> None:
+        name = type(self).__name__
+        if x.dim() != expected_dim:
+            raise RuntimeError(f"{name}: input must have {expected_dim} dimensions, got {x.dim()}")
+        if x.size(-1) != self.input_size:
+            raise RuntimeError(
+                f"{name}: input.size(-1) must be equal to input_size. "
+                f"Expected {self.input_size}, got {x.size(-1)}"
+            )
+        w = self.weight_ih_l0
+        if x.dtype != w.dtype and not torch.is_autocast_enabled(x.device.type):
+            raise ValueError(
+                f"{name}: input dtype ({x.dtype}) does not match weight dtype ({w.dtype}). "
+                f"Convert the input with input.to({w.dtype}) or the model with model.to({x.dtype})"
+            )
+
+    def _prepare_hx(self, hx, batch: int, batched: bool, x: Tensor) -> State:
+        """The initial state as a tuple of (L*D, B, ·) tensors in the caller's batch order."""
+        name = type(self).__name__
+        rows = self.num_layers * self.num_directions
+        sizes = self._state_sizes()
+        if hx is None:
+            return self._initial_state(batch, x)
+        if self.mode == "LSTM":
+            if isinstance(hx, Tensor):
+                raise RuntimeError(
+                    f"{name}: hx must be a tuple (h_0, c_0) of two tensors, h_0 of shape "
+                    f"{(rows, batch, sizes[0]) if batched else (rows, sizes[0])} and c_0 of shape "
+                    f"{(rows, batch, sizes[1]) if batched else (rows, sizes[1])}; "
+                    f"got a single Tensor of shape {list(hx.shape)}"
+                )
+            if not isinstance(hx, (tuple, list)) or len(hx) != 2:
+                raise RuntimeError(
+                    f"{name}: hx must be a tuple (h_0, c_0) of two tensors, got {type(hx).__name__}"
+                    + (f" of length {len(hx)}" if isinstance(hx, (tuple, list)) else "")
+                )
+            states, labels = tuple(hx), ("hx[0] (h_0)", "hx[1] (c_0)")
+        else:
+            if isinstance(hx, (tuple, list)):
+                raise RuntimeError(
+                    f"{name}: hx must be a single Tensor of shape "
+                    f"{(rows, batch, sizes[0]) if batched else (rows, sizes[0])}, got a "
+                    f"{type(hx).__name__} (only LSTM takes a pair (h_0, c_0))"
+                )
+            states, labels = (hx,), ("hx",)
+        want_dim = 3 if batched else 2
+        for s, label in zip(states, labels):
+            if not isinstance(s, Tensor):
+                raise TypeError(f"{name}: {label} must be a Tensor, got {type(s).__name__}")
+            if s.dim() != want_dim:
+                kind = "batched 3-D" if batched else "unbatched 2-D"
+                raise RuntimeError(
+                    f"{name}: For {kind} input, {label} should also be {want_dim}-D but got "
+                    f"{s.dim()}-D tensor"
+                )
+        for s, label, size in zip(states, labels, sizes):
+            shape = (rows, batch, size) if batched else (rows, size)
+            check_state(name, s, shape, x, label)
+        return states if batched else tuple(s.unsqueeze(1) for s in states)
+
+    def _initial_state(self, batch: int, x: Tensor) -> State:
+        rows = self.num_layers * self.num_directions
+        if self.init_state == "learned":
+            params = (self.h0, self.c0) if self.mode == "LSTM" else (self.h0,)
+            return tuple(p.unsqueeze(1).expand(-1, batch, -1).to(x.dtype) for p in params)
+        make = torch.randn if (self.init_state == "random" and self.training) else torch.zeros
+        return tuple(
+            make(rows, batch, size, dtype=x.dtype, device=x.device) for size in self._state_sizes()
+        )
+
+    # ---------------------------------------------------------------------------------------------
+    # native path
+
+    def _forward_native(self, input, hx: State, lengths: Tensor | None):
+        kw = dict(
+            bias=self.bias,
+            num_layers=self.num_layers,
+            dropout=self.dropout,
+            training=self.training,
+            bidirectional=self.bidirectional,
+        )
+        if isinstance(input, PackedSequence):
+            order, restore = input.sorted_indices, input.unsorted_indices
+            if order is not None:  # the kernel wants the state in sorted batch order
+                hx = tuple(h.index_select(1, order) for h in hx)
+            out, h_n = run_native(
+                self.mode, input.data, input.batch_sizes, hx, self._flat_weights,
+                batch_first=False, **kw,
+            )
+            if restore is not None:
+                h_n = tuple(h.index_select(1, restore) for h in h_n)
+            return PackedSequence(out, input.batch_sizes, order, restore), h_n
+        if lengths is not None:  # pack, run, pad back: outputs past each length are zero
+            seq_len = input.size(1 if self.batch_first else 0)
+            packed = pack_padded_sequence(
+                input, lengths.cpu(), batch_first=self.batch_first, enforce_sorted=False
+            )
+            out, h_n = self._forward_native(packed, hx, None)
+            out, _ = pad_packed_sequence(out, batch_first=self.batch_first, total_length=seq_len)
+            return out, h_n
+        return run_native(
+            self.mode, input, None, hx, self._flat_weights, batch_first=self.batch_first, **kw
+        )
+
+    # ---------------------------------------------------------------------------------------------
+    # readable path
+
+    def _forward_loop(self, input, hx: State, lengths: Tensor | None):
+        if isinstance(input, PackedSequence):
+            x, lens = packed_to_padded(input)  # (T, B, I) in the caller's order
+            out, h_n = self._run_layers(x, hx, lens.to(x.device))
+            return padded_to_packed(out, input), h_n
+        x = input.transpose(0, 1) if self.batch_first else input  # (T, B, I)
+        out, h_n = self._run_layers(x, hx, lengths)
+        return (out.transpose(0, 1) if self.batch_first else out), h_n
+
+    def _run_layers(self, x: Tensor, hx: State, lengths: Tensor | None) -> tuple[Tensor, State]:
+        """All layers and directions. x (T, B, I), hx tuple of (L*D, B, ·) -> (out, h_n)."""
+        D = self.num_directions
+        finals: list[list[Tensor]] = [[] for _ in hx]
+        for layer in range(self.num_layers):
+            outs = []
+            for direction in range(D):
+                state = tuple(h[layer * D + direction] for h in hx)
+                out, state = self._run_direction(x, state, layer, direction == 1, lengths)
+                outs.append(out)
+                for k, s in enumerate(state):
+                    finals[k].append(s)
+            x = outs[0] if D == 1 else torch.cat(outs, dim=2)  # (T, B, D*H_out)
+            if self.dropout and self.training and layer < self.num_layers - 1:
+                x = F.dropout(x, self.dropout, training=True)
+        return x, tuple(torch.stack(f) for f in finals)
+
+    def _run_direction(
+        self, x: Tensor, state: State, layer: int, reverse: bool, lengths: Tensor | None
+    ) -> tuple[Tensor, State]:
+        """One layer, one direction. x (T, B, I), state tuple of (B, ·) -> (out (T, B, H_out), state)."""
+        w = self._direction_weights(layer, reverse)
+        w_hh = w["w_hh"]
+        if self.mode == "GRU":
+            gi = F.linear(x, w["w_ih"], w["b_ih"])  # (T, B, 3H), all steps at once
+            b_hh = w["b_hh"]
+
+            def step(g, s):
+                return (gru_step(g, s[0], w_hh, b_hh),)
+        elif self.mode == "LSTM":
+            gi = F.linear(x, w["w_ih"], combined_bias(w["b_ih"], w["b_hh"]))  # (T, B, 4H)
+            w_hr = w["w_hr"]
+
+            def step(g, s):
+                return lstm_step(g, s[0], s[1], w_hh, w_hr)
+        else:
+            gi = F.linear(x, w["w_ih"], combined_bias(w["b_ih"], w["b_hh"]))  # (T, B, H)
+            nl = "tanh" if self.mode == "RNN_TANH" else "relu"
+
+            def step(g, s):
+                return (rnn_step(g, s[0], w_hh, nl),)
+        return scan(step, gi, state, lengths, reverse)
+
+
+class RNN(RNNBase):
+    """Elman RNN, drop-in for ``torch.nn.RNN``: ``h_t = σ(W_ih x_t + b_ih + W_hh h_{t-1} + b_hh)``."""
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        nonlinearity: str = "tanh",
+        bias: bool = True,
+        batch_first: bool = False,
+        dropout: float = 0.0,
+        bidirectional: bool = False,
+        device=None,
+        dtype=None,
+        *,
+        proj_size: int = 0,
+        init_state: str = "zeros",
+        backend: str = "auto",
+    ) -> None:
+        if nonlinearity not in ("tanh", "relu"):
+            raise ValueError(
+                f"Unknown nonlinearity '{nonlinearity}'. Select from 'tanh' or 'relu'."
+            )
+        self.nonlinearity = nonlinearity
+        mode = "RNN_TANH" if nonlinearity == "tanh" else "RNN_RELU"
+        super().__init__(
+            mode, input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional,
+            proj_size, device, dtype, init_state=init_state, backend=backend,
+        )
+
+
+class LSTM(RNNBase):
+    """LSTM, drop-in for ``torch.nn.LSTM`` (with ``proj_size``); the step is :func:`lstm_step`."""
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        bias: bool = True,
+        batch_first: bool = False,
+        dropout: float = 0.0,
+        bidirectional: bool = False,
+        proj_size: int = 0,
+        device=None,
+        dtype=None,
+        *,
+        init_state: str = "zeros",
+        backend: str = "auto",
+    ) -> None:
+        super().__init__(
+            "LSTM", input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional,
+            proj_size, device, dtype, init_state=init_state, backend=backend,
+        )
+
+
+class GRU(RNNBase):
+    """GRU, drop-in for ``torch.nn.GRU``; the step is :func:`gru_step`."""
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        bias: bool = True,
+        batch_first: bool = False,
+        dropout: float = 0.0,
+        bidirectional: bool = False,
+        device=None,
+        dtype=None,
+        *,
+        proj_size: int = 0,
+        init_state: str = "zeros",
+        backend: str = "auto",
+    ) -> None:
+        super().__init__(
+            "GRU", input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional,
+            proj_size, device, dtype, init_state=init_state, backend=backend,
+        )

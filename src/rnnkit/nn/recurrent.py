@@ -1,0 +1,127 @@
+"""The general recurrence ``h_t = σ(v(x_t) + q(h_{t-1}))``, ``y_t = u(h_t)``, for any v, q, u.
+
+v (the input map) does not depend on the state, so it runs over all time steps in one call; only q
+(the recurrent map) runs step by step. u (the output map) runs once over all the states at the end.
+With v, q affine, σ = tanh and u affine this is the Elman network (see :class:`rnnkit.Elman`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import Tensor, nn
+
+from rnnkit.nn._checks import (
+    INIT_STATES,
+    check_bool,
+    check_choice,
+    check_lengths,
+    check_positive_int,
+)
+from rnnkit.nn.loop import scan, step_masks
+
+
+def initial_hidden(
+    init_state: str, training: bool, shape: tuple[int, ...], like: Tensor, learned: Tensor | None
+) -> Tensor:
+    """h0 for the modes zeros / random (normal noise in training, zeros in eval) / learned."""
+    if init_state == "learned":
+        return learned.expand(shape).to(like.dtype)
+    if init_state == "random" and training:
+        return torch.randn(shape, dtype=like.dtype, device=like.device)
+    return torch.zeros(shape, dtype=like.dtype, device=like.device)
+
+
+class Recurrent(nn.Module):
+    """``h_t = activation(v(x_t) + q(h_{t-1}))``, ``y_t = u(h_t)`` (or ``h_t`` when u is None).
+
+    x (T, B, I), (B, T, I) with batch_first, or unbatched (T, I); h0 (B, H) or (H,).
+    Returns y (T, B, O) (or h's shape when u is None) and h_n (B, H).
+    v: (..., I) -> (..., H) applied to the whole sequence; q: (B, H) -> (B, H); u: (..., H) -> (..., O).
+    """
+
+    def __init__(
+        self,
+        v: Callable[[Tensor], Tensor],
+        q: Callable[[Tensor], Tensor],
+        u: Callable[[Tensor], Tensor] | None = None,
+        *,
+        hidden_size: int,
+        activation: Callable[[Tensor], Tensor] = torch.tanh,
+        init_state: str = "zeros",
+        batch_first: bool = False,
+    ) -> None:
+        super().__init__()
+        for name, f in (("v", v), ("q", q), ("activation", activation)):
+            if not callable(f):
+                raise TypeError(f"{name} must be a module or a callable, got {type(f).__name__}")
+        if u is not None and not callable(u):
+            raise TypeError(f"u must be a module, a callable or None, got {type(u).__name__}")
+        check_positive_int("hidden_size", hidden_size)
+        check_choice("init_state", init_state, INIT_STATES)
+        check_bool("batch_first", batch_first)
+        self.v, self.q, self.u = v, q, u  # modules among them register their parameters
+        self.activation = activation
+        self.hidden_size, self.init_state, self.batch_first = hidden_size, init_state, batch_first
+        if init_state == "learned":
+            self.h0 = nn.Parameter(torch.zeros(hidden_size))
+
+    def initial_state(self, batch_size: int | None = None, *, like: Tensor | None = None) -> Tensor:
+        """h0 of shape (batch_size, H), or (H,) when batch_size is None."""
+        if like is None:
+            ref = next(self.parameters(), None)
+            like = ref if ref is not None else torch.empty(0)
+        shape = (self.hidden_size,) if batch_size is None else (batch_size, self.hidden_size)
+        return initial_hidden(self.init_state, self.training, shape, like, getattr(self, "h0", None))
+
+    def forward(
+        self, x: Tensor, h0: Tensor | None = None, *, lengths: Tensor | None = None
+    ) -> tuple[Tensor, Tensor]:
+        name = type(self).__name__
+        if not isinstance(x, Tensor) or x.dim() not in (2, 3):
+            got = f"{x.dim()}D tensor" if isinstance(x, Tensor) else type(x).__name__
+            raise ValueError(f"{name}: Expected input to be 2D (T, I) or 3D, got {got}")
+        batched = x.dim() == 3
+        if batched and self.batch_first:
+            x = x.transpose(0, 1)
+        if not batched:
+            x = x.unsqueeze(1)  # (T, 1, I)
+        T, B = x.shape[:2]
+        vx = self.v(x)  # (T, B, H), every step in one call
+        if vx.shape != (T, B, self.hidden_size):
+            raise RuntimeError(
+                f"{name}: v(x) must have shape (T, B, hidden_size) = {(T, B, self.hidden_size)}, "
+                f"got {tuple(vx.shape)}"
+            )
+        h = self._check_h0(h0, B, batched, vx)
+        if lengths is not None:
+            lengths = check_lengths(lengths, B, T, x.device)
+        q, act = self.q, self.activation
+        hs, (h_n,) = scan(lambda g, s: (act(g + q(s[0])),), vx, (h,), lengths)  # (T, B, H)
+        y = hs if self.u is None else self.u(hs)
+        if lengths is not None and self.u is not None:  # u(0) need not be 0: zero the padding
+            y = y.masked_fill(~torch.stack(step_masks(lengths, T)), 0.0)
+        if not batched:
+            return y.squeeze(1), h_n.squeeze(0)
+        return (y.transpose(0, 1) if self.batch_first else y), h_n
+
+    def step(self, x_t: Tensor, h: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """One time step: x_t (B, I) or (I,) -> (y_t, h_t). Carry h_t into the next call."""
+        if not isinstance(x_t, Tensor) or x_t.dim() not in (1, 2):
+            raise ValueError(f"{type(self).__name__}.step: expected x_t of shape (B, I) or (I,)")
+        time_dim = 1 if (self.batch_first and x_t.dim() == 2) else 0
+        y, h = self(x_t.unsqueeze(time_dim), h)
+        return y.squeeze(time_dim), h
+
+    def _check_h0(self, h0: Tensor | None, B: int, batched: bool, like: Tensor) -> Tensor:
+        name = type(self).__name__
+        if h0 is None:
+            return self.initial_state(B, like=like)
+        want = (B, self.hidden_size) if batched else (self.hidden_size,)
+        if not isinstance(h0, Tensor) or tuple(h0.shape) != want:
+            got = list(h0.shape) if isinstance(h0, Tensor) else type(h0).__name__
+            raise RuntimeError(f"{name}: Expected h0 of size {want}, got {got}")
+        if h0.dtype != like.dtype:
+            raise ValueError(f"{name}: h0 dtype ({h0.dtype}) does not match input dtype ({like.dtype})")
+        return h0 if batched else h0.unsqueeze(0)
