@@ -1,0 +1,115 @@
+"""rnnkit.RNN/LSTM/GRU against torch.nn: correctness first, then forward and forward+backward time.
+
+    python benchmarks/layers.py            # both shapes, 5 timed repeats each (a few minutes on 2 cores)
+    python benchmarks/layers.py --quick    # 2 repeats, small shape only
+
+For each cell it checks that both rnnkit paths give torch.nn's outputs and gradients on the same
+weights, then times torch.nn, rnnkit's fast path (backend="native") and rnnkit's readable path
+(backend="loop"), interleaved so drift in the machine's speed hits all three alike, and prints
+the median time of each and its ratio to torch.nn (lower is faster; 1.00x is parity).
+
+Shapes: the fastrnns default (T=100, B=64, I=H=512) and a small one (T=128, B=32, I=64, H=256).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+
+import rnnkit
+
+SHAPES = {"fastrnns": (100, 64, 512, 512), "small": (128, 32, 64, 256)}
+CELLS = {"RNN": (torch.nn.RNN, rnnkit.RNN), "LSTM": (torch.nn.LSTM, rnnkit.LSTM),
+         "GRU": (torch.nn.GRU, rnnkit.GRU)}
+
+
+def check(cell: str) -> None:
+    """Both paths equal torch.nn (float64) before anything is timed."""
+    ref_cls, ours_cls = CELLS[cell]
+    torch.manual_seed(0)
+    ref = ref_cls(8, 16, num_layers=2, dtype=torch.float64)
+    x = torch.randn(12, 4, 8, dtype=torch.float64, requires_grad=True)
+    out_r, _ = ref(x)
+    grads_r = torch.autograd.grad(out_r.square().sum(), [x, *ref.parameters()])
+    for backend in ("native", "loop"):
+        ours = ours_cls(8, 16, num_layers=2, dtype=torch.float64, backend=backend)
+        ours.load_state_dict(ref.state_dict())
+        out_o, _ = ours(x)
+        grads_o = torch.autograd.grad(out_o.square().sum(), [x, *ours.parameters()])
+        torch.testing.assert_close(out_o, out_r, rtol=1e-10, atol=1e-10)
+        for a, b in zip(grads_o, grads_r):
+            torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
+
+
+def timed(fn, repeats: int) -> list[float]:
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return times
+
+
+def bench(cell: str, shape: tuple[int, int, int, int], repeats: int) -> dict[str, dict[str, float]]:
+    T, B, I, H = shape
+    ref_cls, ours_cls = CELLS[cell]
+    torch.manual_seed(0)
+    models = {"torch.nn": ref_cls(I, H)}
+    for backend in ("native", "loop"):
+        m = ours_cls(I, H, backend=backend)
+        m.load_state_dict(models["torch.nn"].state_dict())
+        models[f"rnnkit {backend}"] = m
+    x = torch.randn(T, B, I)
+    xg = x.clone().requires_grad_(True)
+
+    def forward(m):
+        with torch.no_grad():
+            m(x)
+
+    def forward_backward(m):
+        out, _ = m(xg)
+        out.sum().backward()
+
+    results: dict[str, dict[str, list[float]]] = {name: {"fwd": [], "fwd+bwd": []} for name in models}
+    for kind, fn in (("fwd", forward), ("fwd+bwd", forward_backward)):
+        for m in models.values():  # warm-up
+            fn(m)
+        for _ in range(repeats):  # interleaved
+            for name, m in models.items():
+                results[name][kind] += timed(lambda m=m, fn=fn: fn(m), 1)
+    return {n: {k: statistics.median(v) for k, v in r.items()} for n, r in results.items()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small shape, 2 repeats")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--cells", nargs="+", default=list(CELLS), choices=list(CELLS))
+    args = parser.parse_args()
+    shapes = {"small": SHAPES["small"]} if args.quick else SHAPES
+    repeats = 2 if args.quick else args.repeats
+
+    for cell in args.cells:
+        check(cell)
+    print(f"correctness: rnnkit native and loop paths match torch.nn for {', '.join(args.cells)} "
+          "(float64, outputs and gradients, rtol=atol=1e-10)")
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, float32, median of {repeats}\n")
+    print("| cell | shape (T, B, I, H) | pass | torch.nn ms | rnnkit native ms | ratio | "
+          "rnnkit loop ms | ratio |")
+    print("|---|---|---|---:|---:|---:|---:|---:|")
+    for shape_name, shape in shapes.items():
+        for cell in args.cells:
+            r = bench(cell, shape, repeats)
+            for kind in ("fwd", "fwd+bwd"):
+                base = r["torch.nn"][kind]
+                nat, loop = r["rnnkit native"][kind], r["rnnkit loop"][kind]
+                print(f"| {cell} | {shape_name} {shape} | {kind} | {base * 1e3:.1f} | "
+                      f"{nat * 1e3:.1f} | {nat / base:.2f}x | {loop * 1e3:.1f} | {loop / base:.2f}x |",
+                      flush=True)
+
+
+if __name__ == "__main__":
+    main()
