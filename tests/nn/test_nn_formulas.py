@@ -251,3 +251,17 @@ def test_loop_backward_is_linear_in_T():
     kinds = {type(fn).__name__ for fn in seen}
     assert "UnbindBackward0" in kinds
     assert "SelectBackward0" not in kinds
+
+
+@pytest.mark.parametrize("backend", ["native", "loop"])
+def test_elman_lengths_equal_each_sequence_alone(backend):
+    torch.manual_seed(0)
+    net = rnnkit.Elman(I, H, O, backend=backend, dtype=D64)
+    x = torch.randn(T, B, I, dtype=D64)
+    lengths = torch.tensor([T, 2, 4])
+    y, h_n = net(x, lengths=lengths)
+    for b, n in enumerate(lengths.tolist()):
+        y_b, h_b = net(x[:n, b])
+        torch.testing.assert_close(y[:n, b], y_b, rtol=1e-12, atol=1e-12)
+        torch.testing.assert_close(h_n[b], h_b, rtol=1e-12, atol=1e-12)
+        assert torch.all(y[n:, b] == 0)

@@ -24,7 +24,7 @@ from rnnkit.nn._checks import (
 )
 from rnnkit.nn.cells import combined_bias, rnn_step
 from rnnkit.nn.loop import scan, step_masks
-from rnnkit.nn.native import run_native
+from rnnkit.nn.native import run_native_any
 from rnnkit.nn.recurrent import initial_hidden
 
 
@@ -145,14 +145,14 @@ class Elman(nn.Module):
 
     def _recurrence(self, x: Tensor, h: Tensor, lengths: Tensor | None) -> tuple[Tensor, Tensor]:
         """x (T, B, I), h (B, H) -> all states (T, B, H) and the final one (B, H)."""
-        if self.backend != "loop" and lengths is None:
+        if self.backend != "loop":
             weights = [self.weight_ih, self.weight_hh]
             if self.bias:
                 weights += [self.bias_ih, self.bias_hh]
             mode = "RNN_TANH" if self.nonlinearity == "tanh" else "RNN_RELU"
-            hs, (h_n,) = run_native(
-                mode, x, None, (h.unsqueeze(0),), weights, bias=self.bias, num_layers=1,
-                dropout=0.0, training=False, bidirectional=False, batch_first=False,
+            hs, (h_n,) = run_native_any(
+                mode, x, (h.unsqueeze(0),), weights, lengths, batch_first=False, bias=self.bias,
+                num_layers=1, dropout=0.0, training=False, bidirectional=False,
             )
             return hs, h_n[0]
         gi = F.linear(x, self.weight_ih, combined_bias(self.bias_ih, self.bias_hh))  # (T, B, H)

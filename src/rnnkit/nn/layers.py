@@ -27,7 +27,7 @@ from functools import partial
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
+from torch.nn.utils.rnn import PackedSequence
 
 from rnnkit.nn._checks import (
     BACKENDS,
@@ -41,7 +41,7 @@ from rnnkit.nn._checks import (
 )
 from rnnkit.nn.cells import combined_bias, gru_step, lstm_step, rnn_step
 from rnnkit.nn.loop import State, packed_to_padded, padded_to_packed, scan
-from rnnkit.nn.native import run_native
+from rnnkit.nn.native import run_native_any
 
 _GATES = {"LSTM": 4, "GRU": 3, "RNN_TANH": 1, "RNN_RELU": 1}
 
@@ -345,34 +345,10 @@ class RNNBase(nn.Module):
     # native path
 
     def _forward_native(self, input, hx: State, lengths: Tensor | None):
-        kw = dict(
-            bias=self.bias,
-            num_layers=self.num_layers,
-            dropout=self.dropout,
-            training=self.training,
-            bidirectional=self.bidirectional,
-        )
-        if isinstance(input, PackedSequence):
-            order, restore = input.sorted_indices, input.unsorted_indices
-            if order is not None:  # the kernel wants the state in sorted batch order
-                hx = tuple(h.index_select(1, order) for h in hx)
-            out, h_n = run_native(
-                self.mode, input.data, input.batch_sizes, hx, self._flat_weights,
-                batch_first=False, **kw,
-            )
-            if restore is not None:
-                h_n = tuple(h.index_select(1, restore) for h in h_n)
-            return PackedSequence(out, input.batch_sizes, order, restore), h_n
-        if lengths is not None:  # pack, run, pad back: outputs past each length are zero
-            seq_len = input.size(1 if self.batch_first else 0)
-            packed = pack_padded_sequence(
-                input, lengths.cpu(), batch_first=self.batch_first, enforce_sorted=False
-            )
-            out, h_n = self._forward_native(packed, hx, None)
-            out, _ = pad_packed_sequence(out, batch_first=self.batch_first, total_length=seq_len)
-            return out, h_n
-        return run_native(
-            self.mode, input, None, hx, self._flat_weights, batch_first=self.batch_first, **kw
+        return run_native_any(
+            self.mode, input, hx, self._flat_weights, lengths, batch_first=self.batch_first,
+            bias=self.bias, num_layers=self.num_layers, dropout=self.dropout,
+            training=self.training, bidirectional=self.bidirectional,
         )
 
     # ---------------------------------------------------------------------------------------------
