@@ -45,8 +45,13 @@ Shapes: T time, B batch, H hidden, G = gates * H. ``gi`` (T, B, G), states (B, H
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 from torch.autograd.function import once_differentiable
+
+from rnnkit.nn.cells import lstm_step, rnn_step
+from rnnkit.nn.dropout import check_probability, drop_connect, variational_mask, zoneout_keep
+from rnnkit.nn.layers import GRU, LSTM, RNN
 
 EPS = 1e-5  # layer-norm epsilon, as torch.nn.LayerNorm
 
@@ -477,3 +482,130 @@ def reference_recurrence(
         )
         outs[t] = state[0] * valid[t] if valid is not None else state[0]
     return torch.stack(outs), state
+
+
+# --------------------------------------------------------------------------------------------------
+# Layers: rnnkit's RNN / LSTM / GRU running on the fused recurrence, with recurrent dropout.
+# --------------------------------------------------------------------------------------------------
+
+
+def _gru_step(gi: Tensor, h_in: Tensor, h: Tensor, w_hh: Tensor, b_hh: Tensor | None) -> Tensor:
+    """GRU step where the recurrent product sees ``h_in`` (maybe dropped) and the carry sees ``h``."""
+    gh = F.linear(h_in, w_hh, b_hh)  # (B, 3H)
+    i_r, i_z, i_n = gi.chunk(3, dim=1)
+    h_r, h_z, h_n = gh.chunk(3, dim=1)
+    r = torch.sigmoid(i_r + h_r)
+    z = torch.sigmoid(i_z + h_z)
+    n = torch.tanh(i_n + r * h_n)
+    return n + z * (h - n)
+
+
+def valid_mask(lengths: Tensor | None, steps: int, like: Tensor) -> Tensor | None:
+    """(T, B, 1) of ones where step t lies inside sequence b, zeros past its end."""
+    if lengths is None:
+        return None
+    t = torch.arange(steps, device=like.device)
+    return (t[:, None] < lengths.to(like.device)[None, :]).unsqueeze(-1).to(like.dtype)
+
+
+class FusedMixin:
+    """Runs every (layer, direction) of an ``rnnkit.nn.RNNBase`` layer through the fused Function.
+
+    Put it first in the bases (``class FusedLSTM(FusedMixin, LSTM)``): it overrides the
+    ``_run_direction`` hook, so batch_first, bidirectional, stacked layers, packed sequences,
+    ``lengths`` and ``hx`` all come from the base class. ``backend="loop"`` runs the same recurrence
+    and masks through the readable :func:`reference_recurrence` instead (and so does
+    ``proj_size > 0``, which the fused kernels do not implement).
+
+    Extra keyword-only constructor arguments (``rnnkit.nn.dropout``), all 0 by default:
+    ``recurrent_dropout`` (variational, on ``h`` entering ``W_hh``), ``zoneout`` (a float, or
+    ``(p_h, p_c)`` for LSTM), ``weight_dropout`` (DropConnect on ``W_hh``).
+    """
+
+    _has_native = False
+    _native_reason = "it runs rnnkit's fused recurrence, which torch has no kernel for"
+
+    def __init__(self, *args, recurrent_dropout=0.0, zoneout=0.0, weight_dropout=0.0, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.recurrent_dropout = check_probability("recurrent_dropout", recurrent_dropout)
+        self.weight_dropout = check_probability("weight_dropout", weight_dropout)
+        n_state = 2 if self.mode == "LSTM" else 1
+        if isinstance(zoneout, (tuple, list)):
+            if len(zoneout) != n_state:
+                raise ValueError(
+                    f"{type(self).__name__}: zoneout takes a float or one probability per state "
+                    f"tensor ({n_state}: {'(p_h, p_c)' if n_state == 2 else '(p_h,)'}); "
+                    f"got {len(zoneout)} values"
+                )
+            zoneout = tuple(check_probability("zoneout", p) for p in zoneout)
+        else:
+            zoneout = (check_probability("zoneout", zoneout),) * n_state
+        self.zoneout = zoneout
+
+    def extra_repr(self) -> str:
+        s = super().extra_repr()
+        for name in ("recurrent_dropout", "weight_dropout"):
+            if getattr(self, name):
+                s += f", {name}={getattr(self, name)}"
+        if any(self.zoneout):
+            z = self.zoneout
+            s += f", zoneout={z[0] if len(set(z)) == 1 else z}"
+        return s
+
+    @property
+    def fused_cell(self) -> str:
+        """The ``CELLS`` entry this layer runs."""
+        return {"LSTM": "lstm", "GRU": "gru", "RNN_TANH": "rnn_tanh", "RNN_RELU": "rnn_relu"}[
+            self.mode
+        ]
+
+    def _gi_and_params(self, x: Tensor, w: dict, layer: int, reverse: bool):
+        """(gi (T, B, G), the cell's extra parameters in ``CELLS`` order)."""
+        if self.mode == "GRU":
+            return F.linear(x, w["w_ih"], w["b_ih"]), (w["b_hh"],)
+        bias = None if w["b_ih"] is None else w["b_ih"] + w["b_hh"]
+        return F.linear(x, w["w_ih"], bias), ()  # (T, B, G), both biases folded in
+
+    def _reference_step(self, w_hh: Tensor, w: dict, params: tuple):
+        """step(gi_t, h_in, state) -> state, for :func:`reference_recurrence`."""
+        if self.mode == "LSTM":
+            return lambda g, h_in, s: lstm_step(g, h_in, s[1], w_hh, w["w_hr"])
+        if self.mode == "GRU":
+            return lambda g, h_in, s: (_gru_step(g, h_in, s[0], w_hh, params[0]),)
+        nl = "tanh" if self.mode == "RNN_TANH" else "relu"
+        return lambda g, h_in, s: (rnn_step(g, h_in, w_hh, nl),)
+
+    def _run_direction(self, x, state, layer, reverse, lengths):
+        """x (T, B, I), state tuple of (B, ·) -> (out (T, B, H_out), state)."""
+        w = self._direction_weights(layer, reverse)
+        w_hh = drop_connect(w["w_hh"], self.weight_dropout, self.training)
+        gi, params = self._gi_and_params(x, w, layer, reverse)
+        T, B = gi.shape[:2]
+        valid = valid_mask(lengths, T, gi)
+        keep = []
+        for s, p in zip(state, self.zoneout):
+            k = zoneout_keep(T, B, s.shape[-1], p, self.training, gi) if p else None
+            keep.append(k if valid is None else (valid if k is None else k * valid))
+        hidden_mask = None
+        if self.recurrent_dropout and self.training:
+            hidden_mask = variational_mask(B, state[0].shape[-1], self.recurrent_dropout, gi)
+        kw = {"reverse": reverse, "hidden_mask": hidden_mask, "keep": tuple(keep), "valid": valid}
+        if self.backend == "loop" or w["w_hr"] is not None:
+            step = self._reference_step(w_hh, w, params)
+            return reference_recurrence(step, gi, state, **kw)
+        dtype = gi.dtype  # under autocast gi may be bf16 while the weights are float32
+        params = tuple(None if p is None else p.to(dtype) for p in params)
+        state = tuple(s.to(dtype) for s in state)
+        return fused_recurrence(self.fused_cell, gi, state, w_hh.to(dtype), params, **kw)
+
+
+class FusedRNN(FusedMixin, RNN):
+    """``rnnkit.RNN`` on the fused recurrence, with recurrent dropout (see :class:`FusedMixin`)."""
+
+
+class FusedLSTM(FusedMixin, LSTM):
+    """``rnnkit.LSTM`` on the fused recurrence, with recurrent dropout (see :class:`FusedMixin`)."""
+
+
+class FusedGRU(FusedMixin, GRU):
+    """``rnnkit.GRU`` on the fused recurrence, with recurrent dropout (see :class:`FusedMixin`)."""
