@@ -1,0 +1,212 @@
+"""A character-level language model trained by the NumPy engine alone.
+
+min-char-rnn's job (Karpathy 2015), done with batches: B parallel streams of the text, chunks of
+``seq_len`` steps with the state carried across chunks (truncated BPTT), a numerically stable
+softmax, gradient clipping, and sampling with a temperature.
+
+    x_t one-hot (V)  ->  recurrent layers (RNN, LSTM or GRU; H units)  ->  h_t (B, H)
+    logits_t = h_t W_ho^T + b_ho (B, V),   loss = mean_t,b  -log softmax(logits_t)[y_t]
+
+Use::
+
+    from rnnkit.scratch import charlm
+    result = charlm.train(text, hidden_size=100, seq_len=25, batch_size=64, steps=2000)
+    result.losses[-1], result.model.sample(200, prime="ROMEO:", temperature=0.8)
+
+API: :class:`CharLM` (``loss_and_grads(x_idx, y_idx, state) -> (loss, grads, state)``,
+``sample(n, prime, temperature, seed) -> str``, ``encode``/``decode``, ``config()``,
+``state_dict()``/``load_state_dict()``), :func:`train` -> :class:`TrainResult`, :func:`evaluate`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from rnnkit.scratch.layers import GRU, LSTM, RNN
+from rnnkit.scratch.linear import init_linear, linear_backward, linear_forward
+from rnnkit.scratch.losses import cross_entropy_backward, cross_entropy_forward, log_softmax
+from rnnkit.scratch.module import Module, check_size
+from rnnkit.scratch.optim import SGD, Adagrad, Adam, clip_grad_norm, clip_grad_value
+
+CELLS = {"rnn": RNN, "lstm": LSTM, "gru": GRU}
+OPTIMIZERS = {"adam": Adam, "adagrad": Adagrad, "sgd": SGD}
+
+
+class CharLM(Module):
+    """One-hot characters -> recurrent layers -> logits over the vocabulary.
+
+    chars: the vocabulary (a string or a sequence of distinct characters; index = position).
+    Parameters: the recurrent layer's torch names (``weight_ih_l0``, ...), then ``weight_ho`` (V, H)
+    and ``bias_ho`` (V,).
+    """
+
+    def __init__(
+        self, chars: str | Sequence[str], hidden_size: int = 100, *, cell: str = "rnn",
+        num_layers: int = 1, dtype=np.float32, seed=None,
+    ):
+        super().__init__(dtype)
+        self.chars = list(chars)
+        if not self.chars or len(set(self.chars)) != len(self.chars):
+            raise ValueError(f"chars must be a non-empty sequence of distinct characters, got {chars!r}")
+        if cell not in CELLS:
+            raise ValueError(f"cell must be one of {sorted(CELLS)}. Expected one of those, got {cell!r}")
+        self.cell, self.hidden_size = cell, check_size("hidden_size", hidden_size)
+        self.stoi = {ch: i for i, ch in enumerate(self.chars)}
+        V = self.vocab_size = len(self.chars)
+        rng = np.random.default_rng(seed)
+        self.rnn = CELLS[cell](V, hidden_size, num_layers, dtype=dtype, seed=rng.integers(2**63))
+        self.num_layers = self.rnn.num_layers
+        w, b = init_linear(rng, hidden_size, V, True, self.dtype)
+        self._params = dict(self.rnn.parameters())  # the same arrays as the layer's
+        self._params["weight_ho"], self._params["bias_ho"] = w, b
+
+    def config(self) -> dict:
+        """The constructor arguments, to rebuild the model: ``CharLM(**config)``."""
+        return {"chars": "".join(self.chars), "hidden_size": self.hidden_size, "cell": self.cell,
+                "num_layers": self.num_layers, "dtype": self.dtype.name}
+
+    def encode(self, text: str) -> np.ndarray:
+        unknown = sorted({ch for ch in text if ch not in self.stoi})
+        if unknown:
+            raise ValueError(f"text has characters outside the vocabulary: {unknown[:10]}")
+        return np.fromiter((self.stoi[ch] for ch in text), dtype=np.int64, count=len(text))
+
+    def decode(self, idx) -> str:
+        return "".join(self.chars[int(i)] for i in np.asarray(idx).reshape(-1))
+
+    def initial_state(self, batch_size: int):
+        return self.rnn.initial_state(batch_size)
+
+    def forward(self, x_idx, state=None):
+        """x_idx (T, B) integers -> (logits (T, B, V), state, cache)."""
+        hs, state, rnn_cache = self.rnn.forward(x_idx, state)  # (T, B, H)
+        logits = linear_forward(hs, self._params["weight_ho"], self._params["bias_ho"])
+        return logits, state, (hs, rnn_cache)
+
+    def backward(self, d_logits, cache):
+        """d_logits (T, B, V) -> grads keyed like the state dict (no gradient into the state)."""
+        hs, rnn_cache = cache
+        d_hs, d_w, d_b = linear_backward(d_logits, hs, self._params["weight_ho"])
+        _, _, grads = self.rnn.backward(d_hs, rnn_cache)
+        grads["weight_ho"], grads["bias_ho"] = d_w, d_b
+        return grads
+
+    def loss_and_grads(self, x_idx, y_idx, state=None):
+        """Mean cross-entropy (nats per character) of predicting y_idx (T, B) from x_idx (T, B).
+
+        Returns (loss, grads, state): ``state`` is the final state, to carry into the next chunk.
+        """
+        logits, state, cache = self.forward(x_idx, state)
+        loss, ce_cache = cross_entropy_forward(logits, np.asarray(y_idx))
+        grads = self.backward(cross_entropy_backward(1.0, ce_cache), cache)
+        return loss, grads, state
+
+    def sample(self, n: int, prime: str = "", temperature: float = 1.0, seed=None) -> str:
+        """Generate n characters after ``prime`` (default: a random character from the vocabulary).
+
+        Each next character is drawn from softmax(logits / temperature): temperature < 1 is more
+        conservative, > 1 more varied. Returns the n new characters (without the prime).
+        """
+        if not temperature > 0:
+            raise ValueError(f"temperature must be > 0, got {temperature}")
+        n = check_size("n", n, minimum=0)
+        rng = np.random.default_rng(seed)
+        prime_idx = self.encode(prime) if prime else rng.integers(self.vocab_size, size=1)
+        logits, state, _ = self.forward(prime_idx.reshape(-1, 1))  # feed the prime: (T, 1)
+        out = []
+        for _ in range(n):
+            logp = log_softmax(logits[-1, 0].astype(np.float64) / temperature)
+            p = np.exp(logp)
+            nxt = int(rng.choice(self.vocab_size, p=p / p.sum()))
+            out.append(nxt)
+            logits, state, _ = self.forward(np.array([[nxt]]), state)
+        return self.decode(out)
+
+
+def stream_batches(idx: np.ndarray, batch_size: int, seq_len: int):
+    """Split a stream of indices into ``batch_size`` parallel streams and cut them into chunks.
+
+    Returns (X, Y) of shape (N, B): X[t, b] is character t of stream b and Y[t, b] the next one.
+    Chunks are X[s:s+seq_len] for s = 0, seq_len, ...; the state of stream b carries from one
+    chunk into the next.
+    """
+    n = (len(idx) - 1) // batch_size  # steps per stream
+    if n < seq_len:
+        raise ValueError(
+            f"text too short for batch_size={batch_size} and seq_len={seq_len}: need at least "
+            f"{batch_size * seq_len + 1} characters, got {len(idx)}"
+        )
+    X = idx[: batch_size * n].reshape(batch_size, n).T  # (n, B)
+    Y = idx[1 : batch_size * n + 1].reshape(batch_size, n).T  # (n, B)
+    return np.ascontiguousarray(X), np.ascontiguousarray(Y)
+
+
+@dataclass
+class TrainResult:
+    model: CharLM
+    losses: list[float] = field(default_factory=list)  # mean loss (nats/char) of every step
+
+
+def train(
+    text: str,
+    *,
+    hidden_size: int = 100,
+    cell: str = "rnn",
+    num_layers: int = 1,
+    seq_len: int = 25,
+    batch_size: int = 64,
+    steps: int = 1000,
+    optimizer: str = "adam",
+    lr: float = 3e-3,
+    clip_norm: float | None = 5.0,
+    clip_value: float | None = None,
+    dtype=np.float32,
+    seed: int = 0,
+    model: CharLM | None = None,
+    callback: Callable[[int, float, CharLM], None] | None = None,
+) -> TrainResult:
+    """Train a :class:`CharLM` on ``text`` for ``steps`` chunks of ``seq_len`` x ``batch_size`` chars.
+
+    The vocabulary is the sorted set of characters of ``text`` (or ``model``'s when one is given
+    to continue training). ``callback(step, loss, model)`` runs after every update.
+    """
+    if optimizer not in OPTIMIZERS:
+        raise ValueError(f"optimizer must be one of {sorted(OPTIMIZERS)}, got {optimizer!r}")
+    steps = check_size("steps", steps, minimum=0)
+    if model is None:
+        model = CharLM(sorted(set(text)), hidden_size, cell=cell, num_layers=num_layers, dtype=dtype,
+                       seed=seed)
+    X, Y = stream_batches(model.encode(text), check_size("batch_size", batch_size),
+                          check_size("seq_len", seq_len))
+    opt = OPTIMIZERS[optimizer](model.parameters(), lr=lr)
+    result = TrainResult(model)
+    state, pos = None, 0
+    for step in range(steps):
+        if pos + seq_len > len(X):  # end of the streams: start over from a zero state
+            state, pos = None, 0
+        loss, grads, state = model.loss_and_grads(X[pos : pos + seq_len], Y[pos : pos + seq_len], state)
+        pos += seq_len
+        if clip_value is not None:
+            clip_grad_value(grads, clip_value)
+        if clip_norm is not None:
+            clip_grad_norm(grads, clip_norm)
+        opt.step(grads)
+        result.losses.append(loss)
+        if callback is not None:
+            callback(step, loss, model)
+    return result
+
+
+def evaluate(model: CharLM, text: str, *, seq_len: int = 100, batch_size: int = 16) -> float:
+    """Mean cross-entropy (nats per character) of ``model`` on ``text``, state carried across chunks."""
+    X, Y = stream_batches(model.encode(text), batch_size, seq_len)
+    total, count, state = 0.0, 0, None
+    for pos in range(0, len(X), seq_len):
+        logits, state, _ = model.forward(X[pos : pos + seq_len], state)
+        loss, _ = cross_entropy_forward(logits, Y[pos : pos + seq_len], reduction="sum")
+        total += loss
+        count += Y[pos : pos + seq_len].size
+    return total / count

@@ -1,0 +1,184 @@
+"""The LSTM cell in NumPy (with optional projection): one step with its backward, and the loop.
+
+Update (torch.nn.LSTM, gate order i, f, g, o; Hochreiter & Schmidhuber 1997, forget gate of
+Gers et al. 2000, projection of Sak et al. 2014):
+
+    [a_i, a_f, a_g, a_o] = x_t W_ih^T + b_ih + h_{t-1} W_hh^T + b_hh     (B, 4H)
+    i = σ(a_i)   f = σ(a_f)   g = tanh(a_g)   o = σ(a_o)                  (B, H) each
+    c_t = f * c_{t-1} + i * g                                             (B, H)
+    m_t = o * tanh(c_t)                                                   (B, H)
+    h_t = m_t W_hr^T   if proj_size > 0,   else h_t = m_t                 (B, P) or (B, H)
+
+Backward (docs/bptt.md, section "LSTM"): with dh, dc the total gradients reaching h_t, c_t,
+
+    dm = dh W_hr (or dh)     dW_hr = dh^T m_t
+    dc_tot = dc + dm * o * (1 - tanh(c_t)^2)
+    da_i = dc_tot * g * i(1-i)     da_f = dc_tot * c_{t-1} * f(1-f)
+    da_g = dc_tot * i * (1-g^2)    da_o = dm * tanh(c_t) * o(1-o)
+    dc_{t-1} = dc_tot * f          dh_{t-1} = da W_hh        dx = da W_ih
+
+Shapes: B batch, I input, H hidden, P proj_size, T time.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def _sigmoid(a):
+    # 0.5 * (1 + tanh(a/2)) is σ(a) without overflow in exp for large |a|
+    return 0.5 * (1.0 + np.tanh(0.5 * a))
+
+
+# ----------------------------------------------------------------------------------------------
+# One step: the readable reference.
+# ----------------------------------------------------------------------------------------------
+
+
+def lstm_step(x, state, params):
+    """One LSTM step. x (B, I), state (h (B, P or H), c (B, H)), params: weight_ih (4H, I),
+    weight_hh (4H, P or H), optional bias_ih, bias_hh (4H,), optional weight_hr (P, H).
+    Returns ((h_new, c_new), cache)."""
+    h, c = state
+    a = x @ params["weight_ih"].T + h @ params["weight_hh"].T  # (B, 4H)
+    if "bias_ih" in params:
+        a = a + params["bias_ih"] + params["bias_hh"]
+    a_i, a_f, a_g, a_o = np.split(a, 4, axis=1)  # (B, H) each
+    i, f, g, o = _sigmoid(a_i), _sigmoid(a_f), np.tanh(a_g), _sigmoid(a_o)
+    c_new = f * c + i * g  # (B, H)
+    tc = np.tanh(c_new)  # (B, H)
+    m = o * tc  # (B, H)
+    h_new = m @ params["weight_hr"].T if "weight_hr" in params else m  # (B, P) or (B, H)
+    cache = (x, h, c, i, f, g, o, tc, m, params)
+    return (h_new, c_new), cache
+
+
+def lstm_step_backward(d_state, cache):
+    """Backward of :func:`lstm_step`. d_state = (d_h_new, d_c_new), either may be None.
+    Returns (d_x (B, I), (d_h, d_c), grads keyed like params)."""
+    x, h, c, i, f, g, o, tc, m, params = cache
+    d_h, d_c = d_state
+    d_h = np.zeros((m.shape[0], h.shape[1]), m.dtype) if d_h is None else d_h
+    d_c = np.zeros_like(c) if d_c is None else d_c
+    grads = {}
+    if "weight_hr" in params:
+        grads["weight_hr"] = d_h.T @ m  # (P, H)
+        dm = d_h @ params["weight_hr"]  # (B, H)
+    else:
+        dm = d_h
+    dc = d_c + dm * o * (1.0 - tc * tc)  # (B, H): through c_t directly and through h_t
+    da = np.concatenate(  # (B, 4H), gradients on the pre-activations a_i, a_f, a_g, a_o
+        [dc * g * i * (1 - i), dc * c * f * (1 - f), dc * i * (1 - g * g), dm * tc * o * (1 - o)],
+        axis=1,
+    )
+    grads["weight_ih"] = da.T @ x  # (4H, I)
+    grads["weight_hh"] = da.T @ h  # (4H, P or H)
+    if "bias_ih" in params:
+        grads["bias_ih"] = da.sum(0)
+        grads["bias_hh"] = da.sum(0)
+    return da @ params["weight_ih"], (da @ params["weight_hh"], dc * f), grads
+
+
+# ----------------------------------------------------------------------------------------------
+# The unrolled loop over time, given gx = x W_ih^T + b_ih for all T (computed by the layer).
+# Preallocated arrays and in-place ufuncs: the per-step cost is a matmul and a few passes over
+# (B, 4H); everything that does not depend on the recurrence is done once for all T.
+# ----------------------------------------------------------------------------------------------
+
+# σ(a) = 0.5 tanh(a/2) + 0.5, so all four gates are one tanh on a scaled pre-activation:
+# act = tanh(a * SCALE) * SCALE + SHIFT, per gate (i, f, g, o).
+_SCALE = np.array([0.5, 0.5, 1.0, 0.5])
+_SHIFT = np.array([0.5, 0.5, 0.0, 0.5])
+# f'(a) from the activation y: σ' = y (1 - y), tanh' = (1 - y)(1 + y) = (1 - y)(y + PLUS)
+_PLUS = np.array([0.0, 0.0, 1.0, 0.0])
+
+
+def _per_gate(v, H, dtype):
+    return np.repeat(v, H).astype(dtype)  # (4H,)
+
+
+def lstm_recur(gx, h0, c0, w_hh, b_hh=None, w_hr=None):
+    """Run the LSTM over T steps. gx (T, B, 4H) is overwritten; h0 (B, P or H), c0 (B, H).
+
+    Returns (hs (T, B, P or H), (h_T, c_T), cache).
+    """
+    T, B, G = gx.shape
+    H = G // 4
+    dt = gx.dtype
+    scale, shift = _per_gate(_SCALE, H, dt), _per_gate(_SHIFT, H, dt)
+    if b_hh is not None:
+        gx += b_hh
+    gx *= scale  # scale once for all T, and the weights once: the loop then needs one tanh
+    w_hh_s = np.ascontiguousarray((w_hh * scale[:, None]).T)  # (P or H, 4H), contiguous for BLAS
+    P = h0.shape[1]
+    acts = np.empty((T, B, G), dt)  # i, f, g, o of every step
+    cs = np.empty((T + 1, B, H), dt)  # cs[0] = c0
+    tcs = np.empty((T, B, H), dt)  # tanh(c_t)
+    hs = np.empty((T + 1, B, P), dt)  # hs[0] = h0
+    ms = np.empty((T, B, H), dt) if w_hr is not None else hs[1:]  # m_t (= h_t without projection)
+    ig = np.empty((B, H), dt)
+    hs[0], cs[0] = h0, c0
+    w_hr_t = None if w_hr is None else np.ascontiguousarray(w_hr.T)
+    for t in range(T):
+        a = acts[t]
+        np.matmul(hs[t], w_hh_s, out=a)  # (B, 4H)
+        a += gx[t]
+        np.tanh(a, out=a)
+        a *= scale
+        a += shift  # a now holds [i, f, g, o]
+        np.multiply(a[:, :H], a[:, 2 * H : 3 * H], out=ig)  # i * g
+        np.multiply(a[:, H : 2 * H], cs[t], out=cs[t + 1])  # f * c_{t-1}
+        cs[t + 1] += ig
+        np.tanh(cs[t + 1], out=tcs[t])
+        np.multiply(a[:, 3 * H :], tcs[t], out=ms[t])  # m_t = o * tanh(c_t)
+        if w_hr_t is not None:
+            np.matmul(ms[t], w_hr_t, out=hs[t + 1])  # (B, P)
+    cache = (acts, cs, tcs, hs, ms, w_hh, b_hh is not None, w_hr)
+    return hs[1:], (hs[-1], cs[-1]), cache
+
+
+def lstm_recur_backward(d_hs, d_hT, d_cT, cache):
+    """Backward of :func:`lstm_recur`. d_hs (T, B, P or H) or None; d_hT, d_cT (B, .) or None.
+
+    Returns (d_gx (T, B, 4H), (d_h0, d_c0), grads {weight_hh, bias_hh, weight_hr}).
+    """
+    acts, cs, tcs, hs, ms, w_hh, has_bias, w_hr = cache
+    T, B, G = acts.shape
+    H = G // 4
+    dt = acts.dtype
+    # Everything that does not depend on the backward recurrence, for all T at once:
+    deriv = (1.0 - acts) * (acts + _per_gate(_PLUS, H, dt))  # (T, B, 4H) f'(a) of each gate
+    a4, d4 = acts.reshape(T, B, 4, H), deriv.reshape(T, B, 4, H)
+    i, f, g, o = a4[:, :, 0], a4[:, :, 1], a4[:, :, 2], a4[:, :, 3]  # (T, B, H) views
+    # da_i, da_f, da_g = dc_tot * [g, c_{t-1}, i] * f'(a): precompute the product with dc_tot
+    partner = np.stack([g, cs[:-1], i], axis=2) * d4[:, :, :3]  # (T, B, 3, H)
+    k_c = o * (1.0 - tcs * tcs)  # (T, B, H): d c_t / d m_t through m = o tanh(c)
+    k_o = tcs * d4[:, :, 3]  # (T, B, H): da_o = dm * k_o
+    da = np.empty_like(acts)  # (T, B, 4H)
+    da4 = da.reshape(T, B, 4, H)
+    P = hs.shape[2]
+    dh_all = np.empty((T, B, P), dt) if w_hr is not None else None  # for dW_hr in one matmul
+    dh = np.zeros((B, P), dt) if d_hT is None else np.array(d_hT, dtype=dt)
+    dc = np.zeros((B, H), dt) if d_cT is None else np.array(d_cT, dtype=dt)
+    tmp = np.empty((B, H), dt)
+    for t in range(T - 1, -1, -1):
+        if d_hs is not None:
+            dh += d_hs[t]
+        if w_hr is not None:
+            dh_all[t] = dh
+            dm = dh @ w_hr  # (B, H)
+        else:
+            dm = dh
+        np.multiply(dm, k_c[t], out=tmp)
+        dc += tmp  # dc_tot
+        np.multiply(dc[:, None, :], partner[t], out=da4[t, :, :3])
+        np.multiply(dm, k_o[t], out=da4[t, :, 3])
+        dc *= f[t]  # dc_{t-1}
+        dh = da[t] @ w_hh  # (B, P or H) dh_{t-1}
+    flat = da.reshape(T * B, G)
+    grads = {"weight_hh": flat.T @ hs[:-1].reshape(T * B, P)}  # (4H, P or H)
+    if has_bias:
+        grads["bias_hh"] = flat.sum(0)
+    if w_hr is not None:
+        grads["weight_hr"] = dh_all.reshape(T * B, P).T @ ms.reshape(T * B, H)  # (P, H)
+    return da, (dh, dc), grads

@@ -1,0 +1,134 @@
+"""Optimisers (SGD with momentum, Adagrad, Adam) and gradient clipping, in NumPy.
+
+Each optimiser holds the live parameter arrays by name (``model.parameters()``) and updates them in
+place on ``step(grads)``, where ``grads`` is keyed the same way (a missing name is skipped, like a
+parameter whose ``.grad`` is None). The update rules are torch.optim's, step for step:
+
+    SGD:      g += wd p;  b = μ b + g (b = g on the first step);  p -= lr (g + μ b if nesterov else b)
+    Adagrad:  g += wd p;  s += g^2;  p -= lr / (1 + (t-1) decay) * g / (sqrt(s) + eps)
+    Adam:     g += wd p;  m = β1 m + (1-β1) g;  v = β2 v + (1-β2) g^2
+              p -= lr / (1 - β1^t) * m / (sqrt(v) / sqrt(1 - β2^t) + eps)
+
+References: Polyak 1964 (momentum); Duchi, Hazan & Singer 2011 (Adagrad); Kingma & Ba 2015 (Adam).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+class Optimizer:
+    """Base: keeps the parameters and a step count; subclasses implement ``_update``."""
+
+    def __init__(self, params: dict[str, np.ndarray], lr: float):
+        if not isinstance(params, dict) or not params:
+            raise TypeError(
+                "params must be a non-empty dict of name -> array (model.parameters()). "
+                f"Expected a dict, got {type(params).__name__}"
+            )
+        if lr < 0:
+            raise ValueError(f"lr must be >= 0, got {lr}")
+        self.params = params
+        self.lr = lr
+        # per-parameter state, as torch: a parameter skipped on a step does not advance its count
+        self.state: dict[str, dict] = {name: {"step": 0} for name in params}
+
+    def step(self, grads: dict[str, np.ndarray]) -> None:
+        unknown = [k for k in grads if k not in self.params]
+        if unknown:
+            raise KeyError(f"gradients for unknown parameters: {unknown}")
+        for name, g in grads.items():
+            p = self.params[name]
+            if g.shape != p.shape:
+                raise ValueError(f"gradient for {name} must have shape {p.shape}, got {g.shape}")
+            self.state[name]["step"] += 1
+            self._update(p, np.asarray(g, dtype=p.dtype), self.state[name])
+
+    def _update(self, p, g, state):
+        raise NotImplementedError
+
+
+class SGD(Optimizer):
+    """Stochastic gradient descent with optional (Nesterov) momentum and weight decay."""
+
+    def __init__(self, params, lr=1e-2, momentum=0.0, weight_decay=0.0, nesterov=False):
+        super().__init__(params, lr)
+        if nesterov and momentum <= 0:
+            raise ValueError("nesterov momentum needs momentum > 0")
+        self.momentum, self.weight_decay, self.nesterov = momentum, weight_decay, nesterov
+
+    def _update(self, p, g, state):
+        if self.weight_decay:
+            g = g + self.weight_decay * p
+        if self.momentum:
+            buf = state.get("momentum")
+            if buf is None:
+                buf = state["momentum"] = g.copy()
+            else:
+                buf *= self.momentum
+                buf += g
+            g = g + self.momentum * buf if self.nesterov else buf
+        p -= self.lr * g
+
+
+class Adagrad(Optimizer):
+    """Adagrad: per-entry step sizes lr / sqrt(sum of squared gradients)."""
+
+    def __init__(self, params, lr=1e-2, lr_decay=0.0, weight_decay=0.0, eps=1e-10,
+                 initial_accumulator_value=0.0):
+        super().__init__(params, lr)
+        self.lr_decay, self.weight_decay, self.eps = lr_decay, weight_decay, eps
+        self.initial_accumulator_value = initial_accumulator_value
+
+    def _update(self, p, g, state):
+        if self.weight_decay:
+            g = g + self.weight_decay * p
+        s = state.get("sum")
+        if s is None:
+            s = state["sum"] = np.full_like(p, self.initial_accumulator_value)
+        s += g * g
+        clr = self.lr / (1 + (state["step"] - 1) * self.lr_decay)
+        p -= clr * g / (np.sqrt(s) + self.eps)
+
+
+class Adam(Optimizer):
+    """Adam with bias correction (and L2 weight decay added to the gradient, as torch.optim.Adam)."""
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
+        super().__init__(params, lr)
+        self.beta1, self.beta2 = betas
+        self.eps, self.weight_decay = eps, weight_decay
+
+    def _update(self, p, g, state):
+        if self.weight_decay:
+            g = g + self.weight_decay * p
+        if "m" not in state:
+            state["m"], state["v"] = np.zeros_like(p), np.zeros_like(p)
+        m, v = state["m"], state["v"]
+        m *= self.beta1
+        m += (1 - self.beta1) * g
+        v *= self.beta2
+        v += (1 - self.beta2) * g * g
+        bc1 = 1 - self.beta1 ** state["step"]
+        bc2 = 1 - self.beta2 ** state["step"]
+        p -= (self.lr / bc1) * m / (np.sqrt(v) / np.sqrt(bc2) + self.eps)
+
+
+def clip_grad_norm(grads: dict[str, np.ndarray], max_norm: float) -> float:
+    """Scale all gradients in place so their global 2-norm is at most ``max_norm``.
+
+    Returns the norm before clipping. As torch.nn.utils.clip_grad_norm_: the scale is
+    min(1, max_norm / (norm + 1e-6)).
+    """
+    total = float(np.sqrt(sum(float(np.vdot(g, g)) for g in grads.values())))
+    coef = max_norm / (total + 1e-6)
+    if coef < 1.0:
+        for g in grads.values():
+            g *= coef
+    return total
+
+
+def clip_grad_value(grads: dict[str, np.ndarray], clip_value: float) -> None:
+    """Clip every gradient entry in place to [-clip_value, clip_value] (min-char-rnn clips at 5)."""
+    for g in grads.values():
+        np.clip(g, -clip_value, clip_value, out=g)
