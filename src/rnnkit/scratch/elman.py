@@ -23,7 +23,7 @@ _RNN_NAMES = {"weight_ih": "weight_ih_l0", "weight_hh": "weight_hh_l0",
 
 class Elman(Module):
     """Elman network: ``forward(x, h0=None) -> (y (T, B, O), h_n (B, H), cache)``;
-    ``backward(d_y, cache, d_h_n=None) -> (d_x or None, d_h0 (B, H), grads)``."""
+    ``backward(d_y, cache, d_h_n=None) -> (d_x or None, d_h0 (B, H), grads)``; d_y may be None."""
 
     def __init__(
         self, input_size, hidden_size, output_size, *, nonlinearity="tanh", bias=True,
@@ -62,11 +62,16 @@ class Elman(Module):
 
     def backward(self, d_y, cache, d_h_n=None):
         hs, rnn_cache = cache
-        d_y = np.asarray(to_numpy(d_y), dtype=self.dtype)
-        expected = (*hs.shape[:2], self.output_size)
-        if d_y.shape != expected:
-            raise ValueError(f"d_y must have the output's shape. Expected {expected}, got {d_y.shape}")
-        d_hs, d_w, d_b = linear_backward(d_y, hs, self._params["weight_ho"], self.bias)
+        O = self.output_size
+        if d_y is None:  # gradient through the final state only
+            d_hs, d_w = None, np.zeros_like(self._params["weight_ho"])
+            d_b = np.zeros(O, self.dtype) if self.bias else None
+        else:
+            d_y = np.asarray(to_numpy(d_y), dtype=self.dtype)
+            expected = (*hs.shape[:2], O)
+            if d_y.shape != expected:
+                raise ValueError(f"d_y must have the output's shape. Expected {expected}, got {d_y.shape}")
+            d_hs, d_w, d_b = linear_backward(d_y, hs, self._params["weight_ho"], self.bias)
         d_h_n = None if d_h_n is None else np.asarray(to_numpy(d_h_n), dtype=self.dtype)[None]
         d_x, d_h0, inner = self.rnn.backward(d_hs, rnn_cache, d_h_n)
         grads = {name: inner[lname] for name, lname in _RNN_NAMES.items() if lname in inner}
