@@ -18,6 +18,15 @@ _LAZY = {
     "GRUCell": "rnnkit.nn",
     "Elman": "rnnkit.nn",
     "Recurrent": "rnnkit.nn",
+    # speed: fused recurrence, layer norm, recurrent dropout, parallel-scan cells
+    "FusedRNN": "rnnkit.nn.fused",
+    "FusedLSTM": "rnnkit.nn.fused",
+    "FusedGRU": "rnnkit.nn.fused",
+    "LayerNormLSTM": "rnnkit.nn.layernorm",
+    "LayerNormGRU": "rnnkit.nn.layernorm",
+    "LockedDropout": "rnnkit.nn.dropout",
+    "MinGRU": "rnnkit.nn.mingru",
+    "MinLSTM": "rnnkit.nn.mingru",
 }
 
 __all__ = ["__version__", *_LAZY]
