@@ -1,0 +1,117 @@
+"""Per-time-step classification (tagging): one label for every step of a sequence.
+
+    h_t = RNN(x_t, h_{t-1})            (every layer; for a bidirectional RNN h_t = [h_t^fwd ; h_t^bwd])
+    logits_t = W h_t + b               (B, T, D*H) -> (B, T, C)
+
+Shapes: B batch, T time, I input features (or token ids when ``vocab_size`` is given), H hidden,
+D = 2 if bidirectional else 1, C classes. Padded steps (``t >= lengths[b]``) get logits too; the loss
+ignores them (:func:`rnnkit.tasks.losses.masked_cross_entropy`).
+
+This file also holds the one factory every task model uses to build its recurrent layer, so that the
+layer class can be changed in one place.
+"""
+
+from __future__ import annotations
+
+# ruff: noqa: F722 (jaxtyping shape strings such as "B T H" are not Python expressions)
+import torch
+from jaxtyping import Float, Int
+from torch import Tensor, nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+CELLS = ("rnn", "lstm", "gru")
+
+
+def _layer_classes() -> dict[str, type[nn.Module]]:
+    """The recurrent layer classes: rnnkit's drop-ins when available, torch.nn's otherwise."""
+    try:
+        from rnnkit.nn import GRU, LSTM, RNN
+    except ImportError:  # rnnkit.nn not built yet: torch.nn has the same constructor and outputs
+        from torch.nn import GRU, LSTM, RNN
+    return {"rnn": RNN, "lstm": LSTM, "gru": GRU}
+
+
+def make_rnn(
+    cell: str,
+    input_size: int,
+    hidden_size: int,
+    num_layers: int = 1,
+    bidirectional: bool = False,
+    dropout: float = 0.0,
+) -> nn.Module:
+    """A batch-first recurrent layer: ``cell`` is ``"rnn"`` (Elman, tanh), ``"lstm"`` or ``"gru"``."""
+    cell = cell.lower()
+    if cell not in CELLS:
+        raise ValueError(f"cell must be one of {', '.join(CELLS)}; got {cell!r}")
+    for name, value in (("input_size", input_size), ("hidden_size", hidden_size), ("num_layers", num_layers)):
+        if int(value) < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value}")
+    return _layer_classes()[cell](
+        input_size,
+        hidden_size,
+        num_layers=num_layers,
+        batch_first=True,
+        bidirectional=bidirectional,
+        dropout=dropout if num_layers > 1 else 0.0,  # dropout acts between layers only
+    )
+
+
+def run_rnn(
+    rnn: nn.Module,
+    x: Float[Tensor, "B T I"],
+    hx=None,
+    lengths: Int[Tensor, " B"] | None = None,
+):
+    """Run a batch-first recurrent layer, honouring per-sequence ``lengths``.
+
+    Returns ``(output (B, T, D*H), h_n)`` like torch.nn; with lengths, ``output`` is zero past each
+    sequence's end and ``h_n`` holds the state at its last real step (the first step for the reverse
+    direction). torch.nn layers get a packed sequence; other layers (rnnkit.nn) take ``lengths=``.
+    """
+    if lengths is None:
+        return rnn(x, hx)
+    lengths = torch.as_tensor(lengths)
+    if lengths.shape != (x.size(0),):
+        raise ValueError(
+            f"lengths must have one entry per sequence. Expected shape ({x.size(0)},), got {tuple(lengths.shape)}"
+        )
+    if int(lengths.min()) < 1 or int(lengths.max()) > x.size(1):
+        raise ValueError(f"lengths must lie in [1, T={x.size(1)}], got {lengths.tolist()}")
+    if type(rnn).__module__.startswith("torch."):
+        packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
+        out, h_n = rnn(packed, hx)
+        out, _ = pad_packed_sequence(out, batch_first=True, total_length=x.size(1))
+        return out, h_n
+    return rnn(x, hx, lengths=lengths.to(x.device))
+
+
+class Tagger(nn.Module):
+    """Per-step classifier: ``(B, T, I) -> (B, T, C)`` logits (``(B, T)`` ids if ``vocab_size``)."""
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_classes: int,
+        cell: str = "lstm",
+        num_layers: int = 1,
+        bidirectional: bool = False,
+        dropout: float = 0.0,
+        vocab_size: int | None = None,
+    ):
+        super().__init__()
+        self.cell = cell
+        # With a vocabulary the inputs are token ids and input_size is the embedding width.
+        self.embed = nn.Embedding(vocab_size, input_size) if vocab_size else None
+        self.rnn = make_rnn(cell, input_size, hidden_size, num_layers, bidirectional, dropout)
+        self.head = nn.Linear(hidden_size * (2 if bidirectional else 1), num_classes)
+
+    def forward(self, x: Tensor, lengths: Int[Tensor, " B"] | None = None) -> Float[Tensor, "B T C"]:
+        if self.embed is not None:
+            if x.dim() != 2:
+                raise ValueError(f"expected token ids of shape (B, T), got shape {tuple(x.shape)}")
+            x = self.embed(x)  # (B, T, I)
+        elif x.dim() != 3:
+            raise ValueError(f"expected input of shape (B, T, I), got shape {tuple(x.shape)}")
+        out, _ = run_rnn(self.rnn, x, lengths=lengths)  # (B, T, D*H)
+        return self.head(out)  # (B, T, C)
