@@ -49,12 +49,16 @@ class CharLM(Module):
     ):
         super().__init__(dtype)
         self.chars = list(chars)
-        if not self.chars or len(set(self.chars)) != len(self.chars):
+        if (not self.chars or len(set(self.chars)) != len(self.chars)
+                or any(not isinstance(ch, str) or len(ch) != 1 for ch in self.chars)):
             raise ValueError(f"chars must be a non-empty sequence of distinct characters, got {chars!r}")
         if cell not in CELLS:
             raise ValueError(f"cell must be one of {sorted(CELLS)}. Expected one of those, got {cell!r}")
         self.cell, self.hidden_size = cell, check_size("hidden_size", hidden_size)
         self.stoi = {ch: i for i, ch in enumerate(self.chars)}
+        codes = np.array([ord(ch) for ch in self.chars], dtype=np.uint32)
+        self._code_order = np.argsort(codes)  # vocabulary index of each sorted code point
+        self._sorted_codes = codes[self._code_order]
         V = self.vocab_size = len(self.chars)
         rng = np.random.default_rng(seed)
         self.rnn = CELLS[cell](V, hidden_size, num_layers, dtype=dtype, seed=rng.integers(2**63))
@@ -69,10 +73,16 @@ class CharLM(Module):
                 "num_layers": self.num_layers, "dtype": self.dtype.name}
 
     def encode(self, text: str) -> np.ndarray:
-        unknown = sorted({ch for ch in text if ch not in self.stoi})
-        if unknown:
+        """Indices (len(text),) int64 of the characters of ``text``."""
+        # vectorised: code points of the text, looked up among the sorted code points of the vocabulary
+        codes = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
+        pos = np.searchsorted(self._sorted_codes, codes)
+        pos_ok = np.minimum(pos, len(self._sorted_codes) - 1)
+        bad = self._sorted_codes[pos_ok] != codes
+        if bad.any():
+            unknown = sorted({chr(c) for c in codes[bad]})
             raise ValueError(f"text has characters outside the vocabulary: {unknown[:10]}")
-        return np.fromiter((self.stoi[ch] for ch in text), dtype=np.int64, count=len(text))
+        return self._code_order[pos_ok].astype(np.int64)
 
     def decode(self, idx) -> str:
         return "".join(self.chars[int(i)] for i in np.asarray(idx).reshape(-1))

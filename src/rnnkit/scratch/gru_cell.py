@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from rnnkit.scratch.ops import sum_rows
+
 
 def _sigmoid(a):
     return 0.5 * (1.0 + np.tanh(0.5 * a))  # σ(a) without overflow in exp
@@ -145,5 +147,5 @@ def gru_recur_backward(d_hs, d_hT, cache):
     flat = d_gh.reshape(T * B, G)
     grads = {"weight_hh": flat.T @ hs[:-1].reshape(T * B, H)}
     if has_bias:
-        grads["bias_hh"] = flat.sum(0)
+        grads["bias_hh"] = sum_rows(flat)
     return d_gx, dh, grads

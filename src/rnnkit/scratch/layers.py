@@ -27,6 +27,7 @@ import numpy as np
 from rnnkit.scratch.gru_cell import gru_recur, gru_recur_backward
 from rnnkit.scratch.lstm_cell import lstm_recur, lstm_recur_backward
 from rnnkit.scratch.module import Module, check_size, to_numpy
+from rnnkit.scratch.ops import sum_rows
 from rnnkit.scratch.rnn_cell import _check_nonlinearity, rnn_recur, rnn_recur_backward
 
 
@@ -192,7 +193,7 @@ class Recurrent(Module):
                     dx = dx if d == 0 else dx[::-1]
                     d_in = dx if d_in is None else d_in + dx
                 if self.bias:
-                    g["bias_ih"] = flat.sum(0)
+                    g["bias_ih"] = sum_rows(flat)
                 for base, value in g.items():
                     grads[base + suffix] = value
             d_out = d_in
@@ -249,11 +250,16 @@ class Recurrent(Module):
 
 
 def _scatter_columns(idx, rows, size):
-    """W (G, size) with W[:, v] = sum of rows[n] over n with idx[n] = v: one-hot^T @ rows.
+    """W (G, size) with W[:, v] = sum of rows[n] over n with idx[n] = v, i.e. rows^T @ one_hot(idx).
 
-    Sorting and summing runs (np.add.reduceat) is much faster than np.add.at and, unlike a dense
-    one-hot matmul, does not grow with the vocabulary.
+    A small vocabulary takes the dense one-hot product (one BLAS call); a large one sorts the
+    indices and sums runs (np.add.reduceat), which does not grow with the vocabulary. Both are
+    much faster than np.add.at.
     """
+    if size <= 1024:
+        one_hot = np.zeros((len(idx), size), rows.dtype)  # (N, V)
+        one_hot[np.arange(len(idx)), idx] = 1
+        return rows.T @ one_hot  # (G, V)
     order = np.argsort(idx, kind="stable")
     sorted_idx = idx[order]
     starts = np.flatnonzero(np.r_[True, sorted_idx[1:] != sorted_idx[:-1]])

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from rnnkit.scratch.ops import sum_rows
+
 
 def linear_forward(h, w, b=None):
     """y (..., O) = h (..., H) W^T + b."""
@@ -22,7 +24,7 @@ def linear_backward(dy, h, w, with_bias=True):
     dy2 = dy.reshape(-1, dy.shape[-1])  # (N, O)
     dh = (dy2 @ w).reshape(h.shape)
     dw = dy2.T @ h.reshape(-1, h.shape[-1])
-    db = dy2.sum(0) if with_bias else None
+    db = sum_rows(dy2) if with_bias else None
     return dh, dw, db
 
 

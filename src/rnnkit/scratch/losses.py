@@ -15,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from rnnkit.scratch.module import to_numpy
+from rnnkit.scratch.ops import row_max
 
 _REDUCTIONS = ("mean", "sum")
 
@@ -58,9 +59,9 @@ def cross_entropy_forward(logits, targets, ignore_index=-100, reduction="mean"):
     if bad.any():
         raise ValueError(f"targets must lie in [0, {V}) or equal ignore_index={ignore_index}, got {y[bad][0]}")
     # exp(z - max) once: the loss needs its row sums, the backward its ratio to them (softmax)
-    zmax = z.max(axis=1, keepdims=True)  # (N, 1)
+    zmax = row_max(z)  # (N, 1)
     e = np.exp(z - zmax)  # (N, V)
-    s = e.sum(axis=1, keepdims=True)  # (N, 1)
+    s = (e @ np.ones(V, e.dtype))[:, None]  # (N, 1) row sums, as one gemv
     rows = np.flatnonzero(keep)
     count = rows.size
     total = -(z[rows, y[rows]] - zmax[rows, 0] - np.log(s[rows, 0])).sum()  # -sum log p[n, y_n]

@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from rnnkit.scratch.ops import sum_rows
+
 
 def _sigmoid(a):
     # 0.5 * (1 + tanh(a/2)) is σ(a) without overflow in exp for large |a|
@@ -178,7 +180,7 @@ def lstm_recur_backward(d_hs, d_hT, d_cT, cache):
     flat = da.reshape(T * B, G)
     grads = {"weight_hh": flat.T @ hs[:-1].reshape(T * B, P)}  # (4H, P or H)
     if has_bias:
-        grads["bias_hh"] = flat.sum(0)
+        grads["bias_hh"] = sum_rows(flat)
     if w_hr is not None:
         grads["weight_hr"] = dh_all.reshape(T * B, P).T @ ms.reshape(T * B, H)  # (P, H)
     return da, (dh, dc), grads

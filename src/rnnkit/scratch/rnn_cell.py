@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from rnnkit.scratch.ops import sum_rows
+
 NONLINEARITIES = ("tanh", "relu")
 
 
@@ -109,5 +111,5 @@ def rnn_recur_backward(d_hs, d_hT, cache):
     flat = da.reshape(-1, da.shape[-1])  # (T*B, H)
     grads = {"weight_hh": flat.T @ hs[:-1].reshape(-1, hs.shape[-1])}  # all steps in one matmul
     if has_bias:
-        grads["bias_hh"] = flat.sum(0)
+        grads["bias_hh"] = sum_rows(flat)
     return da, dh, grads

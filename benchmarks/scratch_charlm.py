@@ -1,0 +1,200 @@
+"""Training speed of the NumPy character LM (rnnkit.scratch.charlm) against a min-char-rnn loop.
+
+The peer is the way min-char-rnn (Karpathy, 2015) trains: one character at a time, batch 1, column
+one-hot vectors, a Python loop over time for forward and backward, Adagrad. rnnkit's engine runs
+the same Elman network (H=100, seq_len=25, Adagrad, clipping) on B parallel streams: one big matmul
+for the input lookup and for the output layer over all T*B rows, preallocated arrays in the loop.
+
+First it checks that both compute the same loss and gradients on the same weights (B=1), then it
+times training steps and prints characters per second and the ratio. BLAS runs on one thread for
+both (a shared machine makes multithreaded BLAS timings meaningless; set BENCH_THREADS to change).
+
+    .venv/bin/python benchmarks/scratch_charlm.py                 # B = 64, 256, 1024
+    .venv/bin/python benchmarks/scratch_charlm.py --batch 64 --seconds 5
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("OPENBLAS_NUM_THREADS", os.environ.get("BENCH_THREADS", "1"))
+os.environ.setdefault("OMP_NUM_THREADS", os.environ.get("BENCH_THREADS", "1"))
+os.environ.setdefault("MKL_NUM_THREADS", os.environ.get("BENCH_THREADS", "1"))
+
+import argparse  # noqa: E402
+import statistics  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+from rnnkit.scratch import charlm  # noqa: E402
+from rnnkit.scratch.optim import Adagrad, clip_grad_value  # noqa: E402
+
+CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "tinyshakespeare.txt"
+
+
+class MinCharRNN:
+    """The min-char-rnn training step, written its way: batch 1, one character per loop turn."""
+
+    def __init__(self, model: charlm.CharLM):
+        p = model.parameters()  # the same weights as the batched model (its parameter layout)
+        self.Wxh, self.Whh = p["weight_ih_l0"].astype(np.float64), p["weight_hh_l0"].astype(np.float64)
+        self.bh = (p["bias_ih_l0"] + p["bias_hh_l0"]).astype(np.float64).reshape(-1, 1)
+        self.Why, self.by = p["weight_ho"].astype(np.float64), p["bias_ho"].astype(np.float64).reshape(-1, 1)
+        self.V, self.H = self.Why.shape
+        self.mem = [np.zeros_like(a) for a in (self.Wxh, self.Whh, self.Why, self.bh, self.by)]
+
+    def loss_fun(self, inputs, targets, hprev):
+        xs, hs, ps = {}, {-1: np.copy(hprev)}, {}
+        loss = 0.0
+        for t in range(len(inputs)):
+            xs[t] = np.zeros((self.V, 1))
+            xs[t][inputs[t]] = 1
+            hs[t] = np.tanh(np.dot(self.Wxh, xs[t]) + np.dot(self.Whh, hs[t - 1]) + self.bh)
+            ys = np.dot(self.Why, hs[t]) + self.by
+            ps[t] = np.exp(ys - ys.max()) / np.sum(np.exp(ys - ys.max()))
+            loss += -np.log(ps[t][targets[t], 0])
+        dWxh, dWhh, dWhy = np.zeros_like(self.Wxh), np.zeros_like(self.Whh), np.zeros_like(self.Why)
+        dbh, dby = np.zeros_like(self.bh), np.zeros_like(self.by)
+        dhnext = np.zeros_like(hs[0])
+        for t in reversed(range(len(inputs))):
+            dy = np.copy(ps[t])
+            dy[targets[t]] -= 1
+            dWhy += np.dot(dy, hs[t].T)
+            dby += dy
+            dh = np.dot(self.Why.T, dy) + dhnext
+            dhraw = (1 - hs[t] * hs[t]) * dh
+            dbh += dhraw
+            dWxh += np.dot(dhraw, xs[t].T)
+            dWhh += np.dot(dhraw, hs[t - 1].T)
+            dhnext = np.dot(self.Whh.T, dhraw)
+        return loss, (dWxh, dWhh, dWhy, dbh, dby), hs[len(inputs) - 1]
+
+    def step(self, inputs, targets, hprev, lr=0.1):
+        loss, grads, h = self.loss_fun(inputs, targets, hprev)
+        for d in grads:
+            np.clip(d, -5, 5, out=d)  # mitigate exploding gradients
+        params = (self.Wxh, self.Whh, self.Why, self.bh, self.by)
+        for param, dparam, mem in zip(params, grads, self.mem):
+            mem += dparam * dparam
+            param += -lr * dparam / np.sqrt(mem + 1e-8)
+        return loss, h
+
+
+def check(text):
+    """Same weights, same 25 characters: the two implementations agree on loss and gradients."""
+    model = charlm.CharLM(sorted(set(text)), 100, dtype=np.float64, seed=0)
+    idx = model.encode(text[:26])
+    ref = MinCharRNN(model)
+    loss_ref, g_ref, _ = ref.loss_fun(list(idx[:-1]), list(idx[1:]), np.zeros((100, 1)))
+    loss, g, _ = model.loss_and_grads(idx[:-1, None], idx[1:, None])
+    assert abs(loss * 25 - loss_ref) < 1e-9 * loss_ref, (loss * 25, loss_ref)  # mean vs sum
+    pairs = [(g["weight_ih_l0"] * 25, g_ref[0]), (g["weight_hh_l0"] * 25, g_ref[1]),
+             (g["weight_ho"] * 25, g_ref[2])]
+    for a, b in pairs:
+        assert np.abs(a - b).max() <= 1e-9 * max(1.0, np.abs(b).max()), np.abs(a - b).max()
+    print("check: loss and gradients agree with the min-char-rnn loop (B=1, float64)")
+
+
+def minchar_runner(text):
+    """A function that trains the min-char-rnn loop for n chunks of 25 characters."""
+    model = charlm.CharLM(sorted(set(text)), 100, dtype=np.float64, seed=0)
+    ref, idx = MinCharRNN(model), model.encode(text)
+    st = {"h": np.zeros((100, 1)), "p": 0}
+
+    def run(n):
+        for _ in range(n):
+            if st["p"] + 26 > len(idx):
+                st["h"], st["p"] = np.zeros((100, 1)), 0
+            p = st["p"]
+            _, st["h"] = ref.step(list(idx[p : p + 25]), list(idx[p + 1 : p + 26]), st["h"])
+            st["p"] = p + 25
+        return n * 25
+
+    return run
+
+
+def batched_runner(text, batch, dtype):
+    """The loop of charlm.train (Adagrad, clipping at 5 as min-char-rnn), without its setup."""
+    model = charlm.CharLM(sorted(set(text)), 100, dtype=dtype, seed=0)
+    X, Y = charlm.stream_batches(model.encode(text), batch, 25)
+    opt = Adagrad(model.parameters(), lr=0.1)
+    st = {"state": None, "pos": 0}
+
+    def run(n):
+        for _ in range(n):
+            if st["pos"] + 25 > len(X):
+                st["state"], st["pos"] = None, 0
+            pos = st["pos"]
+            _, grads, st["state"] = model.loss_and_grads(X[pos : pos + 25], Y[pos : pos + 25], st["state"])
+            clip_grad_value(grads, 5.0)
+            opt.step(grads)
+            st["pos"] = pos + 25
+        return n * 25 * batch
+
+    return run
+
+
+def matmul_runner(batch, dtype, V, H=100, T=25):
+    """Only the matrix products of a training step: a bound on what the engine can reach."""
+    rng = np.random.default_rng(0)
+    h = rng.standard_normal((T, batch, H)).astype(dtype)
+    w_hh, w_ho = rng.standard_normal((H, H)).astype(dtype), rng.standard_normal((V, H)).astype(dtype)
+    d_logits = rng.standard_normal((T * batch, V)).astype(dtype)
+    flat = h.reshape(T * batch, H)
+
+    def run(n):
+        for _ in range(n):
+            for t in range(T):  # the recurrence forward and backward: one (B, H) x (H, H) each
+                h[t] @ w_hh
+                h[t] @ w_hh.T
+            flat @ w_ho.T  # logits
+            d_logits @ w_ho  # d h
+            d_logits.T @ flat  # d W_ho
+            flat.T @ flat  # d W_hh
+        return n * T * batch
+
+    return run
+
+
+def measure(runners, seconds, rounds=5):
+    """Median chars/s of each runner; rounds interleave them so drift hits all alike."""
+    rates = {name: [] for name in runners}
+    for run in runners.values():
+        run(1)  # warm-up
+    for _ in range(rounds):
+        for name, run in runners.items():
+            chars, n, t0 = 0, 1, time.perf_counter()
+            while time.perf_counter() - t0 < seconds / rounds:
+                chars += run(n)
+            rates[name].append(chars / (time.perf_counter() - t0))
+    return {name: statistics.median(r) for name, r in rates.items()}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--batch", type=int, nargs="*", default=[64, 256, 1024])
+    parser.add_argument("--seconds", type=float, default=4.0, help="time per configuration")
+    args = parser.parse_args()
+    text = CORPUS.read_text()[:300_000]
+    V = len(set(text))
+    check(text)
+    runners = {("min-char-rnn loop (B=1, float64)", 1): minchar_runner(text)}
+    for batch in args.batch:
+        for dtype in (np.float64, np.float32):
+            name = f"rnnkit.scratch.charlm ({np.dtype(dtype).name})"
+            runners[(name, batch)] = batched_runner(text, batch, dtype)
+        runners[("bound: its matmuls alone (float32)", batch)] = matmul_runner(batch, np.float32, V)
+    rates = measure(runners, args.seconds)
+    base = rates[("min-char-rnn loop (B=1, float64)", 1)]
+    print(f"\nElman char LM, H=100, seq_len=25, V={V}, Adagrad; BLAS threads = "
+          f"{os.environ['OPENBLAS_NUM_THREADS']}; median of 5 interleaved rounds")
+    print(f"| {'engine':<36} | {'B':>5} | {'chars/s':>10} | {'vs loop':>8} |")
+    print(f"|{'-' * 38}|{'-' * 6}:|{'-' * 11}:|{'-' * 9}:|")
+    for (name, b), cps in rates.items():
+        print(f"| {name:<36} | {b:>5} | {cps:>10,.0f} | {cps / base:>7.1f}x |")
+
+
+if __name__ == "__main__":
+    main()
