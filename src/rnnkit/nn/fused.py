@@ -131,6 +131,8 @@ class _LSTMKernel:
         torch.mul(o, self.tc[t], out=h_new)  # h' = o tanh(c')
 
     def prepare_backward(self, prev_all, new_all):
+        if hasattr(self, "P"):  # a second backward through the same graph (retain_graph=True)
+            return
         H = self.tc.shape[-1]
         c_prev = prev_all[1]  # (T, B, H)
         i, f, g, o = self.act.split(H, dim=-1)
@@ -144,7 +146,6 @@ class _LSTMKernel:
         self.P = P.view(*P.shape[:2], 4, H)  # (T, B, 4, H)
         self.K = o * (1 - tc * tc)  # dc += dh * K: the path through h' = o tanh(c')
         self.f = f.contiguous()
-        del self.act, self.tc
 
     def backward_step(self, t, d_new, da_t):
         dh, dc = d_new
@@ -169,7 +170,7 @@ class _GRUKernel:
         self.rz = torch.empty(T, B, 2 * G // 3, dtype=gi.dtype, device=gi.device)  # r, z
         self.n = torch.empty(T, B, G // 3, dtype=gi.dtype, device=gi.device)
         self.ghn = torch.empty_like(self.n)  # gh_n = (W_hh h_in + b_hh)_n, needed for dr
-        self.dgi = torch.empty_like(gi)  # GRU: dgi differs from da in the n block (r gh_n)
+        self.dgi = None  # GRU: dgi differs from da in the n block (r gh_n); made in backward
 
     def gh(self, t, h_in, w_t):
         """Recurrent pre-activation gh = W_hh h_in + b_hh. (B, 3H)"""
@@ -189,6 +190,9 @@ class _GRUKernel:
         torch.sub(h_prev, n, out=h_new).mul_(z).add_(n)  # h' = n + z (h - n)
 
     def prepare_backward(self, prev_all, new_all):
+        self.dgi = torch.empty_like(self.gi)  # fresh for every backward call
+        if hasattr(self, "Qn"):
+            return
         H = self.n.shape[-1]
         (h_prev,) = prev_all
         r, z, n = self.rz[..., :H], self.rz[..., H:], self.n
@@ -196,7 +200,6 @@ class _GRUKernel:
         self.Qz = (h_prev - n) * z * (1 - z)  # da_z = dh (h - n) z(1-z)
         self.Qr = self.ghn * r * (1 - r)  # da_r = da_n gh_n r(1-r)
         self.r, self.z = r.contiguous(), z.contiguous()
-        del self.rz, self.n, self.ghn
 
     def backward_step(self, t, d_new, da_t):
         H = self.Qn.shape[-1]
