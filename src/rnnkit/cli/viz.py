@@ -1,0 +1,227 @@
+"""Pictures from the command line: ``rnnkit diagram``, ``rnnkit gradflow``, ``rnnkit heatmap``,
+``rnnkit curves``. Each writes a PNG (or SVG) and prints its path; ``diagram`` also prints Mermaid."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from rnnkit.cli import CLIError
+
+CELL_CHOICES = ("rnn", "lstm", "gru")
+
+
+def _out_path(path: str, default: str) -> Path:
+    out = Path(path or default)
+    if out.suffix.lower() not in (".png", ".svg"):
+        raise CLIError(f"--out must end in .png or .svg, got {out.name!r}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+# ---- diagram --------------------------------------------------------------------------------------
+
+def model_shape_from_run(run_dir: str) -> dict:
+    """cell, num_layers, bidirectional, sizes from a run folder's config.json (any rnnkit run)."""
+    path = Path(run_dir) / "config.json"
+    try:
+        cfg = json.loads(path.read_text())
+    except FileNotFoundError as err:
+        raise CLIError(f"no config.json in {run_dir}") from err
+    except json.JSONDecodeError as err:
+        raise CLIError(f"{path} is not valid JSON: {err}") from err
+    flat = {**cfg, **cfg.get("model", {})} if isinstance(cfg.get("model"), dict) else dict(cfg)
+    cell = str(flat.get("cell", flat.get("mode", flat.get("rnn_type", "")))).lower()
+    cell = {"rnn_tanh": "rnn", "rnn_relu": "rnn", "elman": "rnn"}.get(cell, cell)
+    if cell not in CELL_CHOICES:
+        raise CLIError(f"{path}: expected 'cell' to be one of {', '.join(CELL_CHOICES)}, got {cell or 'nothing'!r}")
+    input_size = flat.get("input_size") or flat.get("embed_size") or flat.get("embedding_dim")
+    if input_size is None and flat.get("task") in ("adding", "copy"):
+        input_size = 2 if flat["task"] == "adding" else 10
+    return {
+        "cell": cell,
+        "num_layers": int(flat.get("num_layers", flat.get("layers", 1))),
+        "bidirectional": bool(flat.get("bidirectional", False)),
+        "hidden_size": flat.get("hidden_size"),
+        "input_size": input_size,
+    }
+
+
+def run_diagram(args) -> int:
+    from rnnkit.viz.diagram import save_diagram, to_mermaid, unrolled_graph
+
+    shape = {"cell": args.cell, "num_layers": args.num_layers, "bidirectional": args.bidirectional,
+             "hidden_size": args.hidden_size, "input_size": args.input_size}
+    if args.run:
+        shape.update(model_shape_from_run(args.run))
+    try:
+        g = unrolled_graph(steps=args.steps, **shape)
+    except ValueError as err:
+        raise CLIError(str(err)) from err
+    print(to_mermaid(g), end="")
+    if args.out:
+        print(f"%% image: {save_diagram(g, _out_path(args.out, 'diagram.png'))}")
+    return 0
+
+
+# ---- gradient flow --------------------------------------------------------------------------------
+
+def run_gradflow(args) -> int:
+    import torch
+
+    from rnnkit.tasks.memory import MemoryTaskConfig, memory_batch, memory_loss
+    from rnnkit.viz.gradflow import hidden_gradient_norms, plot_gradient_norms
+    from rnnkit.viz.memory_gradflow import memory_gradient_flow, plot_memory_gradient_flow
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    out = _out_path(args.out, "gradflow.png")
+    if args.run:
+        from rnnkit.cli.tasks import load_memory_run
+
+        model, config = load_memory_run(args.run)
+        x, y = memory_batch(config, 128, torch.Generator().manual_seed(20_000 + config.seed))
+        norms = hidden_gradient_norms(model, lambda m: memory_loss(m, x, y, config.task))  # (L, D, T)
+        curves = {f"layer {layer}": norms[layer, 0] for layer in range(norms.size(0))}
+        fig = plot_gradient_norms(curves, title=f"{config.task} T={config.length}, trained {config.cell.upper()}"
+                                  f" ({Path(args.run).name}): ‖∂L/∂hₜ‖")
+        _print_norms(curves)
+    else:
+        cells = tuple(c.strip().lower() for c in args.cells.split(","))
+        bad = [c for c in cells if c not in CELL_CHOICES]
+        if bad:
+            raise CLIError(f"--cells must list cells from {', '.join(CELL_CHOICES)}, got {', '.join(bad)}")
+        try:
+            config = MemoryTaskConfig(task=args.task, length=args.length, steps=args.train_steps,
+                                      hidden_size=args.hidden_size, seed=args.seed)
+        except ValueError as err:
+            raise CLIError(str(err)) from err
+        flows = memory_gradient_flow(config, cells)
+        fig = plot_memory_gradient_flow(flows, config)
+        for cell, flow in flows.items():
+            _print_norms({f"{cell} before": flow["before"], f"{cell} after": flow["after"]})
+    fig.savefig(out)
+    print(f"image: {out}")
+    return 0
+
+
+def _print_norms(curves) -> None:
+    for name, v in curves.items():
+        ratio = float(v[0]) / max(float(v[-1]), 1e-30)
+        print(f"  {name:>14}: ‖∂L/∂h_t‖ at t=0 {float(v[0]):.3e}, at t=T-1 {float(v[-1]):.3e}, ratio {ratio:.2e}")
+
+
+# ---- heat map -------------------------------------------------------------------------------------
+
+def run_heatmap(args) -> int:
+    import torch
+
+    from rnnkit.tasks.memory import MemoryTaskConfig, memory_batch, train_memory_task
+    from rnnkit.viz.heatmap import hidden_states, plot_hidden_states
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    out = _out_path(args.out, "heatmap.png")
+    if args.run:
+        from rnnkit.cli.tasks import load_memory_run
+
+        model, config = load_memory_run(args.run)
+        trained = f"trained ({Path(args.run).name})"
+    else:
+        try:
+            config = MemoryTaskConfig(task=args.task, cell=args.cell, length=args.length,
+                                      steps=args.train_steps, hidden_size=args.hidden_size, seed=args.seed)
+        except ValueError as err:
+            raise CLIError(str(err)) from err
+        model, result = train_memory_task(config)
+        trained = f"after {config.steps} steps, metric {result.metric:.3g} vs baseline {result.baseline:.3g}"
+    x, y = memory_batch(config, 1, torch.Generator().manual_seed(30_000 + args.seed))
+    model.eval()
+    try:
+        states = hidden_states(model, lambda m: m(x), layer=args.layer, cell_state=args.cell_state)[0]  # (T, H)
+    except ValueError as err:
+        raise CLIError(str(err)) from err
+    if config.task == "adding":
+        marks = torch.nonzero(x[0, :, 1]).flatten().tolist()
+        note = f"markers at t={marks}, target {float(y[0]):.3f}"
+    else:
+        K = config.num_symbols
+        marks = [K - 1, K + config.length - 1]  # last symbol read, delimiter
+        note = "dashed: end of the symbols, the delimiter"
+    which = "c_t" if args.cell_state else "h_t"
+    fig = plot_hidden_states(
+        states, title=f"{config.cell.upper()} {which} on one {config.task} sequence (T={config.length}), "
+                      f"{trained}\n{note}", marks=marks)
+    fig.savefig(out)
+    print(f"image: {out}")
+    return 0
+
+
+# ---- curves ---------------------------------------------------------------------------------------
+
+def run_curves(args) -> int:
+    from rnnkit.viz.curves import plot_curves
+
+    run = Path(args.run_dir)
+    if not (run / "metrics.csv").is_file() and not (run.is_file() and run.suffix == ".csv"):
+        raise CLIError(f"no metrics.csv in {run} (expected a run folder written by rnnkit)")
+    try:
+        fig = plot_curves(run)
+    except ValueError as err:
+        raise CLIError(str(err)) from err
+    default = str((run if run.is_dir() else run.parent) / "curves.png")
+    out = _out_path(args.out, default)
+    fig.savefig(out)
+    print(f"image: {out}")
+    return 0
+
+
+def register(sub) -> None:
+    p = sub.add_parser("diagram", help="the unrolled graph as Mermaid text (and an image with --out)",
+                       description="Print the unrolled computation graph as a Mermaid flowchart; "
+                                   "with --out, also draw it (matplotlib, no network).")
+    p.add_argument("--cell", choices=CELL_CHOICES, default="lstm")
+    p.add_argument("--num-layers", type=int, default=1)
+    p.add_argument("--bidirectional", action="store_true")
+    p.add_argument("--steps", type=int, default=3, help="time steps to unroll (default 3)")
+    p.add_argument("--hidden-size", type=int, default=None, help="shown in the title")
+    p.add_argument("--input-size", type=int, default=None, help="shown in the title")
+    p.add_argument("--run", metavar="RUN_DIR", help="take cell, layers, directions from RUN_DIR/config.json")
+    p.add_argument("--out", metavar="FILE", help="also draw the diagram into FILE (.png or .svg)")
+    p.set_defaults(func=run_diagram)
+
+    p = sub.add_parser("gradflow", help="plot ‖dLoss/dh_t‖ per time step (vanishing gradients)",
+                       description="Gradient norm per time step on a memory task, per cell, before and "
+                                   "after training; or of a trained model from a run folder.")
+    p.add_argument("--task", choices=("adding", "copy"), default="adding")
+    p.add_argument("--cells", default="rnn,lstm,gru", help="comma-separated (default rnn,lstm,gru)")
+    p.add_argument("--length", type=int, default=50)
+    p.add_argument("--train-steps", type=int, default=1000)
+    p.add_argument("--hidden-size", type=int, default=64)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--run", metavar="RUN_DIR", help="a run folder from 'rnnkit task adding|copy --out-dir'")
+    p.add_argument("--out", metavar="FILE", help="image file (default gradflow.png)")
+    p.set_defaults(func=run_gradflow)
+
+    p = sub.add_parser("heatmap", help="hidden-state heat map over one sequence",
+                       description="Hidden units (rows) over time steps (columns) of a model trained "
+                                   "on a memory task, or of a run folder's model.")
+    p.add_argument("--task", choices=("adding", "copy"), default="adding")
+    p.add_argument("--cell", choices=CELL_CHOICES, default="lstm")
+    p.add_argument("--length", type=int, default=50)
+    p.add_argument("--train-steps", type=int, default=1000)
+    p.add_argument("--hidden-size", type=int, default=32)
+    p.add_argument("--layer", type=int, default=-1)
+    p.add_argument("--cell-state", action="store_true", help="show an LSTM's c_t instead of h_t")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--run", metavar="RUN_DIR", help="a run folder from 'rnnkit task adding|copy --out-dir'")
+    p.add_argument("--out", metavar="FILE", help="image file (default heatmap.png)")
+    p.set_defaults(func=run_heatmap)
+
+    p = sub.add_parser("curves", help="training curves from a run folder's metrics.csv",
+                       description="Plot the loss and metric columns of RUN_DIR/metrics.csv against step.")
+    p.add_argument("run_dir", metavar="RUN_DIR")
+    p.add_argument("--out", metavar="FILE", help="image file (default RUN_DIR/curves.png)")
+    p.set_defaults(func=run_curves)

@@ -1,0 +1,71 @@
+"""Hidden-state heat map: the activations h_t of one layer over one sequence.
+
+Rows are hidden units (H), columns are time steps (T); the colour is the value of ``h[t, j]``, on a
+diverging scale centred at 0 (tanh-bounded states lie in [-1, 1]). Units that switch at a marker and
+then hold their value are the memory of the network, visible as horizontal bands.
+"""
+
+from __future__ import annotations
+
+# ruff: noqa: F722 (jaxtyping shape strings such as "B T H" are not Python expressions)
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from jaxtyping import Float
+from matplotlib.figure import Figure
+from torch import Tensor, nn
+
+from rnnkit.viz.gradflow import stepwise
+
+
+@torch.no_grad()
+def hidden_states(
+    model: nn.Module, run, attr: str = "rnn", layer: int = -1, direction: int = 0, cell_state: bool = False
+) -> Float[Tensor, "B T H"]:
+    """The states of ``model.<attr>`` (one layer and direction) while ``run(model)`` is evaluated.
+
+    ``cell_state=True`` returns an LSTM's c_t instead of h_t.
+    """
+    with stepwise(model, attr) as unrolled:
+        run(model)
+    states = unrolled.cells if cell_state else unrolled.states
+    if cell_state and unrolled.mode != "LSTM":
+        raise ValueError(f"only an LSTM has a cell state; this layer is {unrolled.mode}")
+    L, D = len(states), len(states[0])
+    if not -L <= layer < L or not 0 <= direction < D:
+        raise ValueError(f"layer must lie in [-{L}, {L}) and direction in [0, {D}), got {layer} and {direction}")
+    return torch.stack(states[layer][direction], dim=1)  # (B, T, H)
+
+
+def plot_hidden_states(
+    states: Float[Tensor, "T H"] | np.ndarray,
+    title: str = "Hidden state h_t",
+    tick_labels: Sequence[str] | None = None,
+    marks: Sequence[int] = (),
+    ax=None,
+) -> Figure:
+    """Heat map of one sequence's states (T, H): hidden unit on y, time step on x.
+
+    ``tick_labels`` names each step (the characters of a text, say); ``marks`` draws a dashed line
+    at the given steps (the positions of the adding problem's markers, say).
+    """
+    s = np.asarray(torch.as_tensor(states).detach().cpu().double())
+    if s.ndim != 2:
+        raise ValueError(f"states must be (T, H), got shape {s.shape}")
+    T, H = s.shape
+    fig = ax.figure if ax is not None else Figure(figsize=(min(14, 3 + 0.12 * T), min(9, 1.8 + 0.09 * H)), layout="constrained")
+    ax = ax if ax is not None else fig.add_subplot()
+    bound = max(float(np.abs(s).max()), 1e-12)
+    im = ax.imshow(s.T, aspect="auto", cmap="RdBu_r", vmin=-bound, vmax=bound, interpolation="nearest", origin="lower")
+    fig.colorbar(im, ax=ax, label="activation")
+    ax.set_xlabel("time step t")
+    ax.set_ylabel("hidden unit")
+    ax.set_title(title, fontsize=10)
+    if tick_labels is not None:
+        if len(tick_labels) != T:
+            raise ValueError(f"tick_labels needs one label per step. Expected {T}, got {len(tick_labels)}")
+        ax.set_xticks(range(T), [repr(c)[1:-1] for c in tick_labels], fontsize=7)
+    for m in marks:
+        ax.axvline(m, color="black", linestyle="--", linewidth=1)
+    return fig
