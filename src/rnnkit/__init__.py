@@ -27,6 +27,11 @@ _LAZY = {
     "LockedDropout": "rnnkit.nn.dropout",
     "MinGRU": "rnnkit.nn.mingru",
     "MinLSTM": "rnnkit.nn.mingru",
+    # sequence tasks: tagging, classification, encoder-decoder, the masked per-step loss
+    "Tagger": "rnnkit.models.tagger",
+    "SequenceClassifier": "rnnkit.models.classifier",
+    "Seq2Seq": "rnnkit.models.seq2seq",
+    "masked_cross_entropy": "rnnkit.tasks.losses",
 }
 
 __all__ = ["__version__", *_LAZY]
