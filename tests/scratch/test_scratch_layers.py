@@ -168,6 +168,8 @@ def test_errors_say_expected_and_got():
         scratch.LSTM(I, H, proj_size=H)
     with pytest.raises(ValueError, match="nonlinearity"):
         scratch.RNN(I, H, nonlinearity="sigmoid")
+    with pytest.raises(TypeError, match="bidirectional must be a bool"):
+        scratch.RNN(I, H, bidirectional="relu")
     with pytest.raises(TypeError, match="float32 or float64"):
         scratch.GRU(I, H, dtype=np.int32)
     with pytest.raises(KeyError, match="missing"):

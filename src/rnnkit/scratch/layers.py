@@ -57,6 +57,9 @@ class Recurrent(Module):
             raise ValueError(
                 f"proj_size must be smaller than hidden_size. Expected < {hidden_size}, got {proj_size}"
             )
+        for name, value in (("bidirectional", bidirectional), ("bias", bias)):
+            if not isinstance(value, (bool, np.bool_)):
+                raise TypeError(f"{name} must be a bool. Expected True or False, got {value!r}")
         self.bidirectional = bool(bidirectional)
         self.bias = bool(bias)
         self.num_directions = 2 if self.bidirectional else 1
