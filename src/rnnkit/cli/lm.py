@@ -1,0 +1,195 @@
+"""``rnnkit train``, ``rnnkit sample``, ``rnnkit eval``: the character language model from the shell.
+
+Argument parsing only. ``train``'s flags are the fields of :class:`rnnkit.train.TrainConfig`, one
+to one (``--hidden-size`` is ``hidden_size``); a flag left out keeps the default, the preset's value,
+or on ``--resume`` the run's saved value.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from dataclasses import fields
+
+from rnnkit.cli import CLIError
+
+HELP = {
+    "data": "a UTF-8 text file, or a named corpus: python-docs (built in, the default), "
+            "tinyshakespeare (downloaded once)",
+    "out": "run folder; empty: runs/charlm-<date>-<time>",
+    "val_fraction": "fraction of the text, at its end, held out for validation",
+    "cell": "recurrent cell: lstm, gru or rnn",
+    "hidden_size": "units per recurrent layer",
+    "num_layers": "stacked recurrent layers",
+    "embed_size": "character embedding size (0: one-hot input)",
+    "dropout": "dropout before the output layer and between layers",
+    "seq_len": "truncated-BPTT window in characters",
+    "batch_size": "parallel streams of text (over all processes)",
+    "lr": "peak learning rate (AdamW)",
+    "min_lr_ratio": "the cosine decay ends at lr times this",
+    "warmup_iters": "steps of linear warm-up",
+    "decay_iters": "steps of cosine decay (0: --max-iters)",
+    "weight_decay": "AdamW weight decay on the weight matrices",
+    "grad_clip": "clip the global gradient norm to this (0: off)",
+    "max_iters": "training steps",
+    "max_time": "stop after this many seconds of training, the schedule following the clock "
+                "(0: no limit)",
+    "eval_every": "validate and save a checkpoint every this many steps",
+    "eval_chars": "periodic validation on this many characters (0: the whole split)",
+    "log_every": "steps between log lines",
+    "sample_length": "characters to print after training (0: none)",
+    "seed": "random seed",
+    "device": "auto, cpu, cuda, cuda:N or mps",
+    "precision": "fp32, or bf16 (autocast; the loss stays in float32)",
+    "engine": "torch, or numpy (rnnkit.scratch: CPU, one-hot input, no dropout)",
+    "resume": "continue the run in --out from its last checkpoint",
+}
+
+
+def _errors():
+    from rnnkit.data.text import CorpusError
+    from rnnkit.train import CheckpointError, ConfigError, SamplingError, TrainingError
+
+    return (CorpusError, ConfigError, CheckpointError, SamplingError), TrainingError
+
+
+def _guard(func):
+    """Library errors become one-line CLIErrors; Ctrl-C outside the training loop exits 130."""
+
+    def run(args) -> int:
+        user_errors, training_error = _errors()
+        try:
+            return func(args)
+        except user_errors as err:
+            raise CLIError(str(err)) from None
+        except training_error as err:
+            raise CLIError(str(err), code=1) from None
+        except KeyboardInterrupt:
+            print(f"\nrnnkit {args.command}: interrupted", file=sys.stderr)
+            return 130
+
+    return run
+
+
+def run_train(args) -> int:
+    from rnnkit.train import default_prompt, generate, load_model, make_config, train
+
+    names = {f.name for f in fields(_config_class())}
+    overrides = {k: v for k, v in vars(args).items() if k in names and v is not None}
+    cfg = make_config(overrides, args.preset)
+    result = train(cfg)
+    if not result.is_main:
+        return 130 if result.stopped == "interrupted" else 0
+    run_dir = shlex.quote(str(result.run_dir))
+    if result.stopped == "interrupted":
+        print(f"interrupted at step {result.step}; checkpoint saved in {result.run_dir}\n"
+              f"continue with: rnnkit train --out {run_dir} --resume", file=sys.stderr)
+        return 130
+    print(f"validation loss {result.val_loss:.4f} nats/char ({result.val_bpc:.4f} bits/char) "
+          f"after {result.step} steps ({result.stopped.replace('_', '-')} reached)")
+    if cfg.sample_length:
+        model, vocab, _ = load_model(result.run_dir)
+        prompt = default_prompt(vocab)
+        print("--- sample (temperature 0.8) ---")
+        for ch in generate(model, vocab, prompt, cfg.sample_length, temperature=0.8, seed=cfg.seed):
+            sys.stdout.write(ch)
+        print("\n---")
+    print(f"run folder: {result.run_dir}\nnext:\n"
+          f"  rnnkit sample {run_dir} --prompt 'The ' --length 500 --temperature 0.8\n"
+          f"  rnnkit eval {run_dir}\n"
+          f"  rnnkit train --out {run_dir} --resume --max-iters {result.step * 2}   (train longer)")
+    return 0
+
+
+def run_sample(args) -> int:
+    from rnnkit.train import default_prompt, generate, load_model, resolve_device
+    from rnnkit.train.sampling import check_options
+
+    device = resolve_device(args.device)
+    model, vocab, _ = load_model(args.run_dir, device)
+    check_options(len(vocab), args.temperature, args.top_k, args.top_p, args.length)
+    prompt = args.prompt if args.prompt else default_prompt(vocab)
+    vocab.encode(prompt, "the prompt")  # unknown characters: refuse before printing anything
+    pieces = generate(model, vocab, prompt, args.length, temperature=args.temperature,
+                      top_k=args.top_k, top_p=args.top_p, seed=args.seed)
+    sys.stdout.write(prompt)
+    for ch in pieces:  # streamed: each character appears as soon as it is drawn
+        sys.stdout.write(ch)
+        sys.stdout.flush()
+    sys.stdout.write("\n")
+    return 0
+
+
+def run_eval(args) -> int:
+    from rnnkit.train import evaluate_run, resolve_device
+
+    res = evaluate_run(args.run_dir, args.data, args.split, resolve_device(args.device))
+    print(f"{res.split} loss {res.loss:.4f} nats/char, {res.bpc:.4f} bits/char "
+          f"({res.chars:,} characters of {res.source})")
+    return 0
+
+
+def _config_class():
+    from rnnkit.train.config import TrainConfig
+
+    return TrainConfig
+
+
+def _float_or_int(kind):
+    def parse(text: str):
+        try:
+            return kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {'an integer' if kind is int else 'a number'}"
+                                             f", got {text!r}") from None
+
+    parse.__name__ = kind.__name__
+    return parse
+
+
+def register(sub) -> None:
+    cfg_cls = _config_class()
+    defaults = cfg_cls()
+    p = sub.add_parser(
+        "train", help="train a character language model (default: on Python's docs, ~2 minutes)",
+        description="Train a character-level language model. Every flag is a TrainConfig field; "
+                    "defaults train on the built-in python-docs corpus in about two minutes on a "
+                    "2-core CPU.",
+    )
+    p.add_argument("--preset", default=None, help="a tuned recipe: shakespeare")
+    for f in fields(cfg_cls):
+        flag = "--" + f.name.replace("_", "-")
+        default = getattr(defaults, f.name)
+        text = f"{HELP.get(f.name, '')} (default: {default!r})"
+        if isinstance(default, bool):
+            p.add_argument(flag, action="store_true", default=None, help=HELP.get(f.name))
+        elif isinstance(default, (int, float)):
+            p.add_argument(flag, type=_float_or_int(type(default)), default=None, help=text,
+                           metavar=f.name.upper())
+        else:
+            p.add_argument(flag, default=None, help=text, metavar=f.name.upper())
+    p.set_defaults(func=_guard(run_train))
+
+    p = sub.add_parser("sample", help="generate text from a trained run (streamed)")
+    p.add_argument("run_dir", metavar="RUN_DIR")
+    p.add_argument("--prompt", default=None, help="text to continue (default: a newline)")
+    p.add_argument("--length", type=_float_or_int(int), default=500, help="characters to generate")
+    p.add_argument("--temperature", type=_float_or_int(float), default=1.0,
+                   help="softmax temperature; 0 is greedy (default 1.0)")
+    p.add_argument("--top-k", type=_float_or_int(int), default=None,
+                   help="draw from the k most likely characters only (capped at the vocabulary)")
+    p.add_argument("--top-p", type=_float_or_int(float), default=None,
+                   help="nucleus sampling: the most likely characters holding this much probability")
+    p.add_argument("--seed", type=_float_or_int(int), default=None, help="random seed")
+    p.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N or mps")
+    p.set_defaults(func=_guard(run_sample))
+
+    p = sub.add_parser("eval", help="validation loss of a trained run, in nats and bits per char")
+    p.add_argument("run_dir", metavar="RUN_DIR")
+    p.add_argument("--data", default=None,
+                   help="a text file or named corpus (default: the run's); split as in training")
+    p.add_argument("--split", default="val", choices=("val", "train", "all"),
+                   help="which part to score (default: val, the last 10%%)")
+    p.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N or mps")
+    p.set_defaults(func=_guard(run_eval))

@@ -1,0 +1,185 @@
+"""The training configuration: one dataclass whose fields are the ``rnnkit train`` flags, one to one.
+
+Its defaults train on the built-in ``python-docs`` corpus in about two minutes on a 2-core CPU.
+:data:`PRESETS` hold tuned recipes (``--preset shakespeare``); explicit flags override a preset, and
+on ``--resume`` the run's saved configuration is the base that flags override.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+from rnnkit.data.corpora import BUILTIN
+
+
+class ConfigError(ValueError):
+    """A configuration value that cannot work: the message names the flag, expected and got."""
+
+
+@dataclass
+class TrainConfig:
+    # data and run folder
+    data: str = BUILTIN  # a UTF-8 text file, or a named corpus (python-docs, tinyshakespeare)
+    out: str = ""  # run folder; empty: runs/charlm-<date>-<time>
+    val_fraction: float = 0.1  # the last 10% of the text is the validation split
+    # model
+    cell: str = "lstm"  # lstm | gru | rnn
+    hidden_size: int = 256
+    num_layers: int = 1
+    embed_size: int = 32  # 0: one-hot input
+    dropout: float = 0.0
+    # optimisation: AdamW, clipping, linear warm-up then cosine decay to lr * min_lr_ratio
+    seq_len: int = 64  # truncated-BPTT window (characters)
+    batch_size: int = 32  # parallel streams (global, over all processes)
+    lr: float = 3e-3
+    min_lr_ratio: float = 0.1
+    warmup_iters: int = 50
+    decay_iters: int = 0  # cosine length in steps; 0: max_iters
+    weight_decay: float = 0.01
+    grad_clip: float = 1.0  # max global gradient norm; 0: no clipping
+    max_iters: int = 3000
+    max_time: float = 0.0  # seconds of training (periodic evaluation included); 0: no limit
+    # evaluation, logging, reproducibility
+    eval_every: int = 500  # validate and save a checkpoint every this many steps
+    eval_chars: int = 0  # periodic validation on the first this many characters; 0: all
+    log_every: int = 50
+    sample_length: int = 300  # characters printed after training; 0: none
+    seed: int = 1337
+    device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
+    precision: str = "fp32"  # fp32 | bf16 (autocast; the loss stays in float32)
+    engine: str = "torch"  # torch | numpy (rnnkit.scratch: CPU, fp32, one-hot input, no dropout)
+    resume: bool = False  # continue the run in --out
+
+    def shape(self) -> dict:
+        return {k: getattr(self, k) for k in SHAPE_FIELDS}
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+# what a checkpoint's tensors depend on: --resume refuses to change these
+SHAPE_FIELDS = ("cell", "hidden_size", "num_layers", "embed_size", "batch_size")
+
+PRESETS: dict[str, dict] = {
+    # The recipe for tinyshakespeare within 230 s on a 2-core CPU; docs/charlm.md tells how it was
+    # found. The schedule is tied to the clock (max_time), so it decays fully on a slower machine too.
+    "shakespeare": dict(
+        data="tinyshakespeare", cell="lstm", hidden_size=512, num_layers=1, embed_size=32,
+        dropout=0.0, seq_len=64, batch_size=32, lr=3e-3, min_lr_ratio=0.1, warmup_iters=50,
+        weight_decay=0.01, grad_clip=1.0, max_iters=100_000, max_time=230.0, eval_every=1000,
+        eval_chars=20_000,
+    ),
+}
+
+
+def _field_types() -> dict[str, type]:
+    return {f.name: type(getattr(TrainConfig(), f.name)) for f in fields(TrainConfig)}
+
+
+def from_dict(values: dict, source: str = "config") -> TrainConfig:
+    """A TrainConfig from a dict (config.json's ``config``); unknown keys are an error."""
+    types = _field_types()
+    unknown = sorted(set(values) - set(types))
+    if unknown:
+        raise ConfigError(f"{source}: unknown setting(s) {', '.join(unknown)}")
+    clean = {}
+    for key, value in values.items():
+        want = types[key]
+        if want is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if not isinstance(value, want) or (want is int and isinstance(value, bool)):
+            raise ConfigError(
+                f"{source}: {key} must be {want.__name__}, got {type(value).__name__} {value!r}"
+            )
+        clean[key] = value
+    return TrainConfig(**clean)
+
+
+RUN_FORMAT = "rnnkit-charlm-run"
+MODEL_KEYS = (("vocab_size", int), ("cell", str), ("hidden_size", int), ("num_layers", int),
+              ("embed_size", int))
+
+
+def read_run_config(run_dir: Path) -> tuple[TrainConfig, dict]:
+    """(config, model shape) from a run folder's config.json; ConfigError if it is not one."""
+    path = run_dir / "config.json"
+    try:
+        doc = json.loads(path.read_bytes().decode("utf-8"))
+        if doc.get("format") != RUN_FORMAT:
+            raise ValueError(f"format is {doc.get('format')!r}, expected {RUN_FORMAT!r}")
+        cfg, shape = from_dict(doc["config"], str(path)), doc["model"]
+        for key, kind in MODEL_KEYS:
+            if not isinstance(shape.get(key), kind):
+                raise ValueError(f"model.{key} missing or not {kind.__name__}")
+    except (ValueError, KeyError, TypeError, AttributeError, ConfigError) as err:
+        reason = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
+        raise ConfigError(f"{path} is not an rnnkit char-LM run config: {reason}") from None
+    return cfg, shape
+
+
+def make_config(overrides: dict, preset: str | None = None) -> TrainConfig:
+    """Defaults (or the resumed run's saved config), then the preset, then explicit flags."""
+    base = TrainConfig()
+    if overrides.get("resume"):
+        out = overrides.get("out") or ""
+        if not out:
+            raise ConfigError("--resume needs --out RUN_DIR, the run folder to continue")
+        if not (Path(out) / "config.json").is_file():
+            raise ConfigError(f"--resume: {out} is not a run folder (no config.json)")
+        base, _ = read_run_config(Path(out))
+    if preset is not None:
+        if preset not in PRESETS:
+            raise ConfigError(f"--preset must be one of {', '.join(PRESETS)}; got {preset!r}")
+        base = dataclasses.replace(base, **PRESETS[preset])
+    cfg = dataclasses.replace(base, **overrides)
+    if cfg.engine == "numpy" and "embed_size" not in overrides:
+        cfg.embed_size = 0  # the NumPy model reads one-hot input
+    check_config(cfg)
+    return cfg
+
+
+def check_config(cfg: TrainConfig) -> None:
+    """Reject values that cannot work, naming the flag (expected, got)."""
+
+    def bad(flag: str, expected: str):
+        value = getattr(cfg, flag.replace("-", "_"))
+        raise ConfigError(f"--{flag} must be {expected}, got {value!r}")
+
+    choices = {"cell": ("lstm", "gru", "rnn"), "precision": ("fp32", "bf16"),
+               "engine": ("torch", "numpy")}
+    for name, allowed in choices.items():
+        if getattr(cfg, name) not in allowed:
+            bad(name, "one of " + ", ".join(allowed))
+    for name in ("hidden_size", "num_layers", "seq_len", "batch_size", "max_iters", "eval_every",
+                 "log_every"):
+        if getattr(cfg, name) < 1:
+            bad(name.replace("_", "-"), "an integer >= 1")
+    for name in ("embed_size", "warmup_iters", "decay_iters", "eval_chars", "sample_length"):
+        if getattr(cfg, name) < 0:
+            bad(name.replace("_", "-"), "an integer >= 0")
+    if not 0.0 <= cfg.dropout < 1.0:
+        bad("dropout", "in [0, 1)")
+    if not 0.0 < cfg.val_fraction < 1.0:
+        bad("val-fraction", "in (0, 1)")
+    for name in ("lr", "min_lr_ratio", "weight_decay", "grad_clip", "max_time"):
+        value = getattr(cfg, name)
+        if not math.isfinite(value) or value < 0:
+            bad(name.replace("_", "-"), "a finite number >= 0")
+    if cfg.lr == 0:
+        bad("lr", "> 0")
+    if cfg.min_lr_ratio > 1:
+        bad("min-lr-ratio", "in [0, 1]")
+    if cfg.engine == "numpy":
+        for name, ok, need in (("precision", cfg.precision == "fp32", "fp32"),
+                               ("dropout", cfg.dropout == 0.0, "0"),
+                               ("embed_size", cfg.embed_size == 0, "0 (one-hot input)"),
+                               ("device", cfg.device in ("auto", "cpu"), "cpu")):
+            if not ok:
+                raise ConfigError(
+                    f"--engine numpy needs --{name.replace('_', '-')} {need}, got "
+                    f"{getattr(cfg, name)!r}"
+                )
