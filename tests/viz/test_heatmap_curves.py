@@ -32,7 +32,7 @@ def test_heatmap_plot():
     assert ax.get_xlabel() == "time step t" and ax.get_ylabel() == "hidden unit"
     shown = ax.get_images()[0].get_array()
     np.testing.assert_allclose(np.asarray(shown), states.T.numpy(), rtol=1e-6)  # rows = units
-    assert [t.get_text() for t in ax.get_xticklabels()][:5] == list("hello")
+    assert [t.get_text() for t in ax.get_xticklabels()][:7] == list("hello␣w")
     assert len(fig.axes) == 2  # the heat map and its colour bar
     with pytest.raises(ValueError, match="Expected 12, got 3"):
         plot_hidden_states(states, tick_labels=["a", "b", "c"])
@@ -86,3 +86,28 @@ def test_cli_task_run_folder_then_curves_heatmap_gradflow(tmp_path, capsys):
     assert main(["curves", str(tmp_path / "nowhere")]) == 2
     assert "no metrics.csv" in capsys.readouterr().err
     assert main(["heatmap", "--run", str(tmp_path), "--out", str(heat)]) == 2
+
+
+def test_cli_pictures_of_a_char_lm_run(tmp_path, capsys):
+    # a char-LM run folder written with the training package's own functions
+    from rnnkit.data.vocab import Vocab
+    from rnnkit.models.charlm import CharLM
+    from rnnkit.train.checkpoint import save_weights, write_config, write_vocab
+    from rnnkit.train.config import TrainConfig
+
+    vocab = Vocab.from_text("abc de")
+    torch.manual_seed(0)
+    model = CharLM(len(vocab), cell="gru", hidden_size=6, num_layers=2, embed_size=4)
+    write_config(tmp_path, TrainConfig(cell="gru", hidden_size=6, num_layers=2, embed_size=4), model.shape())
+    write_vocab(tmp_path, vocab)
+    save_weights(tmp_path, model.state_dict(), step=1)
+
+    heat = tmp_path / "heat.png"
+    assert main(["heatmap", "--run", str(tmp_path), "--text", "abc dead", "--out", str(heat)]) == 0
+    assert heat.stat().st_size > 5_000
+    assert main(["gradflow", "--run", str(tmp_path), "--text", "bad cab", "--out", str(tmp_path / "g.png")]) == 0
+    assert "layer 1" in capsys.readouterr().out  # both layers measured
+    assert main(["diagram", "--run", str(tmp_path), "--steps", "2"]) == 0
+    assert "%% GRU (I=4, H=6), 2 layers" in capsys.readouterr().out
+    assert main(["heatmap", "--run", str(tmp_path), "--text", "xyz", "--out", str(heat)]) == 2
+    assert "at least 2 characters from the model's vocabulary" in capsys.readouterr().err

@@ -35,7 +35,7 @@ def model_shape_from_run(run_dir: str) -> dict:
     cell = {"rnn_tanh": "rnn", "rnn_relu": "rnn", "elman": "rnn"}.get(cell, cell)
     if cell not in CELL_CHOICES:
         raise CLIError(f"{path}: expected 'cell' to be one of {', '.join(CELL_CHOICES)}, got {cell or 'nothing'!r}")
-    input_size = flat.get("input_size") or flat.get("embed_size") or flat.get("embedding_dim")
+    input_size = flat.get("input_size") or flat.get("embed_size") or flat.get("vocab_size")  # 0: one-hot
     if input_size is None and flat.get("task") in ("adding", "copy"):
         input_size = 2 if flat["task"] == "adding" else 10
     return {
@@ -64,6 +64,45 @@ def run_diagram(args) -> int:
     return 0
 
 
+# ---- models from run folders ----------------------------------------------------------------------
+
+DEFAULT_TEXT = "To be, or not to be, that is the question:"
+
+
+def load_run(run_dir: str):
+    """("memory", model, config) for a memory-task run, ("charlm", model, vocab) for a char-LM run."""
+    path = Path(run_dir) / "config.json"
+    try:
+        cfg = json.loads(path.read_text())
+    except FileNotFoundError as err:
+        raise CLIError(f"no config.json in {run_dir}") from err
+    except json.JSONDecodeError as err:
+        raise CLIError(f"{path} is not valid JSON: {err}") from err
+    if cfg.get("format") == "rnnkit-charlm-run":
+        from rnnkit.train.checkpoint import CheckpointError, load_model
+        from rnnkit.train.config import ConfigError
+
+        try:
+            model, vocab, _ = load_model(run_dir)
+        except (CheckpointError, ConfigError) as err:
+            raise CLIError(str(err)) from err
+        return "charlm", model, vocab
+    from rnnkit.cli.tasks import load_memory_run
+
+    model, config = load_memory_run(run_dir)
+    return "memory", model, config
+
+
+def _char_ids(vocab, text: str):
+    """(T, 1) ids of ``text``, keeping only characters the model knows."""
+    import torch
+
+    known = "".join(c for c in text if not vocab.unknown(c))
+    if len(known) < 2:
+        raise CLIError(f"--text needs at least 2 characters from the model's vocabulary, got {text!r}")
+    return known, torch.as_tensor(vocab.encode(known), dtype=torch.long)[:, None]  # (T, 1)
+
+
 # ---- gradient flow --------------------------------------------------------------------------------
 
 def run_gradflow(args) -> int:
@@ -77,14 +116,19 @@ def run_gradflow(args) -> int:
         torch.set_num_threads(args.threads)
     out = _out_path(args.out, "gradflow.png")
     if args.run:
-        from rnnkit.cli.tasks import load_memory_run
-
-        model, config = load_memory_run(args.run)
-        x, y = memory_batch(config, 128, torch.Generator().manual_seed(20_000 + config.seed))
-        norms = hidden_gradient_norms(model, lambda m: memory_loss(m, x, y, config.task))  # (L, D, T)
+        kind, model, info = load_run(args.run)
+        if kind == "memory":
+            config = info
+            x, y = memory_batch(config, 128, torch.Generator().manual_seed(20_000 + config.seed))
+            norms = hidden_gradient_norms(model, lambda m: memory_loss(m, x, y, config.task))  # (L, D, T)
+            title = f"{config.task} T={config.length}, trained {config.cell.upper()} ({Path(args.run).name})"
+        else:  # char LM: the loss of predicting the text's last character from the ones before it
+            text, ids = _char_ids(info, args.text)
+            norms = hidden_gradient_norms(
+                model, lambda m: torch.nn.functional.cross_entropy(m(ids[:-1])[0][-1], ids[-1]))
+            title = f"char LM {model.cell.upper()} ({Path(args.run).name}): loss at the last of {len(text)} chars"
         curves = {f"layer {layer}": norms[layer, 0] for layer in range(norms.size(0))}
-        fig = plot_gradient_norms(curves, title=f"{config.task} T={config.length}, trained {config.cell.upper()}"
-                                  f" ({Path(args.run).name}): ‖∂L/∂hₜ‖")
+        fig = plot_gradient_norms(curves, title=title + ": ‖∂L/∂hₜ‖")
         _print_norms(curves)
     else:
         cells = tuple(c.strip().lower() for c in args.cells.split(","))
@@ -123,9 +167,10 @@ def run_heatmap(args) -> int:
         torch.set_num_threads(args.threads)
     out = _out_path(args.out, "heatmap.png")
     if args.run:
-        from rnnkit.cli.tasks import load_memory_run
-
-        model, config = load_memory_run(args.run)
+        kind, model, info = load_run(args.run)
+        if kind == "charlm":
+            return _charlm_heatmap(args, model, info, out)
+        config = info
         trained = f"trained ({Path(args.run).name})"
     else:
         try:
@@ -152,6 +197,23 @@ def run_heatmap(args) -> int:
     fig = plot_hidden_states(
         states, title=f"{config.cell.upper()} {which} on one {config.task} sequence (T={config.length}), "
                       f"{trained}\n{note}", marks=marks)
+    fig.savefig(out)
+    print(f"image: {out}")
+    return 0
+
+
+def _charlm_heatmap(args, model, vocab, out: Path) -> int:
+    from rnnkit.viz.heatmap import hidden_states, plot_hidden_states
+
+    text, ids = _char_ids(vocab, args.text)
+    try:
+        states = hidden_states(model, lambda m: m(ids), layer=args.layer, cell_state=args.cell_state)[0]
+    except ValueError as err:
+        raise CLIError(str(err)) from err
+    which = "c_t" if args.cell_state else "h_t"
+    layer = "top layer" if args.layer == -1 else f"layer {args.layer}"
+    fig = plot_hidden_states(states, title=f"char LM {model.cell.upper()} {which}, {layer} ({Path(args.run).name})",
+                             tick_labels=list(text))
     fig.savefig(out)
     print(f"image: {out}")
     return 0
@@ -200,7 +262,8 @@ def register(sub) -> None:
     p.add_argument("--hidden-size", type=int, default=64)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=None)
-    p.add_argument("--run", metavar="RUN_DIR", help="a run folder from 'rnnkit task adding|copy --out-dir'")
+    p.add_argument("--run", metavar="RUN_DIR", help="a run folder: 'rnnkit task adding|copy --out-dir' or a char LM's")
+    p.add_argument("--text", default=DEFAULT_TEXT, help="char-LM runs: the text to run the model on")
     p.add_argument("--out", metavar="FILE", help="image file (default gradflow.png)")
     p.set_defaults(func=run_gradflow)
 
@@ -216,7 +279,8 @@ def register(sub) -> None:
     p.add_argument("--cell-state", action="store_true", help="show an LSTM's c_t instead of h_t")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=None)
-    p.add_argument("--run", metavar="RUN_DIR", help="a run folder from 'rnnkit task adding|copy --out-dir'")
+    p.add_argument("--run", metavar="RUN_DIR", help="a run folder: 'rnnkit task adding|copy --out-dir' or a char LM's")
+    p.add_argument("--text", default=DEFAULT_TEXT, help="char-LM runs: the text to run the model on")
     p.add_argument("--out", metavar="FILE", help="image file (default heatmap.png)")
     p.set_defaults(func=run_heatmap)
 

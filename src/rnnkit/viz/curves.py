@@ -3,8 +3,9 @@
 Any run folder works: the x axis is the first of ``step``, ``iter``, ``iteration``, ``epoch`` present
 (the row number otherwise); every column whose name contains ``loss`` goes on the left panel, the
 other numeric quality columns (``metric``, ``accuracy``, ``bpc``, ...) on the right one, and a
-``baseline`` column becomes a dashed line. Bookkeeping columns (time, learning rate, throughput) are
-left out; empty or non-numeric cells are skipped, so runs that log a column only sometimes plot fine.
+``baseline`` column becomes a dashed line. Bookkeeping columns (time, learning rate, gradient norm,
+any ``*_per_s`` throughput) are left out; empty or non-numeric cells are skipped, so runs that log a
+column only sometimes plot fine.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from pathlib import Path
 from matplotlib.figure import Figure
 
 X_COLUMNS = ("step", "iter", "iteration", "epoch")
-SKIP = ("seconds", "time", "elapsed", "wall", "lr", "learning_rate", "tokens_per_s", "throughput", "grad_norm")
+SKIP = ("seconds", "time", "elapsed", "wall", "lr", "learning_rate", "throughput", "grad_norm")
 
 
 def read_metrics(path: str | Path) -> dict[str, list[float]]:
@@ -54,7 +55,9 @@ def plot_curves(path: str | Path, title: str | None = None) -> Figure:
     n = len(next(iter(cols.values()))) if cols else 0
     x = cols.pop(x_name) if x_name else [float(i) for i in range(n)]
     baseline = cols.pop("baseline", None)
-    ys = {k: v for k, v in cols.items() if not any(k.lower() == s or k.lower().startswith(s + "_") for s in SKIP)}
+    ys = {k: v for k, v in cols.items()
+          if k not in X_COLUMNS and not k.lower().endswith("_per_s")  # other axes, throughput
+          and not any(k.lower() == s or k.lower().startswith(s + "_") for s in SKIP)}
     losses = {k: v for k, v in ys.items() if "loss" in k.lower()}
     others = {k: v for k, v in ys.items() if k not in losses}
     if not losses and not others:

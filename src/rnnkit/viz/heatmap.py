@@ -65,7 +65,8 @@ def plot_hidden_states(
     if tick_labels is not None:
         if len(tick_labels) != T:
             raise ValueError(f"tick_labels needs one label per step. Expected {T}, got {len(tick_labels)}")
-        ax.set_xticks(range(T), [repr(c)[1:-1] for c in tick_labels], fontsize=7)
+        visible = {" ": "␣", "\n": "⏎", "\t": "⇥"}  # blanks would leave a gap on the axis
+        ax.set_xticks(range(T), [visible.get(c, c) for c in tick_labels], fontsize=9 if T <= 60 else 7)
     for m in marks:
         ax.axvline(m, color="black", linestyle="--", linewidth=1)
     return fig
