@@ -32,6 +32,10 @@ _LAZY = {
     "SequenceClassifier": "rnnkit.models.classifier",
     "Seq2Seq": "rnnkit.models.seq2seq",
     "masked_cross_entropy": "rnnkit.tasks.losses",
+    # the character language model: model, vocabulary, training configuration
+    "CharLM": "rnnkit.models.charlm",
+    "Vocab": "rnnkit.data",
+    "TrainConfig": "rnnkit.train",
 }
 
 __all__ = ["__version__", *_LAZY]
