@@ -56,218 +56,242 @@ from rnnkit.nn.layers import GRU, LSTM, RNN
 EPS = 1e-5  # layer-norm epsilon, as torch.nn.LayerNorm
 
 
-def _ln(a: Tensor, eps: float) -> tuple[Tensor, Tensor]:
-    """Normalise over the last axis without gain: returns (a_hat, rstd (..., 1))."""
-    a_hat, _, rstd = torch.native_layer_norm(a, a.shape[-1:], None, None, eps)
-    return a_hat, rstd
+def _ln(a: Tensor, eps: float, weight: Tensor | None = None, bias: Tensor | None = None):
+    """``weight ⊙ (a - mean) rstd + bias`` over the last axis; returns (that, mean, rstd)."""
+    return torch.native_layer_norm(a, a.shape[-1:], weight, bias, eps)
 
 
-def _ln_backward(d_hat: Tensor, a_hat: Tensor, rstd: Tensor) -> Tensor:
-    """Gradient through ``a_hat = (a - mean) * rstd``: ``rstd (d - mean(d) - a_hat mean(d a_hat))``."""
-    m1 = d_hat.mean(-1, keepdim=True)
-    m2 = (d_hat * a_hat).mean(-1, keepdim=True)
-    return (d_hat - m1).sub_(a_hat * m2).mul_(rstd)
+def _ln_backward(dy: Tensor, a: Tensor, mean: Tensor, rstd: Tensor, weight: Tensor | None,
+                 grad_weight: bool = False, bias: Tensor | None = None):
+    """Gradients through ``y = weight ⊙ â + bias``, ``â = (a - mean) rstd`` over the last axis:
+
+        d = dy ⊙ weight;   da = rstd (d - mean(d) - â mean(d ⊙ â));
+        d weight = Σ_rows dy ⊙ â;   d bias = Σ_rows dy
+
+    computed by ATen's layer-norm backward kernel (one pass instead of six small ops).
+    Returns (da, d weight if ``grad_weight`` else None, d bias if ``bias`` is given else None).
+    """
+    return torch.ops.aten.native_layer_norm_backward(
+        dy, a, a.shape[-1:], mean, rstd, weight, bias, [True, grad_weight, bias is not None]
+    )
+
+
+def _sigmoid_slope(s: Tensor, out: Tensor) -> Tensor:
+    """σ'(x) = s - s^2 from s = σ(x), into ``out`` (no temporaries: these are (T, B, H) arrays)."""
+    return torch.mul(s, s, out=out).neg_().add_(s)
+
+
+def _tanh_slope(y: Tensor, out: Tensor) -> Tensor:
+    """tanh'(x) = 1 - y^2 from y = tanh(x), into ``out``."""
+    return torch.mul(y, y, out=out).neg_().add_(1)
 
 
 # --------------------------------------------------------------------------------------------------
 # Kernels: one cell's step and its backward. The driver (_Recurrence) owns time, masks and W_hh.
 #
-#   forward_step(t, h_in, prev, new)   reads gi[t], writes the new states into `new` (a tuple of
-#                                      (B, H) views) and saves what backward needs at index t
-#   prepare_backward(prev_all, new_all) bulk precomputation over all T, before the loop
-#   backward_step(t, d_new, da_t)      writes da_t (grad of a_t = h_in W^T) and self.dgi[t];
-#                                      returns the direct gradients on the previous states
-#   param_grads(da)                    gradients of the cell's own parameters, one reduction each
+#   forward_step(t, h_in, w_t, prev, new)  reads gi[t], writes the new states into `new` (a list
+#                                          of (B, H) views), saves what backward needs at t
+#   prepare_backward(prev_all, new_all)    bulk precomputation over all T before the loop (once:
+#                                          a second backward through the graph reuses it)
+#   backward_step(t, d_new) -> (da_t, direct gradients on the previous states)
+#                                          da_t is the gradient of a_t = h_in W_hh^T
+#   finish() -> (dgi (T, B, G), da (T, B, G), gradients of the cell's own parameters)
+#
+# Per-step views come from one ``unbind`` of each (T, ...) buffer up front (about 2 us a view,
+# against 3 us for indexing from Python at every step), every per-step write goes to a contiguous
+# block (a strided ``out=`` costs a hidden copy), and small workspaces are reused across steps.
 # --------------------------------------------------------------------------------------------------
 
 
 class _ElmanKernel:
-    n_state = 1
-    gates = 1
-
     def __init__(self, gi: Tensor, params: tuple, relu: bool) -> None:
-        self.gi, self.relu = gi, relu
-        self.dgi = None  # Elman: dgi is da itself
+        self.gi, self.relu = gi.unbind(0), relu
 
     def forward_step(self, t, h_in, w_t, prev, new):
-        (h_new,) = new
-        torch.addmm(self.gi[t], h_in, w_t, out=h_new)  # (B, H)
+        h_new = torch.addmm(self.gi[t], h_in, w_t, out=new[0])  # (B, H)
         h_new.relu_() if self.relu else h_new.tanh_()
 
     def prepare_backward(self, prev_all, new_all):
         (h,) = new_all  # (T, B, H)
-        self.deriv = (h > 0).to(h.dtype) if self.relu else 1 - h * h  # σ'(pre) from σ's output
+        deriv = (h > 0).to(h.dtype) if self.relu else _tanh_slope(h, torch.empty_like(h))
+        self.deriv = deriv.unbind(0)  # σ'(pre) from σ's output
+        self.da = torch.empty_like(h)
+        self.da_t = self.da.unbind(0)
 
-    def backward_step(self, t, d_new, da_t):
-        torch.mul(d_new[0], self.deriv[t], out=da_t)
-        return (None,)
+    def backward_step(self, t, d_new):
+        return torch.mul(d_new[0], self.deriv[t], out=self.da_t[t]), (None,)
 
-    def param_grads(self, da):
-        return ()
+    def finish(self):
+        return self.da, self.da, ()
 
 
 class _LSTMKernel:
-    n_state = 2
-    gates = 4
-
     def __init__(self, gi: Tensor, params: tuple) -> None:
-        self.gi = gi
-        self.act = torch.empty_like(gi)  # (T, B, 4H): i, f, g, o after their nonlinearities
-        self.tc = torch.empty_like(gi[..., : gi.shape[-1] // 4])  # (T, B, H): tanh(c_t)
-        self.dgi = None  # LSTM: dgi is da itself
-
-    def forward_step(self, t, h_in, w_t, prev, new):
-        H = h_in.shape[1]
-        c_prev = prev[1]
-        h_new, c_new = new
-        act = self.act[t]
-        torch.addmm(self.gi[t], h_in, w_t, out=act)  # (B, 4H) pre-activations
-        act[:, : 2 * H].sigmoid_()
-        act[:, 2 * H : 3 * H].tanh_()
-        act[:, 3 * H :].sigmoid_()
-        i, f, g, o = act[:, :H], act[:, H : 2 * H], act[:, 2 * H : 3 * H], act[:, 3 * H :]
-        torch.mul(f, c_prev, out=c_new).addcmul_(i, g)  # c' = f c + i g
-        torch.tanh(c_new, out=self.tc[t])
-        torch.mul(o, self.tc[t], out=h_new)  # h' = o tanh(c')
-
-    def prepare_backward(self, prev_all, new_all):
-        if hasattr(self, "P"):  # a second backward through the same graph (retain_graph=True)
-            return
-        H = self.tc.shape[-1]
-        c_prev = prev_all[1]  # (T, B, H)
-        i, f, g, o = self.act.split(H, dim=-1)
-        tc = self.tc
-        # da = [dc, dc, dc, dh] * P with P the local derivatives (scratch's formulas), all T at once
-        P = torch.empty_like(self.act)
-        P[..., :H] = g * i * (1 - i)
-        P[..., H : 2 * H] = c_prev * f * (1 - f)
-        P[..., 2 * H : 3 * H] = i * (1 - g * g)
-        P[..., 3 * H :] = tc * o * (1 - o)
-        self.P = P.view(*P.shape[:2], 4, H)  # (T, B, 4, H)
-        self.K = o * (1 - tc * tc)  # dc += dh * K: the path through h' = o tanh(c')
-        self.f = f.contiguous()
-
-    def backward_step(self, t, d_new, da_t):
-        dh, dc = d_new
-        dc = torch.addcmul(dc, dh, self.K[t]) if dc is not None else dh * self.K[t]  # (B, H)
-        da4 = da_t.view(-1, 4, da_t.shape[1] // 4)  # (B, 4, H)
-        torch.mul(self.P[t, :, :3], dc.unsqueeze(1), out=da4[:, :3])
-        torch.mul(self.P[t, :, 3], dh, out=da4[:, 3])
-        return (None, dc * self.f[t])
-
-    def param_grads(self, da):
-        return ()
-
-
-class _GRUKernel:
-    n_state = 1
-    gates = 3
-
-    def __init__(self, gi: Tensor, params: tuple) -> None:
-        (self.b_hh,) = params
-        self.gi = gi
         T, B, G = gi.shape
-        self.rz = torch.empty(T, B, 2 * G // 3, dtype=gi.dtype, device=gi.device)  # r, z
-        self.n = torch.empty(T, B, G // 3, dtype=gi.dtype, device=gi.device)
-        self.ghn = torch.empty_like(self.n)  # gh_n = (W_hh h_in + b_hh)_n, needed for dr
-        self.dgi = None  # GRU: dgi differs from da in the n block (r gh_n); made in backward
+        H = G // 4
+        self.gi = gi.unbind(0)
+        self.act = torch.empty_like(gi)  # (T, B, 4H): σ(i), σ(f), (unused), σ(o)
+        self.g = gi.new_empty(T, B, H)  # (T, B, H): tanh(g)
+        self.y = gi.new_empty(T, B, H)  # (T, B, H): tanh(c_t) (LN-LSTM: tanh(γ_c LN(c_t) + β_c))
+        self.act_t, self.g_t, self.y_t = self.act.unbind(0), self.g.unbind(0), self.y.unbind(0)
+        a4 = self.act.view(T, B, 4, H)
+        self.i_t, self.f_t, self.gpre_t, self.o_t = (a4[:, :, k].unbind(0) for k in range(4))
 
-    def gh(self, t, h_in, w_t):
-        """Recurrent pre-activation gh = W_hh h_in + b_hh. (B, 3H)"""
-        if self.b_hh is None:
-            return torch.mm(h_in, w_t)
-        return torch.addmm(self.b_hh, h_in, w_t)
+    def gates(self, t, h_in, w_t):
+        """Gate pre-activations into act[t]: gi + W_hh h_in."""
+        return torch.addmm(self.gi[t], h_in, w_t, out=self.act_t[t])
+
+    def cell_out(self, t, c_new):
+        """y_t from c_t: tanh(c_t)."""
+        return torch.tanh(c_new, out=self.y_t[t])
 
     def forward_step(self, t, h_in, w_t, prev, new):
-        H = h_in.shape[1]
-        (h_prev,), (h_new,) = prev, new
-        gi = self.gi[t]
-        gh = self.gh(t, h_in, w_t)  # (B, 3H)
-        rz = torch.add(gi[:, : 2 * H], gh[:, : 2 * H], out=self.rz[t]).sigmoid_()
-        r, z = rz[:, :H], rz[:, H:]
-        self.ghn[t] = gh[:, 2 * H :]
-        n = torch.addcmul(gi[:, 2 * H :], r, gh[:, 2 * H :], out=self.n[t]).tanh_()
-        torch.sub(h_prev, n, out=h_new).mul_(z).add_(n)  # h' = n + z (h - n)
+        act = self.gates(t, h_in, w_t)
+        g = torch.tanh(self.gpre_t[t], out=self.g_t[t])
+        act.sigmoid_()  # all four blocks in one contiguous op; the g block is not used after
+        c_new = torch.mul(self.f_t[t], prev[1], out=new[1]).addcmul_(self.i_t[t], g)
+        torch.mul(self.o_t[t], self.cell_out(t, c_new), out=new[0])  # h' = o y
 
     def prepare_backward(self, prev_all, new_all):
-        self.dgi = torch.empty_like(self.gi)  # fresh for every backward call
-        if hasattr(self, "Qn"):
-            return
-        H = self.n.shape[-1]
-        (h_prev,) = prev_all
-        r, z, n = self.rz[..., :H], self.rz[..., H:], self.n
-        self.Qn = (1 - z) * (1 - n * n)  # da_n = dh (1-z)(1-n^2)
-        self.Qz = (h_prev - n) * z * (1 - z)  # da_z = dh (h - n) z(1-z)
-        self.Qr = self.ghn * r * (1 - r)  # da_r = da_n gh_n r(1-r)
-        self.r, self.z = r.contiguous(), z.contiguous()
+        T, B, H = self.y.shape
+        if not hasattr(self, "P"):  # once, even if backward runs twice (retain_graph=True)
+            i, f, _, o = self.act.view(T, B, 4, H).unbind(2)
+            g, y = self.g, self.y
+            # da = [dc, dc, dc, dh] ⊙ P, P the local derivatives (scratch's formulas), all T at once
+            P = self.act.new_empty(T, B, 4, H)
+            _sigmoid_slope(i, P[:, :, 0]).mul_(g)  # i(1-i) g
+            _sigmoid_slope(f, P[:, :, 1]).mul_(prev_all[1])  # f(1-f) c_{t-1}
+            _tanh_slope(g, P[:, :, 2]).mul_(i)  # (1-g^2) i
+            _sigmoid_slope(o, P[:, :, 3]).mul_(y)  # o(1-o) y
+            self.K = _tanh_slope(y, torch.empty_like(y)).mul_(o)  # dc += dh K: via h' = o y
+            self.P, self.P_t, self.K_t, self.f = P, P.unbind(0), self.K.unbind(0), f.unbind(0)
+        self.M = self.act.new_empty(B, 4, H)  # workspace: [dc, dc, dc, dh]
+        self.dg = torch.empty_like(self.act)  # (T, B, 4H) grad of the gates (= of gi)
+        self.dg_t = self.dg.view(T, B, 4, H).unbind(0)
 
-    def backward_step(self, t, d_new, da_t):
-        H = self.Qn.shape[-1]
-        (dh,) = d_new
-        dgi = self.dgi[t]
-        dan = torch.mul(dh, self.Qn[t], out=dgi[:, 2 * H :])  # (B, H)
-        torch.mul(dan, self.Qr[t], out=dgi[:, :H])
-        torch.mul(dh, self.Qz[t], out=dgi[:, H : 2 * H])
-        da_t[:, : 2 * H] = dgi[:, : 2 * H]
-        torch.mul(dan, self.r[t], out=da_t[:, 2 * H :])  # d gh_n = da_n r
-        return (dh * self.z[t],)
+    def gate_grads(self, t, dh, dc):
+        """d gates_t = [dc, dc, dc, dh] ⊙ P_t, written to dg[t] (B, 4, H)."""
+        torch.stack((dc, dc, dc, dh), 1, out=self.M)
+        return torch.mul(self.P_t[t], self.M, out=self.dg_t[t])
 
-    def param_grads(self, da):
-        return (None if self.b_hh is None else da.sum((0, 1)),)
+    def backward_step(self, t, d_new):
+        dh, dc = d_new
+        dc = torch.addcmul(dc, dh, self.K_t[t])  # (B, H)
+        dg = self.gate_grads(t, dh, dc)
+        return dg.view(dg.shape[0], -1), (None, dc * self.f[t])
+
+    def finish(self):
+        return self.dg, self.dg, ()
 
 
 class _LNLSTMKernel(_LSTMKernel):
-    """LSTM with ``gates = gi + γ_hh LN(a)`` and ``h' = σ(o) tanh(γ_c LN(c') + β_c)``."""
+    """LSTM with ``gates = gi + γ_hh LN(a)`` and ``h' = σ(o) tanh(γ_c LN(c') + β_c)``.
+
+    Forward keeps ``a = W_hh h_in`` and the LN statistics of each step (two (B, 1) tensors); the
+    LN backward kernel gives the gain and shift gradients of each step along with ``da``.
+    """
 
     def __init__(self, gi: Tensor, params: tuple, eps: float = EPS) -> None:
         super().__init__(gi, params)
         self.g_hh, self.g_c, self.b_c = params
         self.eps = eps
-        T, B, _ = gi.shape
-        self.a_hat = torch.empty_like(gi)  # (T, B, 4H) LN(a)
-        self.rstd_a = gi.new_empty(T, B, 1)
-        self.c_hat = torch.empty_like(self.tc)  # (T, B, H) LN(c')
-        self.rstd_c = gi.new_empty(T, B, 1)
+        self.a = torch.empty_like(gi)  # (T, B, 4H) recurrent pre-activation before LN
+        self.a_t = self.a.unbind(0)
+        T = gi.shape[0]
+        self.stats_a, self.stats_c = [None] * T, [None] * T  # (mean, rstd) per step, (B, 1) each
 
-    def forward_step(self, t, h_in, w_t, prev, new):
-        H = h_in.shape[1]
-        c_prev = prev[1]
-        h_new, c_new = new
-        a_hat, rstd = _ln(torch.mm(h_in, w_t), self.eps)  # (B, 4H)
-        self.a_hat[t], self.rstd_a[t] = a_hat, rstd
-        act = torch.addcmul(self.gi[t], a_hat, self.g_hh, out=self.act[t])  # (B, 4H) gates
-        act[:, : 2 * H].sigmoid_()
-        act[:, 2 * H : 3 * H].tanh_()
-        act[:, 3 * H :].sigmoid_()
-        i, f, g, o = act[:, :H], act[:, H : 2 * H], act[:, 2 * H : 3 * H], act[:, 3 * H :]
-        torch.mul(f, c_prev, out=c_new).addcmul_(i, g)  # c' = f c + i g
-        c_hat, rstd_c = _ln(c_new, self.eps)
-        self.c_hat[t], self.rstd_c[t] = c_hat, rstd_c
-        y = torch.addcmul(self.b_c, c_hat, self.g_c, out=self.tc[t]).tanh_()  # y = tanh(γ_c ĉ + β_c)
-        torch.mul(o, y, out=h_new)
+    def gates(self, t, h_in, w_t):
+        a = torch.mm(h_in, w_t, out=self.a_t[t])
+        ln_a, mean, rstd = _ln(a, self.eps, self.g_hh)  # γ_hh LN(a)
+        self.stats_a[t] = (mean, rstd)
+        return torch.add(self.gi[t], ln_a, out=self.act_t[t])
+
+    def cell_out(self, t, c_new):
+        ln_c, mean, rstd = _ln(c_new, self.eps, self.g_c, self.b_c)  # γ_c LN(c') + β_c
+        self.stats_c[t] = (mean, rstd)
+        return torch.tanh(ln_c, out=self.y_t[t])
 
     def prepare_backward(self, prev_all, new_all):
-        super().prepare_backward(prev_all, new_all)  # with tc = y: K = o (1 - y^2), P_o = y o(1-o)
-        self.d_pre = torch.empty_like(self.K)  # (T, B, H) grad of γ_c ĉ + β_c, for γ_c and β_c
-        self.dgi = torch.empty_like(self.a_hat)  # (T, B, 4H) grad of the gates = grad of gi
+        super().prepare_backward(prev_all, new_all)  # with y = tanh(LN_c(c)): K = o(1-y^2), P_o
+        self.c_t = new_all[1].unbind(0)
+        T = len(self.a_t)
+        self.da, self.d_g_hh, self.d_g_c, self.d_b_c = ([None] * T for _ in range(4))
 
-    def backward_step(self, t, d_new, da_t):
+    def backward_step(self, t, d_new):
         dh, dc = d_new
-        d_pre = torch.mul(dh, self.K[t], out=self.d_pre[t])  # (B, H)
-        dc = _ln_backward(d_pre * self.g_c, self.c_hat[t], self.rstd_c[t]).add_(dc)
-        dg = self.dgi[t]  # (B, 4H)
-        dg4 = dg.view(-1, 4, dg.shape[1] // 4)
-        torch.mul(self.P[t, :, :3], dc.unsqueeze(1), out=dg4[:, :3])
-        torch.mul(self.P[t, :, 3], dh, out=dg4[:, 3])
-        da_t.copy_(_ln_backward(dg * self.g_hh, self.a_hat[t], self.rstd_a[t]))
-        return (None, dc * self.f[t])
+        d_pre = dh * self.K_t[t]  # (B, H) gradient of γ_c ĉ + β_c
+        mean, rstd = self.stats_c[t]
+        dc_ln, self.d_g_c[t], self.d_b_c[t] = _ln_backward(
+            d_pre, self.c_t[t], mean, rstd, self.g_c, True, self.b_c)
+        dc = dc_ln.add_(dc)
+        dg = self.gate_grads(t, dh, dc).view(dh.shape[0], -1)  # (B, 4H)
+        mean, rstd = self.stats_a[t]
+        da, self.d_g_hh[t], _ = _ln_backward(dg, self.a_t[t], mean, rstd, self.g_hh, True)
+        self.da[t] = da
+        return da, (None, dc * self.f[t])
 
-    def param_grads(self, da):
-        return (
-            (self.dgi * self.a_hat).sum((0, 1)),  # γ_hh
-            (self.d_pre * self.c_hat).sum((0, 1)),  # γ_c
-            self.d_pre.sum((0, 1)),  # β_c
-        )
+    def finish(self):
+        grads = (torch.stack(self.d_g_hh).sum(0), torch.stack(self.d_g_c).sum(0),
+                 torch.stack(self.d_b_c).sum(0))  # γ_hh, γ_c, β_c
+        return self.dg, torch.stack(self.da), grads
+
+
+class _GRUKernel:
+    def __init__(self, gi: Tensor, params: tuple) -> None:
+        (self.b_hh,) = params
+        T, B, G = gi.shape
+        H = G // 3
+        self.gi_rz, self.gi_n = gi[..., : 2 * H].unbind(0), gi[..., 2 * H :].unbind(0)
+        self.gh = torch.empty_like(gi)  # (T, B, 3H): W_hh h_in + b_hh
+        self.rz = gi.new_empty(T, B, 2 * H)  # σ(r), σ(z)
+        self.n = gi.new_empty(T, B, H)
+        self.gh_t, self.rz_t, self.n_t = self.gh.unbind(0), self.rz.unbind(0), self.n.unbind(0)
+        self.r_t, self.z_t = self.rz[..., :H].unbind(0), self.rz[..., H:].unbind(0)
+
+    def recurrent(self, t, h_in, w_t):
+        """gh = W_hh h_in + b_hh into gh[t]. (B, 3H)"""
+        if self.b_hh is None:
+            return torch.mm(h_in, w_t, out=self.gh_t[t])
+        return torch.addmm(self.b_hh, h_in, w_t, out=self.gh_t[t])
+
+    def forward_step(self, t, h_in, w_t, prev, new):
+        gh = self.recurrent(t, h_in, w_t)  # (B, 3H)
+        H = gh.shape[1] // 3
+        rz = torch.add(self.gi_rz[t], gh[:, : 2 * H], out=self.rz_t[t]).sigmoid_()
+        n = torch.addcmul(self.gi_n[t], rz[:, :H], gh[:, 2 * H :], out=self.n_t[t]).tanh_()
+        torch.lerp(n, prev[0], rz[:, H:], out=new[0])  # h' = n + z (h - n)
+
+    def prepare_backward(self, prev_all, new_all):
+        T, B, H = self.n.shape
+        if not hasattr(self, "Q"):
+            (h_prev,) = prev_all
+            r, z, n = self.rz[..., :H], self.rz[..., H:], self.n
+            Q = self.n.new_empty(T, B, 3, H)  # d gi = [da_n, dh, dh] ⊙ Q, da_n = dh Q_n
+            _sigmoid_slope(r, Q[:, :, 0]).mul_(self.gh[..., 2 * H :])  # r(1-r) gh_n
+            _sigmoid_slope(z, Q[:, :, 1]).mul_(h_prev - n)  # z(1-z) (h - n)
+            _tanh_slope(n, Q[:, :, 2]).mul_(1 - z)  # (1-n^2)(1-z)
+            R = torch.ones_like(Q)  # da = d gi ⊙ [1, 1, r]: d gh_n = da_n r
+            R[:, :, 2] = r
+            self.Q, self.Q_t, self.Qn_t = Q, Q.unbind(0), Q[:, :, 2].unbind(0)
+            self.R_t = R.unbind(0)
+        self.M = self.n.new_empty(B, 3, H)  # workspace: [da_n, dh, dh]
+        self.dgi = self.n.new_empty(T, B, 3, H)
+        self.dgh = self.n.new_empty(T, B, 3, H)
+        self.dgi_t, self.dgh_t = self.dgi.unbind(0), self.dgh.unbind(0)
+
+    def backward_step(self, t, d_new):
+        (dh,) = d_new
+        B = dh.shape[0]
+        dan = dh * self.Qn_t[t]  # (B, H)
+        torch.stack((dan, dh, dh), 1, out=self.M)
+        dgi = torch.mul(self.M, self.Q_t[t], out=self.dgi_t[t])  # (B, 3, H)
+        dgh = torch.mul(dgi, self.R_t[t], out=self.dgh_t[t])
+        return dgh.view(B, -1), (dh * self.z_t[t],)
+
+    def finish(self):
+        T, B = self.dgi.shape[:2]
+        dgi, dgh = self.dgi.view(T, B, -1), self.dgh.view(T, B, -1)
+        return dgi, dgh, (None if self.b_hh is None else dgh.sum((0, 1)),)
 
 
 class _LNGRUKernel(_GRUKernel):
@@ -277,31 +301,34 @@ class _LNGRUKernel(_GRUKernel):
         self.g_hh, b_hh = params
         super().__init__(gi, (b_hh,))
         self.eps = eps
-        T, B, _ = gi.shape
-        self.a_hat = torch.empty_like(gi)  # (T, B, 3H) LN(a)
-        self.rstd_a = gi.new_empty(T, B, 1)
+        self.a = torch.empty_like(gi)  # (T, B, 3H) recurrent pre-activation before LN
+        self.a_t = self.a.unbind(0)
+        self.stats = [None] * gi.shape[0]
 
-    def gh(self, t, h_in, w_t):
-        a_hat, rstd = _ln(torch.mm(h_in, w_t), self.eps)  # (B, 3H)
-        self.a_hat[t], self.rstd_a[t] = a_hat, rstd
-        if self.b_hh is None:
-            return a_hat * self.g_hh
-        return torch.addcmul(self.b_hh, a_hat, self.g_hh)
+    def recurrent(self, t, h_in, w_t):
+        a = torch.mm(h_in, w_t, out=self.a_t[t])
+        gh, mean, rstd = _ln(a, self.eps, self.g_hh, self.b_hh)  # γ_hh LN(a) + b_hh
+        self.stats[t] = (mean, rstd)
+        return self.gh_t[t].copy_(gh)
 
     def prepare_backward(self, prev_all, new_all):
         super().prepare_backward(prev_all, new_all)
-        self.dgh = torch.empty_like(self.a_hat)  # (T, B, 3H) grad of gh, for γ_hh and b_hh
+        T = len(self.a_t)
+        self.da, self.d_g_hh, self.d_b_hh = ([None] * T for _ in range(3))
 
-    def backward_step(self, t, d_new, da_t):
-        dprev = super().backward_step(t, d_new, self.dgh[t])  # writes d gh
-        da_t.copy_(_ln_backward(self.dgh[t] * self.g_hh, self.a_hat[t], self.rstd_a[t]))
-        return dprev
+    def backward_step(self, t, d_new):
+        dgh, dprev = super().backward_step(t, d_new)  # d gh (B, 3H)
+        mean, rstd = self.stats[t]
+        da, self.d_g_hh[t], self.d_b_hh[t] = _ln_backward(
+            dgh, self.a_t[t], mean, rstd, self.g_hh, True, self.b_hh)
+        self.da[t] = da
+        return da, dprev
 
-    def param_grads(self, da):
-        return (
-            (self.dgh * self.a_hat).sum((0, 1)),  # γ_hh
-            None if self.b_hh is None else self.dgh.sum((0, 1)),  # b_hh
-        )
+    def finish(self):
+        T, B = self.dgi.shape[:2]
+        d_b = None if self.b_hh is None else torch.stack(self.d_b_hh).sum(0)
+        grads = (torch.stack(self.d_g_hh).sum(0), d_b)  # γ_hh, b_hh
+        return self.dgi.view(T, B, -1), torch.stack(self.da), grads
 
 
 # --------------------------------------------------------------------------------------------------
@@ -324,12 +351,20 @@ class _Recurrence(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, cell, reverse, gi, w_hh, hidden_mask, valid, keep_h, keep_c, *rest):
+        # the kernels write into preallocated buffers (out=), which autocast does not allow; the
+        # caller has already cast everything to gi's dtype, so autocast has nothing left to do
+        with torch.autocast(gi.device.type, enabled=False):
+            return _Recurrence._forward(ctx, cell, reverse, gi, w_hh, hidden_mask, valid,
+                                        keep_h, keep_c, *rest)
+
+    @staticmethod
+    def _forward(ctx, cell, reverse, gi, w_hh, hidden_mask, valid, keep_h, keep_c, *rest):
         make, n_state, _, _ = CELLS[cell]
         states, params = rest[:n_state], rest[n_state:]
         kernel = make(gi, params)
         T, B, _ = gi.shape
         H = w_hh.shape[1]
-        keeps = (keep_h, keep_c)[:n_state]
+        keeps = [k.unbind(0) if k is not None else None for k in (keep_h, keep_c)[:n_state]]
         blend = any(k is not None for k in keeps)
         # S[k][j]: state k between steps. Forward: step t reads j = t, writes j = t + 1; reverse:
         # reads j = t + 1, writes j = t. So S[:-1] / S[1:] line up with t either way.
@@ -337,21 +372,25 @@ class _Recurrence(torch.autograd.Function):
         for s, s0 in zip(S, states):
             s[T if reverse else 0] = s0
         NEW = [gi.new_empty(T, B, H) for _ in range(n_state)] if blend else None
-        w_t = w_hh.t()  # (H, G)
+        S_t = [s.unbind(0) for s in S]
+        NEW_t = [n.unbind(0) for n in NEW] if blend else None
+        w_t = w_hh.t().contiguous()  # (H, G): one copy per call; the product per step is faster
+        r = 1 if reverse else 0
+        step = kernel.forward_step
         for t in range(T - 1, -1, -1) if reverse else range(T):
-            j_prev, j_new = (t + 1, t) if reverse else (t, t + 1)
-            prev = tuple(s[j_prev] for s in S)
-            h_in = prev[0] * hidden_mask if hidden_mask is not None else prev[0]
+            j_prev, j_new = t + r, t + 1 - r
+            prev = [s[j_prev] for s in S_t]
+            h_in = prev[0] if hidden_mask is None else prev[0] * hidden_mask
             if not blend:
-                kernel.forward_step(t, h_in, w_t, prev, tuple(s[j_new] for s in S))
+                step(t, h_in, w_t, prev, [s[j_new] for s in S_t])
                 continue
-            new = tuple(n[t] for n in NEW)
-            kernel.forward_step(t, h_in, w_t, prev, new)
+            new = [n[t] for n in NEW_t]
+            step(t, h_in, w_t, prev, new)
             for k, keep in enumerate(keeps):  # s_t = s_{t-1} + k_t (s'_t - s_{t-1})
                 if keep is None:
-                    S[k][j_new] = new[k]
+                    S_t[k][j_new].copy_(new[k])
                 else:
-                    torch.lerp(prev[k], new[k], keep[t], out=S[k][j_new])
+                    torch.lerp(prev[k], new[k], keep[t], out=S_t[k][j_new])
 
         ctx.kernel, ctx.S, ctx.NEW, ctx.cell, ctx.reverse = kernel, S, NEW, cell, reverse
         ctx.save_for_backward(w_hh, hidden_mask, valid, keep_h, keep_c)
@@ -363,44 +402,54 @@ class _Recurrence(torch.autograd.Function):
     @staticmethod
     @once_differentiable
     def backward(ctx, dy, *d_final):
+        with torch.autocast(dy.device.type, enabled=False):
+            return _Recurrence._backward(ctx, dy, *d_final)
+
+    @staticmethod
+    def _backward(ctx, dy, *d_final):
         w_hh, hidden_mask, valid, keep_h, keep_c = ctx.saved_tensors
         kernel, S, NEW, reverse = ctx.kernel, ctx.S, ctx.NEW, ctx.reverse
         _, n_state, _, pnames = CELLS[ctx.cell]
         T, B, H = dy.shape
         G = w_hh.shape[0]
-        keeps = (keep_h, keep_c)[:n_state]
+        keeps = [k.unbind(0) if k is not None else None for k in (keep_h, keep_c)[:n_state]]
         prev_all = tuple(s[1:] if reverse else s[:-1] for s in S)  # (T, B, H) each
         new_all = NEW if NEW is not None else tuple(s[:-1] if reverse else s[1:] for s in S)
         kernel.prepare_backward(prev_all, new_all)
-        if valid is not None:
-            dy = dy * valid
-        da = dy.new_empty(T, B, G)  # grad of a_t = h_in W_hh^T, all steps: one dW_hh product
+        dy = (dy * valid if valid is not None else dy).unbind(0)
+        order = list(range(T)) if reverse else list(range(T - 1, -1, -1))
         ds = list(d_final)  # grads on the state after the current step
-        for t in range(T) if reverse else range(T - 1, -1, -1):
-            ds[0] = ds[0] + dy[t]
+        ds[0] = ds[0] + dy[order[0]]
+        step = kernel.backward_step
+        for n, t in enumerate(order):
             if NEW is not None:
-                d_new = tuple(d if k is None else d * k[t] for d, k in zip(ds, keeps))
+                d_new = [d if k is None else d * k[t] for d, k in zip(ds, keeps)]
                 d_hold = [None if k is None else d - dn for d, dn, k in zip(ds, d_new, keeps)]
             else:
-                d_new, d_hold = tuple(ds), [None] * n_state
-            d_direct = kernel.backward_step(t, d_new, da[t])
-            dh_in = torch.mm(da[t], w_hh)  # (B, H)
-            if hidden_mask is not None:
-                dh_in.mul_(hidden_mask)
-            sums = []
-            for k in range(n_state):  # state k before step t: through W_hh (h only), the cell, holds
-                acc = dh_in if k == 0 else None
-                for extra in (d_direct[k], d_hold[k]):
+                d_new, d_hold = ds, None
+            da_t, d_direct = step(t, d_new)
+            # the h gradient before step t: through W_hh, plus that step's output gradient dy
+            base = dy[order[n + 1]] if n + 1 < T else None
+            if hidden_mask is None and base is not None:
+                dh = torch.addmm(base, da_t, w_hh)  # dy_{t-1} + da_t W_hh, one op
+            else:
+                dh = torch.mm(da_t, w_hh)  # (B, H)
+                if hidden_mask is not None:
+                    dh.mul_(hidden_mask)
+                if base is not None:
+                    dh.add_(base)
+            ds = [dh] + [d for d in d_direct[1:]]  # LSTM: dc_{t-1} = dc f (always given)
+            if d_direct[0] is not None:
+                dh.add_(d_direct[0])
+            if d_hold is not None:
+                for k, extra in enumerate(d_hold):
                     if extra is not None:
-                        acc = extra if acc is None else acc + extra
-                sums.append(acc if acc is not None else torch.zeros_like(ds[k]))
-            ds = sums
+                        ds[k] = ds[k].add_(extra) if k == 0 else ds[k] + extra
+        dgi, da, p_grads = kernel.finish()
         h_in_all = prev_all[0] * hidden_mask if hidden_mask is not None else prev_all[0]
         d_w_hh = torch.mm(da.reshape(T * B, G).t(), h_in_all.reshape(T * B, H))  # (G, H)
-        d_gi = kernel.dgi if kernel.dgi is not None else da
-        p_grads = kernel.param_grads(da)
         assert len(p_grads) == len(pnames)
-        return (None, None, d_gi, d_w_hh, None, None, None, None, *ds, *p_grads)
+        return (None, None, dgi, d_w_hh, None, None, None, None, *ds, *p_grads)
 
 
 def _as_keep(keep, n_state: int) -> tuple:

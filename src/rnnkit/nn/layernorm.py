@@ -124,19 +124,22 @@ class _LayerNormMixin(FusedMixin):
         return getattr(self, f"{base}_l{layer}" + ("_reverse" if reverse else ""), None)
 
     def _gi_and_params(self, x: Tensor, w: dict, layer: int, reverse: bool):
-        gi = self._ln("ln_ih_weight", layer, reverse) * layer_norm(F.linear(x, w["w_ih"]))
+        g_ih = self._ln("ln_ih_weight", layer, reverse)
         g_hh = self._ln("ln_hh_weight", layer, reverse)
+        G = g_ih.shape[0]
         if self.mode == "GRU":
-            if w["b_ih"] is not None:
-                gi = gi + w["b_ih"]
-            return gi, (g_hh, w["b_hh"])  # (T, B, 3H)
-        if w["b_ih"] is not None:
-            gi = gi + (w["b_ih"] + w["b_hh"])
-        g_c = self._ln("ln_cell_weight", layer, reverse)
-        b_c = self._ln("ln_cell_bias", layer, reverse)
-        if b_c is None:  # bias=False: no shift anywhere, a constant zero keeps one code path
-            b_c = torch.zeros_like(g_c)
-        return gi, (g_hh, g_c, b_c)  # (T, B, 4H)
+            shift = w["b_ih"]
+            params = (g_hh, w["b_hh"])
+        else:
+            shift = None if w["b_ih"] is None else w["b_ih"] + w["b_hh"]
+            b_c = self._ln("ln_cell_bias", layer, reverse)
+            g_c = self._ln("ln_cell_weight", layer, reverse)
+            if b_c is None:  # bias=False: no shift anywhere, a constant zero keeps one code path
+                b_c = torch.zeros_like(g_c)
+            params = (g_hh, g_c, b_c)
+        # γ_ih ⊙ LN(W_ih x) + shift for all T steps: one matrix product, one layer-norm pass
+        gi = F.layer_norm(F.linear(x, w["w_ih"]), (G,), g_ih, shift, EPS)  # (T, B, G)
+        return gi, params
 
     def _reference_step(self, w_hh: Tensor, w: dict, params: tuple):
         if self.mode == "LSTM":

@@ -1,0 +1,108 @@
+"""Achieved GFLOP/s of recurrent layers as a fraction of this machine's matrix-product rate.
+
+    python benchmarks/gflops.py                # both shapes, float32, 3 repeats
+    python benchmarks/gflops.py --quick        # small shape, 2 repeats
+    python benchmarks/gflops.py --bf16         # also under torch.autocast("cpu", torch.bfloat16)
+    python benchmarks/gflops.py --threads 1    # pin the thread count (shared machines)
+
+The limit is measured, not looked up: the best rate of a large square matrix product (2048^3,
+float32, and bfloat16 with --bf16) on this machine with the same thread count. A recurrent layer
+can at best approach it: its FLOPs are matrix products too (x W_ih^T and h W_hh^T per step, and
+two products of each size in backward), counted by ``custom_cells.matmul_flops``; everything
+else (gates, layer norm, the Python loop, memory traffic) is overhead that lowers the fraction.
+
+Correctness first: the models are built and checked exactly as in ``benchmarks/custom_cells.py``
+(against torch.nn.LSTM and the plain loop, on float64 copies of the benchmark's own weights).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from custom_cells import SHAPES, build, check, matmul_flops  # noqa: E402
+
+MODELS = ("torch.nn.LSTM", "rnnkit.FusedLSTM", "rnnkit.LayerNormLSTM")
+
+
+def peak_gflops(dtype: torch.dtype, n: int = 2048, repeats: int = 5) -> float:
+    a = torch.randn(n, n).to(dtype)
+    b = torch.randn(n, n).to(dtype)
+    a @ b  # warm-up
+    best = min(_timed(lambda: a @ b) for _ in range(repeats))
+    return 2 * n**3 / best / 1e9
+
+
+def _timed(fn) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def time_models(models, x, repeats: int, autocast: bool) -> dict[str, dict[str, float]]:
+    ctx = (lambda: torch.autocast("cpu", dtype=torch.bfloat16)) if autocast else contextlib.nullcontext
+    xg = x.clone().requires_grad_(True)
+
+    def fwd(m):
+        with torch.no_grad(), ctx():
+            m(x)
+
+    def fwd_bwd(m):
+        with ctx():
+            out, _ = m(xg)
+        out.float().sum().backward()
+
+    result = {}
+    for name in MODELS:
+        m = models[name]
+        fwd(m), fwd_bwd(m)  # warm-up
+        result[name] = {
+            "fwd": statistics.median(_timed(lambda: fwd(m)) for _ in range(repeats)),
+            "fwd+bwd": statistics.median(_timed(lambda: fwd_bwd(m)) for _ in range(repeats)),
+        }
+    return result
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--bf16", action="store_true", help="also time under bf16 autocast")
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    shapes = {"small": SHAPES["small"]} if args.quick else SHAPES
+    repeats = 2 if args.quick else args.repeats
+    limits = {"float32": peak_gflops(torch.float32)}
+    if args.bf16:
+        limits["bf16 autocast"] = peak_gflops(torch.bfloat16)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU")
+    for name, rate in limits.items():
+        print(f"limit, {name}: {rate:.1f} GFLOP/s (2048^3 matrix product)")
+    print("\n| shape | precision | model | fwd GFLOP/s | fwd % of limit | fwd+bwd GFLOP/s | "
+          "fwd+bwd % of limit |")
+    print("|---|---|---|---:|---:|---:|---:|")
+    for shape_name, (T, B, I, H) in shapes.items():
+        models = build(I, H)
+        torch.manual_seed(1)
+        x = torch.randn(T, B, I)
+        check(models, x)
+        for precision, limit in limits.items():
+            times = time_models(models, x, repeats, autocast=precision != "float32")
+            for name, t in times.items():
+                f = matmul_flops(T, B, I, H, False) / t["fwd"] / 1e9
+                fb = matmul_flops(T, B, I, H, True) / t["fwd+bwd"] / 1e9
+                print(f"| {shape_name} | {precision} | {name} | {f:.1f} | {100 * f / limit:.0f}% | "
+                      f"{fb:.1f} | {100 * fb / limit:.0f}% |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
