@@ -64,8 +64,8 @@ def time_models(models, x, repeats: int, autocast: bool) -> dict[str, dict[str, 
         m = models[name]
         fwd(m), fwd_bwd(m)  # warm-up
         result[name] = {
-            "fwd": statistics.median(_timed(lambda: fwd(m)) for _ in range(repeats)),
-            "fwd+bwd": statistics.median(_timed(lambda: fwd_bwd(m)) for _ in range(repeats)),
+            "fwd": statistics.median(_timed(lambda m=m: fwd(m)) for _ in range(repeats)),
+            "fwd+bwd": statistics.median(_timed(lambda m=m: fwd_bwd(m)) for _ in range(repeats)),
         }
     return result
 
