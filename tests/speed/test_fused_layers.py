@@ -132,3 +132,17 @@ def test_public_names_and_native_refused():
         FusedGRU(I, H, backend="native")
     m = FusedLSTM(I, H, recurrent_dropout=0.25, zoneout=(0.1, 0.2))
     assert "recurrent_dropout=0.25" in repr(m) and "zoneout=(0.1, 0.2)" in repr(m)
+
+
+def test_bf16_autocast_runs_and_stays_close():
+    """Under CPU bf16 autocast the fused layers run in bf16 and stay near the float32 result."""
+    torch.manual_seed(5)
+    m = FusedLSTM(I, H, num_layers=2)
+    x = torch.randn(T, B, I, requires_grad=True)
+    ref, _ = m(x)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out, (h, c) = m(x)
+    assert out.dtype == torch.bfloat16
+    torch.testing.assert_close(out.float(), ref, rtol=0.05, atol=0.05)
+    out.float().sum().backward()  # the backward runs in bf16 too
+    assert x.grad is not None and torch.isfinite(x.grad).all()
