@@ -137,7 +137,7 @@ def run_gradflow(args) -> int:
             raise CLIError(f"--cells must list cells from {', '.join(CELL_CHOICES)}, got {', '.join(bad)}")
         try:
             config = MemoryTaskConfig(task=args.task, length=args.length, steps=args.train_steps,
-                                      hidden_size=args.hidden_size, seed=args.seed)
+                                      lr=args.lr, hidden_size=args.hidden_size, seed=args.seed)
         except ValueError as err:
             raise CLIError(str(err)) from err
         flows = memory_gradient_flow(config, cells)
@@ -174,12 +174,13 @@ def run_heatmap(args) -> int:
         trained = f"trained ({Path(args.run).name})"
     else:
         try:
-            config = MemoryTaskConfig(task=args.task, cell=args.cell, length=args.length,
+            config = MemoryTaskConfig(task=args.task, cell=args.cell, length=args.length, lr=args.lr,
                                       steps=args.train_steps, hidden_size=args.hidden_size, seed=args.seed)
         except ValueError as err:
             raise CLIError(str(err)) from err
         model, result = train_memory_task(config)
-        trained = f"after {config.steps} steps, metric {result.metric:.3g} vs baseline {result.baseline:.3g}"
+        metric = "MSE" if config.task == "adding" else "CE"
+        trained = f"after {config.steps} steps, {metric} {result.metric:.3g} vs baseline {result.baseline:.3g}"
     x, y = memory_batch(config, 1, torch.Generator().manual_seed(30_000 + args.seed))
     model.eval()
     try:
@@ -258,7 +259,8 @@ def register(sub) -> None:
     p.add_argument("--task", choices=("adding", "copy"), default="adding")
     p.add_argument("--cells", default="rnn,lstm,gru", help="comma-separated (default rnn,lstm,gru)")
     p.add_argument("--length", type=int, default=50)
-    p.add_argument("--train-steps", type=int, default=1000)
+    p.add_argument("--train-steps", type=int, default=2000)
+    p.add_argument("--lr", type=float, default=3e-3)
     p.add_argument("--hidden-size", type=int, default=64)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=None)
@@ -273,7 +275,8 @@ def register(sub) -> None:
     p.add_argument("--task", choices=("adding", "copy"), default="adding")
     p.add_argument("--cell", choices=CELL_CHOICES, default="lstm")
     p.add_argument("--length", type=int, default=50)
-    p.add_argument("--train-steps", type=int, default=1000)
+    p.add_argument("--train-steps", type=int, default=2000)
+    p.add_argument("--lr", type=float, default=3e-3)
     p.add_argument("--hidden-size", type=int, default=32)
     p.add_argument("--layer", type=int, default=-1)
     p.add_argument("--cell-state", action="store_true", help="show an LSTM's c_t instead of h_t")

@@ -47,12 +47,13 @@ def plot_memory_gradient_flow(flows: dict[str, dict], config: MemoryTaskConfig) 
     """One panel per cell: ‖∂L/∂h_t‖ against t before and after training, on a shared log scale."""
     fig = Figure(figsize=(4.2 * len(flows), 3.8), layout="constrained")
     axes = [fig.add_subplot(1, len(flows), i + 1) for i in range(len(flows))]
+    metric = "MSE" if config.task == "adding" else "CE"
     for ax, (cell, flow) in zip(axes, flows.items()):
         r = flow["result"]
         verdict = "solved" if r.solved else "not solved"
         plot_gradient_norms(
             {"before training": flow["before"], f"after {config.steps} steps": flow["after"]},
-            title=f"{cell.upper()}: metric {r.metric:.3g} vs baseline {r.baseline:.3g} ({verdict})",
+            title=f"{cell.upper()}: {metric} {r.metric:.3g} vs baseline {r.baseline:.3g} ({verdict})",
             ax=ax,
         )
     lows = [float(f[k].clamp_min(1e-30).min()) for f in flows.values() for k in ("before", "after")]
