@@ -212,7 +212,8 @@ def draw_diagram(g: UnrolledGraph) -> Figure:
     ax.text(
         (min(xs) + max(xs)) / 2, min(ys) - 0.7,
         f"v: input map (W_ih · input + b_ih)     q: recurrent map (W_hh · h + b_hh), carries ({g.carried})"
-        "     u: output map (read-out of the top layer)",
+        "     u: output map (read-out of the top layer)"
+        + ("     ℓ: layer, → forward, ← backward" if g.bidirectional else "     ℓ: layer"),
         ha="center", va="center", fontsize=8.5, color="#333333",
     )
     return fig
