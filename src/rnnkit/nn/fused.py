@@ -10,7 +10,9 @@ backpropagation through time written out by hand (the formulas of ``rnnkit.scrat
 * every factor that depends only on forward values (``f(1-f) c_{t-1}``, ``1 - tanh(c)^2``...) is
   computed for all T steps at once before the loop, as a few large elementwise products;
 * the weight gradient is ONE matrix product over all time steps: ``dW_hh = da^T h_in`` with ``da``
-  ``(T*B, G)`` and ``h_in`` ``(T*B, H)``; the same for biases and layer-norm gains (one reduction).
+  ``(T*B, G)`` and ``h_in`` ``(T*B, H)``; the GRU's ``b_hh`` is one reduction over all steps; the
+  layer-norm gains and shifts come out of ATen's layer-norm backward kernel step by step (it
+  computes them in the same pass as the input gradient) and are summed once at the end.
 
 The input projection ``gi = W_ih x + b`` is not part of the Function: the caller computes it for all
 steps in one matrix product (autograd then also does its backward as one product).
