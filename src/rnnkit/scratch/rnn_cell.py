@@ -100,14 +100,18 @@ def rnn_recur_backward(d_hs, d_hT, cache):
     """
     hs, w_hh, has_bias, nonlinearity = cache
     T = hs.shape[0] - 1
-    deriv = _act_grad(hs[1:], nonlinearity)  # (T, B, H), f' for all steps at once
-    da = np.empty_like(deriv)  # (T, B, H) = d_gx: the pre-activation gradient of every step
+    # da starts as f' for all steps at once and is overwritten step by step with dh * f' in place
+    # (no (T, B, H) temporaries beyond this one)
+    da = np.multiply(hs[1:], hs[1:]) if nonlinearity == "tanh" else (hs[1:] > 0).astype(hs.dtype)
+    if nonlinearity == "tanh":
+        np.subtract(1.0, da, out=da)  # 1 - h^2
+    w_hh = np.ascontiguousarray(w_hh)  # matmul into out= is much faster from a contiguous operand
     dh = np.zeros_like(hs[0]) if d_hT is None else np.array(d_hT, dtype=hs.dtype)  # (B, H)
     for t in range(T - 1, -1, -1):
         if d_hs is not None:
             dh += d_hs[t]  # the step's own gradient plus what flowed back from t+1
-        np.multiply(dh, deriv[t], out=da[t])
-        dh = da[t] @ w_hh  # (B, H) gradient on h_{t-1}
+        np.multiply(dh, da[t], out=da[t])
+        np.matmul(da[t], w_hh, out=dh)  # (B, H) gradient on h_{t-1}
     flat = da.reshape(-1, da.shape[-1])  # (T*B, H)
     grads = {"weight_hh": flat.T @ hs[:-1].reshape(-1, hs.shape[-1])}  # all steps in one matmul
     if has_bias:
