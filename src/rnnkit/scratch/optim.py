@@ -86,9 +86,13 @@ class Adagrad(Optimizer):
         s = state.get("sum")
         if s is None:
             s = state["sum"] = np.full_like(p, self.initial_accumulator_value)
-        s += g * g
+        s += np.square(g)
         clr = self.lr / (1 + (state["step"] - 1) * self.lr_decay)
-        p -= clr * g / (np.sqrt(s) + self.eps)
+        # the same operations as p -= clr * g / (sqrt(s) + eps), in two scratch arrays
+        step, den = np.multiply(g, clr), np.sqrt(s)
+        den += self.eps
+        np.divide(step, den, out=step)
+        p -= step
 
 
 class Adam(Optimizer):
@@ -105,13 +109,22 @@ class Adam(Optimizer):
         if "m" not in state:
             state["m"], state["v"] = np.zeros_like(p), np.zeros_like(p)
         m, v = state["m"], state["v"]
+        # in place, with two scratch arrays: the same operations as the formulas above
+        tmp = np.multiply(g, 1 - self.beta1)
         m *= self.beta1
-        m += (1 - self.beta1) * g
+        m += tmp
+        np.multiply(g, 1 - self.beta2, out=tmp)
+        tmp *= g
         v *= self.beta2
-        v += (1 - self.beta2) * g * g
+        v += tmp
         bc1 = 1 - self.beta1 ** state["step"]
         bc2 = 1 - self.beta2 ** state["step"]
-        p -= (self.lr / bc1) * m / (np.sqrt(v) / np.sqrt(bc2) + self.eps)
+        den = np.sqrt(v)
+        den /= np.sqrt(bc2)
+        den += self.eps
+        np.multiply(m, self.lr / bc1, out=tmp)
+        tmp /= den
+        p -= tmp
 
 
 def clip_grad_norm(grads: dict[str, np.ndarray], max_norm: float) -> float:
@@ -131,4 +144,6 @@ def clip_grad_norm(grads: dict[str, np.ndarray], max_norm: float) -> float:
 def clip_grad_value(grads: dict[str, np.ndarray], clip_value: float) -> None:
     """Clip every gradient entry in place to [-clip_value, clip_value] (min-char-rnn clips at 5)."""
     for g in grads.values():
-        np.clip(g, -clip_value, clip_value, out=g)
+        # two ufuncs instead of np.clip, whose Python wrapper costs more than the work here
+        np.minimum(g, clip_value, out=g)
+        np.maximum(g, -clip_value, out=g)
