@@ -2,15 +2,22 @@
 
 The peer is the way min-char-rnn (Karpathy, 2015) trains: one character at a time, batch 1, column
 one-hot vectors, a Python loop over time for forward and backward, Adagrad. rnnkit's engine runs
-the same Elman network (H=100, seq_len=25, Adagrad, clipping) on B parallel streams: one big matmul
-for the input lookup and for the output layer over all T*B rows, preallocated arrays in the loop.
+the same Elman network (H=100, seq_len=25, Adagrad, clipping) on B parallel streams: a row lookup
+for the input, one matmul per step for the recurrence (into preallocated arrays, in place), and
+the output layer fused with the softmax cross-entropy over all T*B rows in a (V, T*B) layout.
 
 First it checks that both compute the same loss and gradients on the same weights (B=1), then it
 times training steps and prints characters per second and the ratio. BLAS runs on one thread for
-both (a shared machine makes multithreaded BLAS timings meaningless; set BENCH_THREADS to change).
+both by default (set BENCH_THREADS=2 to give the batched engine two; the min-char-rnn loop's
+matrix-vector products gain nothing from threads). The "bound" rows time only the matrix products
+a training step must do (recurrence forward and backward, dW_hh, the output layer and its two
+gradients): no engine of this design can be faster than that. ``--profile`` prints where one
+training step's time goes, phase by phase.
 
     .venv/bin/python benchmarks/scratch_charlm.py                 # B = 64, 256, 1024
     .venv/bin/python benchmarks/scratch_charlm.py --batch 64 --seconds 5
+    .venv/bin/python benchmarks/scratch_charlm.py --batch 64 256 --profile
+    BENCH_THREADS=2 .venv/bin/python benchmarks/scratch_charlm.py --batch 64 256
 """
 
 from __future__ import annotations
@@ -172,14 +179,60 @@ def measure(runners, seconds, rounds=5):
     return {name: statistics.median(r) for name, r in rates.items()}
 
 
+def profile(text, batch, steps=50):
+    """Median milliseconds per training step of each phase, timed by hand around each call."""
+    model = charlm.CharLM(sorted(set(text)), 100, dtype=np.float32, seed=0)
+    X, Y = charlm.stream_batches(model.encode(text), batch, 25)
+    opt = Adagrad(model.parameters(), lr=0.1)
+    phases = {k: [] for k in ("layer forward (lookup + loop)", "output layer + softmax loss, fwd+bwd",
+                              "layer backward (loop, dW_hh, dW_ih)", "clip + Adagrad")}
+    names, state = list(phases), None
+    for i in range(steps):
+        pos = (i * 25) % (len(X) - 25)
+        t0 = time.perf_counter()
+        hs, state, cache = model.rnn.forward(X[pos : pos + 25], state)
+        t1 = time.perf_counter()
+        _, d_hs, grads = model._head_loss_and_grads(hs, Y[pos : pos + 25].reshape(-1))
+        t2 = time.perf_counter()
+        _, _, rnn_grads = model.rnn.backward(d_hs, cache)
+        rnn_grads.update(grads)
+        t3 = time.perf_counter()
+        clip_grad_value(rnn_grads, 5.0)
+        opt.step(rnn_grads)
+        t4 = time.perf_counter()
+        for name, dt in zip(names, (t1 - t0, t2 - t1, t3 - t2, t4 - t3)):
+            phases[name].append(dt * 1e3)
+    bound = matmul_runner(batch, np.float32, model.vocab_size)
+    times = []
+    for _ in range(steps):
+        t0 = time.perf_counter()
+        bound(1)
+        times.append((time.perf_counter() - t0) * 1e3)
+    med = {k: statistics.median(v) for k, v in phases.items()}
+    total = sum(med.values())
+    print(f"\nprofile, B={batch} (median ms per training step over {steps} steps, float32)")
+    print(f"| {'phase':<40} | {'ms':>7} | {'share':>6} |")
+    print(f"|{'-' * 42}|{'-' * 8}:|{'-' * 7}:|")
+    for name, ms in med.items():
+        print(f"| {name:<40} | {ms:>7.2f} | {ms / total:>6.0%} |")
+    print(f"| {'total':<40} | {total:>7.2f} | {1:>6.0%} |")
+    print(f"| {'bound: the matmuls alone':<40} | {statistics.median(times):>7.2f} | "
+          f"{statistics.median(times) / total:>6.0%} |")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--batch", type=int, nargs="*", default=[64, 256, 1024])
     parser.add_argument("--seconds", type=float, default=4.0, help="time per configuration")
+    parser.add_argument("--profile", action="store_true", help="time each phase of a step, then stop")
     args = parser.parse_args()
     text = CORPUS.read_text()[:300_000]
     V = len(set(text))
     check(text)
+    if args.profile:
+        for batch in args.batch:
+            profile(text, batch)
+        return
     runners = {("min-char-rnn loop (B=1, float64)", 1): minchar_runner(text)}
     for batch in args.batch:
         for dtype in (np.float64, np.float32):

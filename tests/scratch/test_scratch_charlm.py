@@ -6,7 +6,8 @@ import math
 
 import numpy as np
 import pytest
-from scratch_helpers import CORPUS
+import torch
+from scratch_helpers import CORPUS, rel_err
 
 from rnnkit import scratch
 from rnnkit.scratch import charlm
@@ -64,3 +65,50 @@ def test_model_api_and_errors():
         scratch.CharLM("abc", cell="transformer")
     with pytest.raises(ValueError, match="text too short"):
         charlm.train("abcabc", batch_size=4, seq_len=25, steps=1)
+
+
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+@pytest.mark.parametrize("dtype,tol", [(np.float64, 1e-12), (np.float32, 2e-5)])
+def test_loss_and_grads_match_torch(cell, dtype, tol):
+    """The fused output layer + softmax loss, with a carried state, against torch.nn autograd."""
+    V, H, T, B = 7, 5, 6, 3
+    model = charlm.CharLM("abcdefg", H, cell=cell, dtype=dtype, seed=1)
+    rng = np.random.default_rng(5)
+    x, y = rng.integers(0, V, (T, B)), rng.integers(0, V, (T, B))
+    h0 = rng.standard_normal((1, B, H)).astype(dtype)
+    state = (h0, h0 * 0.5) if cell == "lstm" else h0
+    loss, grads, state_T = model.loss_and_grads(x, y, state)
+
+    tdtype = torch.float64 if dtype == np.float64 else torch.float32
+    rnn = {"rnn": torch.nn.RNN, "lstm": torch.nn.LSTM, "gru": torch.nn.GRU}[cell](V, H).to(tdtype)
+    head = torch.nn.Linear(H, V).to(tdtype)
+    params = model.parameters()
+    rnn.load_state_dict({k: torch.from_numpy(v.copy()) for k, v in params.items() if k[-2:] == "l0"})
+    head.load_state_dict({"weight": torch.from_numpy(params["weight_ho"].copy()),
+                          "bias": torch.from_numpy(params["bias_ho"].copy())})
+    one_hot = torch.nn.functional.one_hot(torch.from_numpy(x), V).to(tdtype)  # (T, B, V)
+    t_state = tuple(torch.from_numpy(s) for s in state) if cell == "lstm" else torch.from_numpy(h0)
+    out, t_state_T = rnn(one_hot, t_state)
+    t_loss = torch.nn.functional.cross_entropy(head(out).reshape(-1, V), torch.from_numpy(y).reshape(-1))
+    t_loss.backward()
+    assert abs(loss - t_loss.item()) < tol * t_loss.item()
+    t_grads = {k: p.grad for k, p in rnn.named_parameters()}
+    t_grads.update(weight_ho=head.weight.grad, bias_ho=head.bias.grad)
+    assert list(grads) == list(params)  # every parameter, in the state dict's order
+    for name, g in grads.items():
+        assert g.dtype == dtype, name
+        assert rel_err(g, t_grads[name].numpy()) < tol, name
+    h_T = state_T[0] if cell == "lstm" else state_T
+    t_h_T = t_state_T[0] if cell == "lstm" else t_state_T
+    assert rel_err(h_T, t_h_T.detach().numpy()) < tol
+
+
+def test_loss_and_grads_rejects_bad_targets():
+    model = charlm.CharLM("abc", 4, seed=0)
+    x = np.zeros((5, 2), dtype=np.int64)
+    with pytest.raises(ValueError, match=r"y_idx must lie in \[0, 3\), got min 3, max 3"):
+        model.loss_and_grads(x, np.full((5, 2), 3))
+    with pytest.raises(ValueError, match=r"Expected \(5, 2\), got \(5, 3\)"):
+        model.loss_and_grads(x, np.zeros((5, 3), dtype=np.int64))
+    with pytest.raises(ValueError, match="y_idx must be integers"):
+        model.loss_and_grads(x, np.zeros((5, 2)))

@@ -117,3 +117,19 @@ def test_clip_grad_value_matches_torch():
     torch.nn.utils.clip_grad_value_([tp], 1.5)
     np.testing.assert_array_equal(g, tp.grad.numpy())
     assert np.abs(g).max() == 1.5
+
+
+@pytest.mark.parametrize("ours,theirs,kw", [OPTIMIZERS[3], OPTIMIZERS[6]], ids=["Adagrad", "Adam"])
+def test_optimizer_float32_matches_torch(ours, theirs, kw):
+    """In float32 the in-place updates stay float32 and agree with torch.optim in float32."""
+    rng = np.random.default_rng(6)
+    params = {"w": rng.standard_normal((3, 4)).astype(np.float32)}
+    tparam = torch.tensor(params["w"], requires_grad=True)
+    opt, topt = ours(params, **kw), theirs([tparam], **kw)
+    for step in range(5):
+        g = rng.standard_normal((3, 4)).astype(np.float32)
+        tparam.grad = torch.from_numpy(g.copy())
+        opt.step({"w": g})
+        topt.step()
+        assert params["w"].dtype == np.float32
+        assert rel_err(params["w"], tparam.detach().numpy()) < 1e-6, step

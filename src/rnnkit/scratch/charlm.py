@@ -27,7 +27,7 @@ import numpy as np
 
 from rnnkit.scratch.layers import GRU, LSTM, RNN
 from rnnkit.scratch.linear import init_linear, linear_backward, linear_forward
-from rnnkit.scratch.losses import cross_entropy_backward, cross_entropy_forward, log_softmax
+from rnnkit.scratch.losses import cross_entropy_forward, log_softmax
 from rnnkit.scratch.module import Module, check_size
 from rnnkit.scratch.optim import SGD, Adagrad, Adam, clip_grad_norm, clip_grad_value
 
