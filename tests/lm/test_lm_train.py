@@ -182,3 +182,50 @@ def test_preset_then_flags_override():
     assert cfg.hidden_size == 64 and cfg.data == "x.txt"
     assert cfg.seq_len == PRESETS["shakespeare"]["seq_len"]
     assert cfg.max_time == PRESETS["shakespeare"]["max_time"]
+
+
+def test_tensorboard_when_installed(corpus, tmp_path, monkeypatch):
+    """With torch.utils.tensorboard importable, scalars go to a SummaryWriter in the run folder."""
+    import sys
+    import types
+
+    logged = []
+
+    class FakeWriter:
+        def __init__(self, log_dir):
+            logged.append(("dir", log_dir))
+
+        def add_scalar(self, tag, value, step):
+            logged.append((tag, step))
+
+        def flush(self):
+            pass
+
+        def close(self):
+            logged.append(("closed", None))
+
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard",
+                        types.SimpleNamespace(SummaryWriter=FakeWriter))
+    out = tmp_path / "run"
+    assert main(train_argv(corpus, out, "--max-iters", "2")) == 0
+    assert logged[0] == ("dir", str(out / "tensorboard"))
+    assert ("train_loss", 2) in logged and ("val_loss", 2) in logged and logged[-1][0] == "closed"
+
+
+def test_progress_bar_on_a_terminal():
+    import io
+
+    from rnnkit.train.progress import Progress
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    stream = Terminal()
+    bar = Progress(10, every=5, stream=stream)
+    for step in range(1, 11):
+        bar.update(step, loss=1.5, chars_per_s=1234.0, lr=1e-3, eta=3.0)
+    bar.close()
+    text = stream.getvalue()
+    assert "10/10" in text and "1,234 chars/s" in text and "\r" in text  # a redrawn bar
+    assert "step 5/10 |" not in text  # not the plain log lines

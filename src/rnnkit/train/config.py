@@ -28,7 +28,7 @@ class TrainConfig:
     val_fraction: float = 0.1  # the last 10% of the text is the validation split
     # model
     cell: str = "lstm"  # lstm | gru | rnn
-    hidden_size: int = 256
+    hidden_size: int = 384
     num_layers: int = 1
     embed_size: int = 32  # 0: one-hot input
     dropout: float = 0.0
@@ -41,8 +41,10 @@ class TrainConfig:
     decay_iters: int = 0  # cosine length in steps; 0: max_iters
     weight_decay: float = 0.01
     grad_clip: float = 1.0  # max global gradient norm; 0: no clipping
-    max_iters: int = 3000
-    max_time: float = 0.0  # seconds of training (periodic evaluation included); 0: no limit
+    max_iters: int = 2200
+    # seconds of training (periodic evaluation included); 0: no limit. When set, the cosine decay
+    # follows the clock too, so results depend on the machine's speed (no bit-exact resume)
+    max_time: float = 0.0
     # evaluation, logging, reproducibility
     eval_every: int = 500  # validate and save a checkpoint every this many steps
     eval_chars: int = 0  # periodic validation on the first this many characters; 0: all
