@@ -79,13 +79,80 @@ def _ln_backward(dy: Tensor, a: Tensor, mean: Tensor, rstd: Tensor, weight: Tens
 
 
 def _sigmoid_slope(s: Tensor, out: Tensor) -> Tensor:
-    """σ'(x) = s - s^2 from s = σ(x), into ``out`` (no temporaries: these are (T, B, H) arrays)."""
-    return torch.mul(s, s, out=out).neg_().add_(s)
+    """σ'(x) = s - s^2 from s = σ(x), into ``out``.
+
+    One ``addcmul`` pass: these are (T, B, H) arrays far larger than the cache, so the time is the
+    number of passes over memory (mul, neg, add was three).
+    """
+    return torch.addcmul(s, s, s, value=-1, out=out)
 
 
 def _tanh_slope(y: Tensor, out: Tensor) -> Tensor:
-    """tanh'(x) = 1 - y^2 from y = tanh(x), into ``out``."""
-    return torch.mul(y, y, out=out).neg_().add_(1)
+    """tanh'(x) = 1 - y^2 from y = tanh(x), into ``out``, in one pass (a 0-dim 1 broadcasts)."""
+    return torch.addcmul(y.new_ones(()), y, y, value=-1, out=out)
+
+
+class _Workspace:
+    """Buffers of finished calls, handed to the next call of the same shape (CPU only).
+
+    A (T, B, 4H) buffer is megabytes: the C allocator gets it from the OS and gives it back at
+    every call, so each call pays a page fault per 4 KB on first touch (measured: about a third of
+    the LN-LSTM forward's CPU time at T=128, B=32, H=256). Keeping the buffers of a finished call
+    for the next removes that. A buffer comes back only when the kernel that took it is garbage
+    (after its backward, or at once under no_grad), so nothing in use is ever handed out twice.
+    At most ``limit_bytes`` are kept (``FUSED_WORKSPACE.limit_bytes = 0`` turns it off), and
+    ``clear()`` frees them. GPU tensors are not kept: PyTorch's CUDA allocator already caches.
+    """
+
+    def __init__(self, limit_bytes: int = 512 << 20) -> None:
+        self.limit_bytes = limit_bytes
+        self.free: dict[tuple, list[Tensor]] = {}
+        self.held = 0
+
+    def take(self, shape: tuple[int, ...], like: Tensor) -> Tensor:
+        key = (tuple(shape), like.dtype, like.device)
+        try:
+            t = self.free[key].pop()  # pop is atomic under the GIL
+        except (KeyError, IndexError):
+            return like.new_empty(shape)
+        self.held -= t.nbytes
+        return t
+
+    def give(self, tensors: list[Tensor]) -> None:
+        for t in tensors:
+            if t.device.type != "cpu" or self.held + t.nbytes > self.limit_bytes:
+                continue
+            self.free.setdefault((tuple(t.shape), t.dtype, t.device), []).append(t)
+            self.held += t.nbytes
+
+    def clear(self) -> None:
+        self.free, self.held = {}, 0
+
+
+FUSED_WORKSPACE = _Workspace()
+
+
+class _Owner:
+    """Takes buffers from :data:`FUSED_WORKSPACE` and gives them back when garbage-collected."""
+
+    owned: list[Tensor]
+
+    def take(self, shape: tuple[int, ...], like: Tensor) -> Tensor:
+        t = FUSED_WORKSPACE.take(shape, like)
+        if not hasattr(self, "owned"):
+            self.owned = []
+        self.owned.append(t)
+        return t
+
+    def __del__(self) -> None:
+        owned = getattr(self, "owned", None)
+        if owned and FUSED_WORKSPACE is not None:  # None: interpreter shutdown
+            FUSED_WORKSPACE.give(owned)
+
+
+def _steps(buf: Tensor, T: int) -> list[Tensor] | tuple[Tensor, ...]:
+    """Per-step views of a (T or 1, ...) buffer: with one row, step t always gets row 0."""
+    return buf.unbind(0) if buf.shape[0] == T else [buf[0]] * T
 
 
 # --------------------------------------------------------------------------------------------------
@@ -105,8 +172,8 @@ def _tanh_slope(y: Tensor, out: Tensor) -> Tensor:
 # --------------------------------------------------------------------------------------------------
 
 
-class _ElmanKernel:
-    def __init__(self, gi: Tensor, params: tuple, relu: bool) -> None:
+class _ElmanKernel(_Owner):
+    def __init__(self, gi: Tensor, params: tuple, relu: bool, save: bool = True) -> None:
         self.gi, self.relu = gi.unbind(0), relu
 
     def forward_step(self, t, h_in, w_t, prev, new):
@@ -127,17 +194,20 @@ class _ElmanKernel:
         return self.da, self.da, ()
 
 
-class _LSTMKernel:
-    def __init__(self, gi: Tensor, params: tuple) -> None:
+class _LSTMKernel(_Owner):
+    def __init__(self, gi: Tensor, params: tuple, save: bool = True) -> None:
         T, B, G = gi.shape
         H = G // 4
+        # save=False (no gradient wanted): nothing is kept for backward, so every step works in
+        # the same one-step buffers, which stay in cache, instead of T fresh rows of memory
+        R = T if save else 1
         self.gi = gi.unbind(0)
-        self.act = torch.empty_like(gi)  # (T, B, 4H): σ(i), σ(f), (unused), σ(o)
-        self.g = gi.new_empty(T, B, H)  # (T, B, H): tanh(g)
-        self.y = gi.new_empty(T, B, H)  # (T, B, H): tanh(c_t) (LN-LSTM: tanh(γ_c LN(c_t) + β_c))
-        self.act_t, self.g_t, self.y_t = self.act.unbind(0), self.g.unbind(0), self.y.unbind(0)
-        a4 = self.act.view(T, B, 4, H)
-        self.i_t, self.f_t, self.gpre_t, self.o_t = (a4[:, :, k].unbind(0) for k in range(4))
+        self.act = self.take((R, B, G), gi)  # (T, B, 4H): σ(i), σ(f), (unused), σ(o)
+        self.g = self.take((R, B, H), gi)  # (T, B, H): tanh(g)
+        self.y = self.take((R, B, H), gi)  # (T, B, H): tanh(c_t) (LN-LSTM: tanh(γ_c LN(c_t) + β_c))
+        self.act_t, self.g_t, self.y_t = (_steps(b, T) for b in (self.act, self.g, self.y))
+        a4 = self.act.view(R, B, 4, H)
+        self.i_t, self.f_t, self.gpre_t, self.o_t = (_steps(a4[:, :, k], T) for k in range(4))
 
     def gates(self, t, h_in, w_t):
         """Gate pre-activations into act[t]: gi + W_hh h_in."""
@@ -160,12 +230,12 @@ class _LSTMKernel:
             i, f, _, o = self.act.view(T, B, 4, H).unbind(2)
             g, y = self.g, self.y
             # da = [dc, dc, dc, dh] ⊙ P, P the local derivatives (scratch's formulas), all T at once
-            P = self.act.new_empty(T, B, 4, H)
+            P = self.take((T, B, 4, H), self.act)
             _sigmoid_slope(i, P[:, :, 0]).mul_(g)  # i(1-i) g
             _sigmoid_slope(f, P[:, :, 1]).mul_(prev_all[1])  # f(1-f) c_{t-1}
             _tanh_slope(g, P[:, :, 2]).mul_(i)  # (1-g^2) i
             _sigmoid_slope(o, P[:, :, 3]).mul_(y)  # o(1-o) y
-            self.K = _tanh_slope(y, torch.empty_like(y)).mul_(o)  # dc += dh K: via h' = o y
+            self.K = _tanh_slope(y, self.take(y.shape, y)).mul_(o)  # dc += dh K: via h' = o y
             self.P, self.P_t, self.K_t, self.f = P, P.unbind(0), self.K.unbind(0), f.unbind(0)
         self.M = self.act.new_empty(B, 4, H)  # workspace: [dc, dc, dc, dh]
         self.dg = torch.empty_like(self.act)  # (T, B, 4H) grad of the gates (= of gi)
@@ -193,13 +263,13 @@ class _LNLSTMKernel(_LSTMKernel):
     LN backward kernel gives the gain and shift gradients of each step along with ``da``.
     """
 
-    def __init__(self, gi: Tensor, params: tuple, eps: float = EPS) -> None:
-        super().__init__(gi, params)
+    def __init__(self, gi: Tensor, params: tuple, save: bool = True, eps: float = EPS) -> None:
+        super().__init__(gi, params, save)
         self.g_hh, self.g_c, self.b_c = params
         self.eps = eps
-        self.a = torch.empty_like(gi)  # (T, B, 4H) recurrent pre-activation before LN
-        self.a_t = self.a.unbind(0)
         T = gi.shape[0]
+        self.a = self.take((T if save else 1, *gi.shape[1:]), gi)  # (T, B, 4H) W_hh h_in, pre-LN
+        self.a_t = _steps(self.a, T)
         self.stats_a, self.stats_c = [None] * T, [None] * T  # (mean, rstd) per step, (B, 1) each
 
     def gates(self, t, h_in, w_t):
@@ -235,11 +305,12 @@ class _LNLSTMKernel(_LSTMKernel):
     def finish(self):
         grads = (torch.stack(self.d_g_hh).sum(0), torch.stack(self.d_g_c).sum(0),
                  torch.stack(self.d_b_c).sum(0))  # γ_hh, γ_c, β_c
-        return self.dg, torch.stack(self.da), grads
+        da = torch.stack(self.da, out=self.take((len(self.da), *self.da[0].shape), self.dg))
+        return self.dg, da, grads  # da only feeds d W_hh, so its buffer can go back to the pool
 
 
-class _GRUKernel:
-    def __init__(self, gi: Tensor, params: tuple) -> None:
+class _GRUKernel(_Owner):
+    def __init__(self, gi: Tensor, params: tuple, save: bool = True) -> None:
         (self.b_hh,) = params
         T, B, G = gi.shape
         H = G // 3
@@ -299,7 +370,7 @@ class _GRUKernel:
 class _LNGRUKernel(_GRUKernel):
     """GRU with ``gh = γ_hh LN(a) + b_hh``."""
 
-    def __init__(self, gi: Tensor, params: tuple, eps: float = EPS) -> None:
+    def __init__(self, gi: Tensor, params: tuple, save: bool = True, eps: float = EPS) -> None:
         self.g_hh, b_hh = params
         super().__init__(gi, (b_hh,))
         self.eps = eps
@@ -339,8 +410,8 @@ class _LNGRUKernel(_GRUKernel):
 
 #: cell name -> (kernel factory, number of state tensors, gates per hidden unit, parameter names)
 CELLS = {
-    "rnn_tanh": (lambda gi, p: _ElmanKernel(gi, p, relu=False), 1, 1, ()),
-    "rnn_relu": (lambda gi, p: _ElmanKernel(gi, p, relu=True), 1, 1, ()),
+    "rnn_tanh": (lambda gi, p, save: _ElmanKernel(gi, p, relu=False), 1, 1, ()),
+    "rnn_relu": (lambda gi, p, save: _ElmanKernel(gi, p, relu=True), 1, 1, ()),
     "lstm": (_LSTMKernel, 2, 4, ()),
     "gru": (_GRUKernel, 1, 3, ("b_hh",)),
     "ln_lstm": (_LNLSTMKernel, 2, 4, ("g_hh", "g_c", "b_c")),
@@ -363,17 +434,19 @@ class _Recurrence(torch.autograd.Function):
     def _forward(ctx, cell, reverse, gi, w_hh, hidden_mask, valid, keep_h, keep_c, *rest):
         make, n_state, _, _ = CELLS[cell]
         states, params = rest[:n_state], rest[n_state:]
-        kernel = make(gi, params)
+        # no input needs a gradient (torch.no_grad, inference): the LSTM kernels then keep nothing
+        # for backward (see _LSTMKernel); the others write the same buffers either way
+        kernel = make(gi, params, any(ctx.needs_input_grad))
         T, B, _ = gi.shape
         H = w_hh.shape[1]
         keeps = [k.unbind(0) if k is not None else None for k in (keep_h, keep_c)[:n_state]]
         blend = any(k is not None for k in keeps)
         # S[k][j]: state k between steps. Forward: step t reads j = t, writes j = t + 1; reverse:
         # reads j = t + 1, writes j = t. So S[:-1] / S[1:] line up with t either way.
-        S = [gi.new_empty(T + 1, B, H) for _ in range(n_state)]
+        S = [kernel.take((T + 1, B, H), gi) for _ in range(n_state)]
         for s, s0 in zip(S, states):
             s[T if reverse else 0] = s0
-        NEW = [gi.new_empty(T, B, H) for _ in range(n_state)] if blend else None
+        NEW = [kernel.take((T, B, H), gi) for _ in range(n_state)] if blend else None
         S_t = [s.unbind(0) for s in S]
         NEW_t = [n.unbind(0) for n in NEW] if blend else None
         w_t = w_hh.t().contiguous()  # (H, G): one copy per call; the product per step is faster
