@@ -9,9 +9,10 @@ the output layer fused with the softmax cross-entropy over all T*B rows in a (V,
 First it checks that both compute the same loss and gradients on the same weights (B=1), then it
 times training steps and prints characters per second and the ratio. BLAS runs on one thread for
 both by default (set BENCH_THREADS=2 to give the batched engine two; the min-char-rnn loop's
-matrix-vector products gain nothing from threads). The "bound" rows time only the matrix products
-a training step must do (recurrence forward and backward, dW_hh, the output layer and its two
-gradients): no engine of this design can be faster than that. ``--profile`` prints where one
+matrix-vector products gain nothing from threads; on a machine busy with other jobs, two OpenBLAS
+threads made a step ~30x slower, as each thread waits for the other's core). The "bound" rows
+time only the matrix products a training step must do (recurrence forward and backward, dW_hh,
+the output layer and its two gradients): no engine of this design can be faster than that. ``--profile`` prints where one
 training step's time goes, phase by phase.
 
     .venv/bin/python benchmarks/scratch_charlm.py                 # B = 64, 256, 1024
