@@ -3,6 +3,7 @@
     python benchmarks/custom_cells.py               # both shapes, 5 interleaved repeats
     python benchmarks/custom_cells.py --quick       # small shape, 2 repeats
     python benchmarks/custom_cells.py --threads 1   # pin the thread count (shared machines)
+    python benchmarks/custom_cells.py --shapes small --threads 1 --repeats 9
 
 Correctness first: on the benchmark's own weights and inputs, the rnnkit fast path and the fused
 LSTM must give torch.nn.LSTM's outputs and gradients, and the fused LayerNormLSTM must give the
@@ -15,6 +16,9 @@ Then forward (no grad) and forward+backward (sum of the outputs) are timed for:
 * ``rnnkit.LayerNormLSTM``          the same machinery with layer norm (Ba et al. 2016)
 * ``loop LayerNormLSTM``            a cell module with nn.LayerNorm stepped by a Python loop over
                                     time, autograd for the backward: how users write it today
+* ``... (no workspace reuse)``      the fused LayerNormLSTM with ``FUSED_WORKSPACE`` turned off
+                                    (fresh buffers every call, as before it existed), to show
+                                    what the buffer reuse is worth in the same run
 
 Runs are interleaved (one of each model per round), so drift in the machine's speed hits all alike;
 the table gives the median, the ratio to torch.nn.LSTM (lower is faster; target for the fused
@@ -27,6 +31,7 @@ Shapes: the fastrnns default (T=100, B=64, I=H=512) and a small one (T=128, B=32
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import statistics
 import time
@@ -35,7 +40,9 @@ import torch
 from torch import nn
 
 import rnnkit
+from rnnkit.nn.fused import FUSED_WORKSPACE
 
+NO_REUSE = "rnnkit.LayerNormLSTM (no workspace reuse)"
 SHAPES = {"fastrnns": (100, 64, 512, 512), "small": (128, 32, 64, 256)}
 
 
@@ -104,7 +111,19 @@ def build(I: int, H: int) -> dict[str, nn.Module]:
     copy_into_loop(ln, loop)
     models["rnnkit.LayerNormLSTM"] = ln
     models["loop LayerNormLSTM"] = loop
+    models[NO_REUSE] = ln  # the same module, timed with FUSED_WORKSPACE off (see measure)
     return models
+
+
+@contextlib.contextmanager
+def workspace_off():
+    """FUSED_WORKSPACE off for the duration: fresh buffers, none kept (restored after)."""
+    old = FUSED_WORKSPACE.limit_bytes
+    FUSED_WORKSPACE.limit_bytes = 0
+    try:
+        yield
+    finally:
+        FUSED_WORKSPACE.limit_bytes = old
 
 
 def check(models: dict[str, nn.Module], x: torch.Tensor) -> None:
@@ -160,9 +179,11 @@ def measure(models, x, repeats: int) -> dict[str, dict[str, list[float]]]:
             fn(m)  # warm-up
         for _ in range(repeats):
             for name, m in models.items():  # interleaved: one of each per round
-                t0 = time.perf_counter()
-                fn(m)
-                times[name][kind].append(time.perf_counter() - t0)
+                # the graph (and its buffers) is freed inside fn, so inside the context
+                with workspace_off() if name == NO_REUSE else contextlib.nullcontext():
+                    t0 = time.perf_counter()
+                    fn(m)
+                    times[name][kind].append(time.perf_counter() - t0)
     return times
 
 
@@ -189,10 +210,13 @@ def main(argv=None) -> None:
     parser.add_argument("--quick", action="store_true", help="small shape, 2 repeats")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
+    parser.add_argument("--shapes", choices=["both", *SHAPES], default="both")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    shapes = {"small": SHAPES["small"]} if args.quick else SHAPES
+    shapes = SHAPES if args.shapes == "both" else {args.shapes: SHAPES[args.shapes]}
+    if args.quick:
+        shapes = {"small": SHAPES["small"]}
     repeats = 2 if args.quick else args.repeats
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, float32, CPU")
     for shape_name, shape in shapes.items():
