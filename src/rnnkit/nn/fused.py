@@ -14,6 +14,10 @@ backpropagation through time written out by hand (the formulas of ``rnnkit.scrat
   layer-norm gains and shifts come out of ATen's layer-norm backward kernel step by step (it
   computes them in the same pass as the input gradient) and are summed once at the end.
 
+Large buffers (per-step activations, states, the backward's bulk factors) come from
+``FUSED_WORKSPACE``, which hands a finished call's buffers to the next call of the same shape on
+CPU, so that a call does not page-fault its way through fresh memory (see :class:`_Workspace`).
+
 The input projection ``gi = W_ih x + b`` is not part of the Function: the caller computes it for all
 steps in one matrix product (autograd then also does its backward as one product).
 
