@@ -14,9 +14,9 @@ from __future__ import annotations
 # ruff: noqa: F722 (jaxtyping shape strings such as "B T H" are not Python expressions)
 import torch
 from jaxtyping import Float, Int
-from torch import Tensor, nn
+from torch import Tensor
 
-from rnnkit.models.tagger import make_rnn, run_rnn
+from rnnkit.models.tagger import Tagger
 
 
 def final_states(
@@ -45,33 +45,16 @@ def final_states(
     return torch.cat([forward[:, :H], output[:, 0, H:]], dim=1)  # (B, 2H)
 
 
-class SequenceClassifier(nn.Module):
-    """Whole-sequence classifier: ``(B, T, I) -> (B, C)`` from the final hidden state."""
+class SequenceClassifier(Tagger):
+    """Whole-sequence classifier: ``(B, T, I) -> (B, C)`` from the final hidden state.
 
-    def __init__(
-        self,
-        input_size: int,
-        hidden_size: int,
-        num_classes: int,
-        cell: str = "lstm",
-        num_layers: int = 1,
-        bidirectional: bool = False,
-        dropout: float = 0.0,
-        vocab_size: int | None = None,
-    ):
-        super().__init__()
-        self.cell = cell
-        self.bidirectional = bidirectional
-        self.embed = nn.Embedding(vocab_size, input_size) if vocab_size else None
-        self.rnn = make_rnn(cell, input_size, hidden_size, num_layers, bidirectional, dropout)
-        self.head = nn.Linear(hidden_size * (2 if bidirectional else 1), num_classes)
+    Same constructor as :class:`Tagger`; the head reads :func:`final_states` instead of every step.
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.bidirectional = self.rnn.bidirectional
 
     def forward(self, x: Tensor, lengths: Int[Tensor, " B"] | None = None) -> Float[Tensor, "B C"]:
-        if self.embed is not None:
-            if x.dim() != 2:
-                raise ValueError(f"expected token ids of shape (B, T), got shape {tuple(x.shape)}")
-            x = self.embed(x)  # (B, T, I)
-        elif x.dim() != 3:
-            raise ValueError(f"expected input of shape (B, T, I), got shape {tuple(x.shape)}")
-        out, _ = run_rnn(self.rnn, x, lengths=lengths)  # (B, T, D*H)
+        out = self.encode(x, lengths)  # (B, T, D*H)
         return self.head(final_states(out, lengths, self.bidirectional))  # (B, C)

@@ -106,7 +106,8 @@ class Tagger(nn.Module):
         self.rnn = make_rnn(cell, input_size, hidden_size, num_layers, bidirectional, dropout)
         self.head = nn.Linear(hidden_size * (2 if bidirectional else 1), num_classes)
 
-    def forward(self, x: Tensor, lengths: Int[Tensor, " B"] | None = None) -> Float[Tensor, "B T C"]:
+    def encode(self, x: Tensor, lengths: Int[Tensor, " B"] | None = None) -> Float[Tensor, "B T DH"]:
+        """The recurrent layer's output at every step, (B, T, D*H) (zero past each length)."""
         if self.embed is not None:
             if x.dim() != 2:
                 raise ValueError(f"expected token ids of shape (B, T), got shape {tuple(x.shape)}")
@@ -114,4 +115,7 @@ class Tagger(nn.Module):
         elif x.dim() != 3:
             raise ValueError(f"expected input of shape (B, T, I), got shape {tuple(x.shape)}")
         out, _ = run_rnn(self.rnn, x, lengths=lengths)  # (B, T, D*H)
-        return self.head(out)  # (B, T, C)
+        return out
+
+    def forward(self, x: Tensor, lengths: Int[Tensor, " B"] | None = None) -> Float[Tensor, "B T C"]:
+        return self.head(self.encode(x, lengths))  # (B, T, C)
