@@ -25,7 +25,7 @@ from rnnkit.nn._checks import (
 from rnnkit.nn.cells import combined_bias, rnn_step
 from rnnkit.nn.loop import scan, step_masks
 from rnnkit.nn.native import run_native_any
-from rnnkit.nn.recurrent import initial_hidden
+from rnnkit.nn.recurrent import check_h0, initial_hidden, step_once
 
 
 class Elman(nn.Module):
@@ -124,7 +124,7 @@ class Elman(nn.Module):
         elif self.batch_first:
             x = x.transpose(0, 1)  # (T, B, I)
         T, B = x.shape[:2]
-        h = self._check_h0(h0, B, batched, x)
+        h = self.initial_state(B) if h0 is None else check_h0(name, h0, B, self.hidden_size, batched, x)
         if lengths is not None:
             lengths = check_lengths(lengths, B, T, x.device)
         hs, h_n = self._recurrence(x, h, lengths)  # (T, B, H), (B, H)
@@ -137,11 +137,7 @@ class Elman(nn.Module):
 
     def step(self, x_t: Tensor, h: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """One time step: x_t (B, I) or (I,) -> (y_t, h_t). Carry h_t into the next call."""
-        if not isinstance(x_t, Tensor) or x_t.dim() not in (1, 2):
-            raise ValueError(f"{type(self).__name__}.step: expected x_t of shape (B, I) or (I,)")
-        time_dim = 1 if (self.batch_first and x_t.dim() == 2) else 0
-        y, h = self(x_t.unsqueeze(time_dim), h)
-        return y.squeeze(time_dim), h
+        return step_once(self, x_t, h)
 
     def _recurrence(self, x: Tensor, h: Tensor, lengths: Tensor | None) -> tuple[Tensor, Tensor]:
         """x (T, B, I), h (B, H) -> all states (T, B, H) and the final one (B, H)."""
@@ -160,14 +156,3 @@ class Elman(nn.Module):
         hs, (h_n,) = scan(lambda g, s: (rnn_step(g, s[0], w_hh, nl),), gi, (h,), lengths)
         return hs, h_n
 
-    def _check_h0(self, h0: Tensor | None, B: int, batched: bool, like: Tensor) -> Tensor:
-        name = type(self).__name__
-        if h0 is None:
-            return self.initial_state(B)
-        want = (B, self.hidden_size) if batched else (self.hidden_size,)
-        if not isinstance(h0, Tensor) or tuple(h0.shape) != want:
-            got = list(h0.shape) if isinstance(h0, Tensor) else type(h0).__name__
-            raise RuntimeError(f"{name}: Expected h0 of size {want}, got {got}")
-        if h0.dtype != like.dtype:
-            raise ValueError(f"{name}: h0 dtype ({h0.dtype}) does not match input dtype ({like.dtype})")
-        return h0 if batched else h0.unsqueeze(0)

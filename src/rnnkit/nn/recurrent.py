@@ -33,6 +33,26 @@ def initial_hidden(
     return torch.zeros(shape, dtype=like.dtype, device=like.device)
 
 
+def check_h0(name: str, h0, batch: int, hidden_size: int, batched: bool, like: Tensor) -> Tensor:
+    """A given h0 must be (B, H) for batched input, (H,) unbatched, in the input's dtype."""
+    want = (batch, hidden_size) if batched else (hidden_size,)
+    if not isinstance(h0, Tensor) or tuple(h0.shape) != want:
+        got = list(h0.shape) if isinstance(h0, Tensor) else type(h0).__name__
+        raise RuntimeError(f"{name}: Expected h0 of size {want}, got {got}")
+    if h0.dtype != like.dtype:
+        raise ValueError(f"{name}: h0 dtype ({h0.dtype}) does not match input dtype ({like.dtype})")
+    return h0 if batched else h0.unsqueeze(0)
+
+
+def step_once(module: nn.Module, x_t, h):
+    """One time step through ``module.forward``: x_t (B, I) or (I,) -> (y_t, h_t)."""
+    if not isinstance(x_t, Tensor) or x_t.dim() not in (1, 2):
+        raise ValueError(f"{type(module).__name__}.step: expected x_t of shape (B, I) or (I,)")
+    time_dim = 1 if (module.batch_first and x_t.dim() == 2) else 0
+    y, h = module(x_t.unsqueeze(time_dim), h)
+    return y.squeeze(time_dim), h
+
+
 class Recurrent(nn.Module):
     """``h_t = activation(v(x_t) + q(h_{t-1}))``, ``y_t = u(h_t)`` (or ``h_t`` when u is None).
 
@@ -94,7 +114,10 @@ class Recurrent(nn.Module):
                 f"{name}: v(x) must have shape (T, B, hidden_size) = {(T, B, self.hidden_size)}, "
                 f"got {tuple(vx.shape)}"
             )
-        h = self._check_h0(h0, B, batched, vx)
+        if h0 is None:
+            h = self.initial_state(B, like=vx)
+        else:
+            h = check_h0(name, h0, B, self.hidden_size, batched, vx)
         if lengths is not None:
             lengths = check_lengths(lengths, B, T, x.device)
         q, act = self.q, self.activation
@@ -108,20 +131,4 @@ class Recurrent(nn.Module):
 
     def step(self, x_t: Tensor, h: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """One time step: x_t (B, I) or (I,) -> (y_t, h_t). Carry h_t into the next call."""
-        if not isinstance(x_t, Tensor) or x_t.dim() not in (1, 2):
-            raise ValueError(f"{type(self).__name__}.step: expected x_t of shape (B, I) or (I,)")
-        time_dim = 1 if (self.batch_first and x_t.dim() == 2) else 0
-        y, h = self(x_t.unsqueeze(time_dim), h)
-        return y.squeeze(time_dim), h
-
-    def _check_h0(self, h0: Tensor | None, B: int, batched: bool, like: Tensor) -> Tensor:
-        name = type(self).__name__
-        if h0 is None:
-            return self.initial_state(B, like=like)
-        want = (B, self.hidden_size) if batched else (self.hidden_size,)
-        if not isinstance(h0, Tensor) or tuple(h0.shape) != want:
-            got = list(h0.shape) if isinstance(h0, Tensor) else type(h0).__name__
-            raise RuntimeError(f"{name}: Expected h0 of size {want}, got {got}")
-        if h0.dtype != like.dtype:
-            raise ValueError(f"{name}: h0 dtype ({h0.dtype}) does not match input dtype ({like.dtype})")
-        return h0 if batched else h0.unsqueeze(0)
+        return step_once(self, x_t, h)
