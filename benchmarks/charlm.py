@@ -11,24 +11,32 @@ model: one-hot input (the NumPy engine's model), so the ratios compare engines, 
 
 Correctness first: for each cell, one step from the same weights must give the same loss and the
 same updated weights in both engines (float32 tolerance), or the script stops before timing.
-Then each configuration runs ``--steps`` timed steps after one warm-up step; the table reports the
-median. Ratios are against torch float32 for the same cell, measured in the same run.
+Then each configuration runs ``--steps`` timed steps after two warm-up steps; the table reports the
+medians of wall-clock and of this process's CPU time (the second is steadier on a shared machine;
+with 2 threads it counts both). Ratios are against torch float32 for the same cell, same run.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
+import sys
 import time
 
-import numpy as np
-import torch
+# Both engines get the same number of threads: NumPy's BLAS reads these before it loads.
+_THREADS = sys.argv[sys.argv.index("--threads") + 1] if "--threads" in sys.argv[:-1] else "2"
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ[_var] = _THREADS
 
-from rnnkit.data.vocab import Vocab
-from rnnkit.models.charlm import CharLM
-from rnnkit.train.config import TrainConfig
-from rnnkit.train.distributed import DistInfo
-from rnnkit.train.engines import NumpyEngine, TorchEngine
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from rnnkit.data.vocab import Vocab  # noqa: E402
+from rnnkit.models.charlm import CharLM  # noqa: E402
+from rnnkit.train.config import TrainConfig  # noqa: E402
+from rnnkit.train.distributed import DistInfo  # noqa: E402
+from rnnkit.train.engines import NumpyEngine, TorchEngine  # noqa: E402
 
 V = 65  # tinyshakespeare's vocabulary size
 
@@ -56,16 +64,19 @@ def check(cell: str, args) -> None:
         torch.testing.assert_close(value, torch_engine.weights()[key], rtol=1e-4, atol=1e-5)
 
 
-def time_engine(engine, args) -> float:
+def time_engine(engine, args) -> tuple[float, float]:
+    """(chars per wall-clock second, chars per CPU second of this process), medians."""
     rng = np.random.default_rng(1)
-    times = []
-    for step in range(args.steps + 1):
+    wall, cpu = [], []
+    for step in range(args.steps + 2):
         x, y = rng.integers(0, V, size=(2, args.seq_len, args.batch_size))
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         engine.train_step(x, y, reset=step == 0)
         engine.apply(1e-3)
-        times.append(time.perf_counter() - t)
-    return args.seq_len * args.batch_size / statistics.median(times[1:])
+        wall.append(time.perf_counter() - t)
+        cpu.append(time.process_time() - c)
+    chars = args.seq_len * args.batch_size
+    return chars / statistics.median(wall[2:]), chars / statistics.median(cpu[2:])
 
 
 def main() -> None:
@@ -73,7 +84,7 @@ def main() -> None:
     p.add_argument("--hidden-size", type=int, default=256)
     p.add_argument("--seq-len", type=int, default=64)
     p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--steps", type=int, default=5)
+    p.add_argument("--steps", type=int, default=8)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--cells", default="lstm,gru,rnn")
     p.add_argument("--no-numpy", action="store_true", help="skip the (slow) NumPy engine")
@@ -85,8 +96,9 @@ def main() -> None:
     print(f"correctness: NumPy and torch engines take the same step for {', '.join(cells)}")
     print(f"H={args.hidden_size} T={args.seq_len} B={args.batch_size} V={V}, one-hot input, "
           f"{args.threads} threads, torch {torch.__version__}, median of {args.steps} steps")
-    print(f"| {'cell':4} | {'engine':13} | {'chars/s':>9} | {'vs torch fp32':>13} |")
-    print(f"|{'-' * 6}|{'-' * 15}|{'-' * 11}|{'-' * 15}|")
+    print(f"| {'cell':4} | {'engine':10} | {'chars/s':>9} | {'vs torch fp32':>13} | "
+          f"{'chars/CPU-s':>11} | {'vs torch fp32':>13} |")
+    print(f"|{'-' * 6}|{'-' * 12}|{'-' * 11}|{'-' * 15}|{'-' * 13}|{'-' * 15}|")
     for cell in cells:
         np_engine, torch_engine = engines(cell, args)
         _, bf16_engine = engines(cell, args, "bf16")
@@ -95,9 +107,10 @@ def main() -> None:
             rows.append(("numpy fp32", np_engine))
         base = None
         for name, engine in rows:
-            rate = time_engine(engine, args)
-            base = base or rate
-            print(f"| {cell:4} | {name:13} | {rate:9,.0f} | {rate / base:12.2f}x |", flush=True)
+            rate, cpu_rate = time_engine(engine, args)
+            base = base or (rate, cpu_rate)
+            print(f"| {cell:4} | {name:10} | {rate:9,.0f} | {rate / base[0]:12.2f}x | "
+                  f"{cpu_rate:11,.0f} | {cpu_rate / base[1]:12.2f}x |", flush=True)
 
 
 if __name__ == "__main__":
