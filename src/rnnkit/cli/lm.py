@@ -95,10 +95,13 @@ def run_train(args) -> int:
         for ch in generate(model, vocab, prompt, cfg.sample_length, temperature=0.8, seed=cfg.seed):
             sys.stdout.write(ch)
         print("\n---")
+    longer = f"--max-iters {result.step * 2}"
+    if cfg.max_time:
+        longer += f" --max-time {cfg.max_time * 2:g}"
     print(f"run folder: {result.run_dir}\nnext:\n"
           f"  rnnkit sample {run_dir} --prompt 'The ' --length 500 --temperature 0.8\n"
           f"  rnnkit eval {run_dir}\n"
-          f"  rnnkit train --out {run_dir} --resume --max-iters {result.step * 2}   (train longer)")
+          f"  rnnkit train --out {run_dir} --resume {longer}   (train longer)")
     return 0
 
 
