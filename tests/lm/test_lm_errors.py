@@ -231,3 +231,14 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(corpus, tmp_pa
     state = torch.load(out / "state.pt", weights_only=True)
     assert state["step"] == 4
     assert all(torch.isfinite(p).all() for p in state["optimizer"]["state"][0].values())
+
+
+def test_run_stopped_before_its_first_save(corpus, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(train_argv(corpus, out, "--max-iters", "1")) == 0
+    for name in ("model.safetensors", "state.pt"):  # as after a double Ctrl-C in the first steps
+        (out / name).unlink()
+    code, err = run(["train", "--out", str(out), "--resume"], capsys)
+    assert code == 2 and "no checkpoint yet" in err and "without --resume" in err
+    code, _ = run(train_argv(corpus, out, "--max-iters", "1"), capsys)  # starts it again
+    assert code == 0 and (out / "state.pt").exists()

@@ -87,6 +87,9 @@ def default_out() -> str:
 
 def _check_resume(run_dir: Path, cfg: TrainConfig, vocab: Vocab) -> None:
     """Refuse, before any training, a resume that would change the vocabulary or the model shape."""
+    if not ckpt.has_checkpoint(run_dir):
+        raise ConfigError(f"--resume: {run_dir} has no checkpoint yet (it stopped before its first "
+                          "save); run the same command without --resume to start it again")
     saved_cfg, saved_shape = ckpt.read_config(run_dir)
     saved_vocab = ckpt.read_vocab(run_dir)
     if saved_vocab != vocab:
@@ -134,7 +137,9 @@ def train(cfg: TrainConfig, *, stream=None) -> TrainResult:
     train_ids, val_ids = vocab.encode(train_text), vocab.encode(val_text)
     if cfg.resume:
         _check_resume(run_dir, cfg, vocab)
-    elif run_dir.exists() and (ckpt.has_checkpoint(run_dir) or (run_dir / ckpt.CONFIG).exists()):
+    elif ckpt.has_checkpoint(run_dir):
+        # (a folder with only config.json and vocab.json was stopped before its first save: it is
+        # started again)
         raise ConfigError(f"{run_dir} already holds a run; pass --resume to continue it, or choose "
                           "another --out")
 
