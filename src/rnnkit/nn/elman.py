@@ -23,7 +23,7 @@ from rnnkit.nn._checks import (
     check_positive_int,
 )
 from rnnkit.nn.cells import combined_bias, rnn_step
-from rnnkit.nn.loop import scan, step_masks
+from rnnkit.nn.loop import column_major, scan, step_masks
 from rnnkit.nn.native import run_native_any
 from rnnkit.nn.recurrent import check_h0, initial_hidden, step_once
 
@@ -152,7 +152,7 @@ class Elman(nn.Module):
             )
             return hs, h_n[0]
         gi = F.linear(x, self.weight_ih, combined_bias(self.bias_ih, self.bias_hh))  # (T, B, H)
-        w_hh, nl = self.weight_hh, self.nonlinearity
+        w_hh, nl = column_major(self.weight_hh), self.nonlinearity
         hs, (h_n,) = scan(lambda g, s: (rnn_step(g, s[0], w_hh, nl),), gi, (h,), lengths)
         return hs, h_n
 

@@ -40,7 +40,7 @@ from rnnkit.nn._checks import (
     check_state,
 )
 from rnnkit.nn.cells import combined_bias, gru_step, lstm_step, rnn_step
-from rnnkit.nn.loop import State, packed_to_padded, padded_to_packed, scan
+from rnnkit.nn.loop import State, column_major, packed_to_padded, padded_to_packed, scan
 from rnnkit.nn.native import run_native_any
 
 _GATES = {"LSTM": 4, "GRU": 3, "RNN_TANH": 1, "RNN_RELU": 1}
@@ -385,7 +385,7 @@ class RNNBase(nn.Module):
     ) -> tuple[Tensor, State]:
         """One layer, one direction. x (T, B, I), state tuple of (B, ·) -> (out (T, B, H_out), state)."""
         w = self._direction_weights(layer, reverse)
-        w_hh = w["w_hh"]
+        w_hh = column_major(w["w_hh"])  # every step multiplies by its transpose
         if self.mode == "GRU":
             gi = F.linear(x, w["w_ih"], w["b_ih"])  # (T, B, 3H), all steps at once
             b_hh = w["b_hh"]
@@ -394,7 +394,7 @@ class RNNBase(nn.Module):
                 return (gru_step(g, s[0], w_hh, b_hh),)
         elif self.mode == "LSTM":
             gi = F.linear(x, w["w_ih"], combined_bias(w["b_ih"], w["b_hh"]))  # (T, B, 4H)
-            w_hr = w["w_hr"]
+            w_hr = None if w["w_hr"] is None else column_major(w["w_hr"])
 
             def step(g, s):
                 return lstm_step(g, s[0], s[1], w_hh, w_hr)
