@@ -85,3 +85,17 @@ def check_state(
         raise ValueError(
             f"{name}: {label} is on {state.device} but the input is on {like.device}"
         )
+
+
+def check_features(name: str, x: Tensor, input_size: int, weight: Tensor) -> None:
+    """The input's last axis must be input_size and its dtype the weights' (autocast aside)."""
+    if x.size(-1) != input_size:
+        raise RuntimeError(
+            f"{name}: input.size(-1) must be equal to input_size. "
+            f"Expected {input_size}, got {x.size(-1)}"
+        )
+    if x.dtype != weight.dtype and not torch.is_autocast_enabled(x.device.type):
+        raise ValueError(
+            f"{name}: input dtype ({x.dtype}) does not match weight dtype ({weight.dtype}). "
+            f"Convert the input with input.to({weight.dtype}) or the model with model.to({x.dtype})"
+        )

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from rnnkit.nn._checks import check_positive_int
+from rnnkit.nn._checks import check_features, check_positive_int
 
 # --------------------------------------------------------------------------------------------------
 # step functions: (gi, state, weights) -> new state
@@ -125,16 +125,7 @@ class _CellBase(nn.Module):
             raise TypeError(f"{name}: expected input to be a Tensor, got {type(input).__name__}")
         if input.dim() not in (1, 2):
             raise ValueError(f"{name}: Expected input to be 1D or 2D, got {input.dim()}D instead")
-        if input.size(-1) != self.input_size:
-            raise RuntimeError(
-                f"{name}: input.size(-1) must be equal to input_size. "
-                f"Expected {self.input_size}, got {input.size(-1)}"
-            )
-        if input.dtype != self.weight_ih.dtype:
-            raise ValueError(
-                f"{name}: input dtype ({input.dtype}) does not match weight dtype "
-                f"({self.weight_ih.dtype})"
-            )
+        check_features(name, input, self.input_size, self.weight_ih)
         batched = input.dim() == 2
         x = input if batched else input.unsqueeze(0)
         out = []

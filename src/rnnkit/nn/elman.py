@@ -19,13 +19,20 @@ from rnnkit.nn._checks import (
     INIT_STATES,
     check_bool,
     check_choice,
+    check_features,
     check_lengths,
     check_positive_int,
 )
 from rnnkit.nn.cells import combined_bias, rnn_step
 from rnnkit.nn.loop import column_major, scan, step_masks
 from rnnkit.nn.native import run_native_any
-from rnnkit.nn.recurrent import check_h0, initial_hidden, step_once
+from rnnkit.nn.recurrent import (
+    check_h0,
+    from_time_major,
+    initial_hidden,
+    step_once,
+    to_time_major,
+)
 
 
 class Elman(nn.Module):
@@ -106,23 +113,8 @@ class Elman(nn.Module):
         self, x: Tensor, h0: Tensor | None = None, *, lengths: Tensor | None = None
     ) -> tuple[Tensor, Tensor]:
         name = type(self).__name__
-        if not isinstance(x, Tensor) or x.dim() not in (2, 3):
-            got = f"{x.dim()}D tensor" if isinstance(x, Tensor) else type(x).__name__
-            raise ValueError(f"{name}: Expected input to be 2D (T, I) or 3D, got {got}")
-        if x.size(-1) != self.input_size:
-            raise RuntimeError(
-                f"{name}: input.size(-1) must be equal to input_size. "
-                f"Expected {self.input_size}, got {x.size(-1)}"
-            )
-        if x.dtype != self.weight_ih.dtype:
-            raise ValueError(
-                f"{name}: input dtype ({x.dtype}) does not match weight dtype ({self.weight_ih.dtype})"
-            )
-        batched = x.dim() == 3
-        if not batched:
-            x = x.unsqueeze(1)
-        elif self.batch_first:
-            x = x.transpose(0, 1)  # (T, B, I)
+        x, batched = to_time_major(name, x, self.batch_first)  # (T, B, I)
+        check_features(name, x, self.input_size, self.weight_ih)
         T, B = x.shape[:2]
         h = self.initial_state(B) if h0 is None else check_h0(name, h0, B, self.hidden_size, batched, x)
         if lengths is not None:
@@ -131,9 +123,7 @@ class Elman(nn.Module):
         y = F.linear(hs, self.weight_ho, self.bias_ho)  # (T, B, O)
         if lengths is not None:
             y = y.masked_fill(~torch.stack(step_masks(lengths, T)), 0.0)
-        if not batched:
-            return y.squeeze(1), h_n.squeeze(0)
-        return (y.transpose(0, 1) if self.batch_first else y), h_n
+        return from_time_major(y, h_n, batched, self.batch_first)
 
     def step(self, x_t: Tensor, h: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """One time step: x_t (B, I) or (I,) -> (y_t, h_t). Carry h_t into the next call."""

@@ -35,6 +35,7 @@ from rnnkit.nn._checks import (
     check_bool,
     check_choice,
     check_dropout,
+    check_features,
     check_lengths,
     check_positive_int,
     check_state,
@@ -275,17 +276,7 @@ class RNNBase(nn.Module):
         name = type(self).__name__
         if x.dim() != expected_dim:
             raise RuntimeError(f"{name}: input must have {expected_dim} dimensions, got {x.dim()}")
-        if x.size(-1) != self.input_size:
-            raise RuntimeError(
-                f"{name}: input.size(-1) must be equal to input_size. "
-                f"Expected {self.input_size}, got {x.size(-1)}"
-            )
-        w = self.weight_ih_l0
-        if x.dtype != w.dtype and not torch.is_autocast_enabled(x.device.type):
-            raise ValueError(
-                f"{name}: input dtype ({x.dtype}) does not match weight dtype ({w.dtype}). "
-                f"Convert the input with input.to({w.dtype}) or the model with model.to({x.dtype})"
-            )
+        check_features(name, x, self.input_size, self.weight_ih_l0)
 
     def _prepare_hx(self, hx, batch: int, batched: bool, x: Tensor) -> State:
         """The initial state as a tuple of (L*D, B, ·) tensors in the caller's batch order."""

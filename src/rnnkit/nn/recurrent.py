@@ -44,6 +44,23 @@ def check_h0(name: str, h0, batch: int, hidden_size: int, batched: bool, like: T
     return h0 if batched else h0.unsqueeze(0)
 
 
+def to_time_major(name: str, x, batch_first: bool) -> tuple[Tensor, bool]:
+    """(T, I), (T, B, I) or batch-first (B, T, I) -> ((T, B, I), batched)."""
+    if not isinstance(x, Tensor) or x.dim() not in (2, 3):
+        got = f"{x.dim()}D tensor" if isinstance(x, Tensor) else type(x).__name__
+        raise ValueError(f"{name}: Expected input to be 2D (T, I) or 3D, got {got}")
+    if x.dim() == 2:
+        return x.unsqueeze(1), False  # (T, 1, I)
+    return (x.transpose(0, 1) if batch_first else x), True
+
+
+def from_time_major(y: Tensor, h_n: Tensor, batched: bool, batch_first: bool):
+    """Undo :func:`to_time_major` on the outputs y (T, B, O) and h_n (B, H)."""
+    if not batched:
+        return y.squeeze(1), h_n.squeeze(0)
+    return (y.transpose(0, 1) if batch_first else y), h_n
+
+
 def step_once(module: nn.Module, x_t, h):
     """One time step through ``module.forward``: x_t (B, I) or (I,) -> (y_t, h_t)."""
     if not isinstance(x_t, Tensor) or x_t.dim() not in (1, 2):
@@ -99,14 +116,7 @@ class Recurrent(nn.Module):
         self, x: Tensor, h0: Tensor | None = None, *, lengths: Tensor | None = None
     ) -> tuple[Tensor, Tensor]:
         name = type(self).__name__
-        if not isinstance(x, Tensor) or x.dim() not in (2, 3):
-            got = f"{x.dim()}D tensor" if isinstance(x, Tensor) else type(x).__name__
-            raise ValueError(f"{name}: Expected input to be 2D (T, I) or 3D, got {got}")
-        batched = x.dim() == 3
-        if batched and self.batch_first:
-            x = x.transpose(0, 1)
-        if not batched:
-            x = x.unsqueeze(1)  # (T, 1, I)
+        x, batched = to_time_major(name, x, self.batch_first)  # (T, B, I)
         T, B = x.shape[:2]
         vx = self.v(x)  # (T, B, H), every step in one call
         if vx.shape != (T, B, self.hidden_size):
@@ -125,9 +135,7 @@ class Recurrent(nn.Module):
         y = hs if self.u is None else self.u(hs)
         if lengths is not None and self.u is not None:  # u(0) need not be 0: zero the padding
             y = y.masked_fill(~torch.stack(step_masks(lengths, T)), 0.0)
-        if not batched:
-            return y.squeeze(1), h_n.squeeze(0)
-        return (y.transpose(0, 1) if self.batch_first else y), h_n
+        return from_time_major(y, h_n, batched, self.batch_first)
 
     def step(self, x_t: Tensor, h: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """One time step: x_t (B, I) or (I,) -> (y_t, h_t). Carry h_t into the next call."""
