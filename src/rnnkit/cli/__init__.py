@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import pkgutil
 import sys
 
@@ -47,6 +48,12 @@ def main(argv: list[str] | None = None) -> int:
     except CLIError as err:
         print(f"rnnkit {args.command}: error: {err}", file=sys.stderr)
         return err.code
+    except BrokenPipeError:
+        # the reader went away (`rnnkit diagram | head`): stop quietly, as Unix tools do;
+        # point stdout at devnull so the interpreter's final flush does not fail again
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141  # 128 + SIGPIPE
 
 
 if __name__ == "__main__":  # pragma: no cover
