@@ -39,3 +39,16 @@ def test_unknown_command_is_a_usage_error(capsys):
         main(["no-such-command"])
     assert exit_info.value.code == 2
     assert "invalid choice" in capsys.readouterr().err
+
+
+
+def test_closed_pipe_ends_quietly(monkeypatch):
+    """`rnnkit diagram | head -1`: the reader is gone, so the command stops with 141, no traceback."""
+    import os
+
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader went away before anything was written
+    stream = os.fdopen(write_end, "w", buffering=1)
+    monkeypatch.setattr(sys, "stdout", stream)
+    assert main(["diagram", "--steps", "2"]) == 141
+    stream.close()  # its fd now points at devnull, so closing flushes nowhere and succeeds
