@@ -58,7 +58,15 @@ def gru_step(gi: Tensor, h: Tensor, w_hh: Tensor, b_hh: Tensor | None) -> Tensor
     r = σ(gi_r + gh_r);  z = σ(gi_z + gh_z);  n = tanh(gi_n + r ⊙ gh_n)
     h' = (1 - z) ⊙ n + z ⊙ h  =  n + z ⊙ (h - n)
     """
-    gh = F.linear(h, w_hh, b_hh)  # (B, 3H)
+    return gru_gates(gi, F.linear(h, w_hh, b_hh), h)  # gh (B, 3H)
+
+
+def gru_gates(gi: Tensor, gh: Tensor, h: Tensor) -> Tensor:
+    """The GRU update from both projections: gi, gh (B, 3H), h (B, H) -> h' (B, H).
+
+    Shared by every GRU variant (plain, fused reference, layer-normalised), which differ only in
+    how gh is computed.
+    """
     i_r, i_z, i_n = gi.chunk(3, dim=1)
     h_r, h_z, h_n = gh.chunk(3, dim=1)
     r = torch.sigmoid(i_r + h_r)

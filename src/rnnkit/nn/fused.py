@@ -55,7 +55,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-from rnnkit.nn.cells import lstm_step, rnn_step
+from rnnkit.nn.cells import gru_gates, lstm_step, rnn_step
 from rnnkit.nn.dropout import check_probability, drop_connect, variational_mask, zoneout_keep
 from rnnkit.nn.layers import GRU, LSTM, RNN
 
@@ -624,13 +624,7 @@ def reference_recurrence(
 
 def _gru_step(gi: Tensor, h_in: Tensor, h: Tensor, w_hh: Tensor, b_hh: Tensor | None) -> Tensor:
     """GRU step where the recurrent product sees ``h_in`` (maybe dropped) and the carry sees ``h``."""
-    gh = F.linear(h_in, w_hh, b_hh)  # (B, 3H)
-    i_r, i_z, i_n = gi.chunk(3, dim=1)
-    h_r, h_z, h_n = gh.chunk(3, dim=1)
-    r = torch.sigmoid(i_r + h_r)
-    z = torch.sigmoid(i_z + h_z)
-    n = torch.tanh(i_n + r * h_n)
-    return n + z * (h - n)
+    return gru_gates(gi, F.linear(h_in, w_hh, b_hh), h)  # gh (B, 3H)
 
 
 def valid_mask(lengths: Tensor | None, steps: int, like: Tensor) -> Tensor | None:

@@ -36,6 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from rnnkit.nn.cells import gru_gates
 from rnnkit.nn.fused import EPS, FusedMixin
 from rnnkit.nn.layers import GRU, LSTM
 
@@ -80,12 +81,7 @@ def ln_gru_step(
     gh = g_hh * layer_norm(h_in @ w_hh.t())  # (B, 3H)
     if b_hh is not None:
         gh = gh + b_hh
-    i_r, i_z, i_n = gi.chunk(3, dim=1)
-    h_r, h_z, h_n = gh.chunk(3, dim=1)
-    r = torch.sigmoid(i_r + h_r)
-    z = torch.sigmoid(i_z + h_z)
-    n = torch.tanh(i_n + r * h_n)
-    return n + z * (h - n)
+    return gru_gates(gi, gh, h)
 
 
 class _LayerNormMixin(FusedMixin):
