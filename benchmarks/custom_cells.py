@@ -19,6 +19,9 @@ Then forward (no grad) and forward+backward (sum of the outputs) are timed for:
 * ``... (no workspace reuse)``      the fused LayerNormLSTM with ``FUSED_WORKSPACE`` turned off
                                     (fresh buffers every call, as before it existed), to show
                                     what the buffer reuse is worth in the same run
+* ``... (torch.mm per step)``       the fused LayerNormLSTM with ``PACKED_GEMM`` turned off: the
+                                    forward's per-step product by torch.mm instead of MKL's
+                                    packed-weight GEMM, to show what the packing is worth
 
 Runs are interleaved (one of each model per round), so drift in the machine's speed hits all alike;
 the table gives the median, the ratio to torch.nn.LSTM (lower is faster; target for the fused
@@ -40,9 +43,11 @@ import torch
 from torch import nn
 
 import rnnkit
+import rnnkit.nn.fused as fused
 from rnnkit.nn.fused import FUSED_WORKSPACE
 
 NO_REUSE = "rnnkit.LayerNormLSTM (no workspace reuse)"
+NO_PACK = "rnnkit.LayerNormLSTM (torch.mm per step)"
 SHAPES = {"fastrnns": (100, 64, 512, 512), "small": (128, 32, 64, 256)}
 
 
@@ -112,7 +117,25 @@ def build(I: int, H: int) -> dict[str, nn.Module]:
     models["rnnkit.LayerNormLSTM"] = ln
     models["loop LayerNormLSTM"] = loop
     models[NO_REUSE] = ln  # the same module, timed with FUSED_WORKSPACE off (see measure)
+    if fused.PACKED_GEMM:  # only where there is a packed path to turn off
+        models[NO_PACK] = ln  # the same module, timed with PACKED_GEMM off
     return models
+
+
+@contextlib.contextmanager
+def packing_off():
+    """rnnkit.nn.fused.PACKED_GEMM off for the duration (restored after)."""
+    old = fused.PACKED_GEMM
+    fused.PACKED_GEMM = False
+    try:
+        yield
+    finally:
+        fused.PACKED_GEMM = old
+
+
+def variant(name: str):
+    """The context a model's row is timed in."""
+    return {NO_REUSE: workspace_off, NO_PACK: packing_off}.get(name, contextlib.nullcontext)()
 
 
 @contextlib.contextmanager
@@ -175,12 +198,13 @@ def measure(models, x, repeats: int) -> dict[str, dict[str, list[float]]]:
 
     times = {name: {"fwd": [], "fwd+bwd": []} for name in models}
     for kind, fn in (("fwd", forward), ("fwd+bwd", forward_backward)):
-        for m in models.values():
-            fn(m)  # warm-up
+        for name, m in models.items():
+            with variant(name):
+                fn(m)  # warm-up
         for _ in range(repeats):
             for name, m in models.items():  # interleaved: one of each per round
                 # the graph (and its buffers) is freed inside fn, so inside the context
-                with workspace_off() if name == NO_REUSE else contextlib.nullcontext():
+                with variant(name):
                     t0 = time.perf_counter()
                     fn(m)
                     times[name][kind].append(time.perf_counter() - t0)

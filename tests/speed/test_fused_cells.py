@@ -147,3 +147,40 @@ def test_bad_arguments_say_what_was_expected(kwargs, message):
     params = (w,) * kwargs.get("params", 0)
     with pytest.raises(ValueError, match=message):
         fused_recurrence(kwargs.get("cell", "lstm"), gi, state, w, params)
+
+
+def _as32(t):
+    return t.detach().float().requires_grad_()
+
+
+@pytest.mark.parametrize("cell", list(CELLS))
+@pytest.mark.parametrize("variant", ["forward", "reverse_masks"])
+@pytest.mark.parametrize("packed", [True, False])
+def test_float32_per_step_products(cell, variant, packed, monkeypatch):
+    """Float32 takes MKL's packed GEMM for the W_hh products where PyTorch has it (and torch.mm
+    when turned off): both must give the float64 readable loop's outputs and gradients."""
+    import rnnkit.nn.fused as fused_mod
+
+    if packed and not fused_mod._mkl_packed_available():
+        pytest.skip("this PyTorch build has no MKL packed GEMM")
+    monkeypatch.setattr(fused_mod, "PACKED_GEMM", packed)
+    gi, w, state, params = make_inputs(cell, seed=7)
+    kw = {"reverse": variant.startswith("reverse")}
+    if variant.endswith("masks"):
+        kw |= make_masks(len(state))
+    assert fused_mod._Product(w.float(), B).packed is packed
+    ref = run_both(cell, gi, w, state, params, **kw)[1]
+    inputs32 = [_as32(t) for t in (gi, w, *state, *params)]
+    gi32, w32, rest = inputs32[0], inputs32[1], inputs32[2:]
+    kw32 = {k: (v.float() if isinstance(v, torch.Tensor) else
+                tuple(x.float() for x in v) if isinstance(v, tuple) else v) for k, v in kw.items()}
+    out = fused_recurrence(cell, gi32, tuple(rest[: len(state)]), w32, tuple(rest[len(state):]),
+                           **kw32)
+    torch.testing.assert_close(out[0].double(), ref[0], rtol=1e-4, atol=1e-5)
+    gen = torch.Generator().manual_seed(2)
+    weights = [torch.randn(ref[0].shape, generator=gen, dtype=DT)] + [
+        torch.randn(s.shape, generator=gen, dtype=DT) for s in ref[1]]
+    g_ref = torch.autograd.grad(loss(ref, weights), [gi, w, *state, *params])
+    g32 = torch.autograd.grad(loss(out, [x.float() for x in weights]), inputs32)
+    for a, b in zip(g32, g_ref):
+        torch.testing.assert_close(a.double(), b, rtol=1e-4, atol=1e-5)
