@@ -37,9 +37,9 @@ import argparse
 import contextlib
 import copy
 import statistics
-import time
 
 import torch
+from timing import SHAPES, time_layers
 from torch import nn
 
 import rnnkit
@@ -48,7 +48,6 @@ from rnnkit.nn.fused import FUSED_WORKSPACE
 
 NO_REUSE = "rnnkit.LayerNormLSTM (no workspace reuse)"
 NO_PACK = "rnnkit.LayerNormLSTM (torch.mm per step)"
-SHAPES = {"fastrnns": (100, 64, 512, 512), "small": (128, 32, 64, 256)}
 
 
 class LoopLayerNormLSTMCell(nn.Module):
@@ -186,29 +185,7 @@ def matmul_flops(T: int, B: int, I: int, H: int, backward: bool) -> float:
 
 
 def measure(models, x, repeats: int) -> dict[str, dict[str, list[float]]]:
-    xg = x.clone().requires_grad_(True)
-
-    def forward(m):
-        with torch.no_grad():
-            m(x)
-
-    def forward_backward(m):
-        out, _ = m(xg)
-        out.sum().backward()
-
-    times = {name: {"fwd": [], "fwd+bwd": []} for name in models}
-    for kind, fn in (("fwd", forward), ("fwd+bwd", forward_backward)):
-        for name, m in models.items():
-            with variant(name):
-                fn(m)  # warm-up
-        for _ in range(repeats):
-            for name, m in models.items():  # interleaved: one of each per round
-                # the graph (and its buffers) is freed inside fn, so inside the context
-                with variant(name):
-                    t0 = time.perf_counter()
-                    fn(m)
-                    times[name][kind].append(time.perf_counter() - t0)
-    return times
+    return time_layers(models, x, repeats, context=variant)
 
 
 def table(shape_name, shape, times) -> str:

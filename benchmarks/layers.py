@@ -15,13 +15,12 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 
 import torch
+from timing import SHAPES, time_layers
 
 import rnnkit
 
-SHAPES = {"fastrnns": (100, 64, 512, 512), "small": (128, 32, 64, 256)}
 CELLS = {"RNN": (torch.nn.RNN, rnnkit.RNN), "LSTM": (torch.nn.LSTM, rnnkit.LSTM),
          "GRU": (torch.nn.GRU, rnnkit.GRU)}
 
@@ -44,15 +43,6 @@ def check(cell: str) -> None:
             torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
 
 
-def timed(fn, repeats: int) -> list[float]:
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return times
-
-
 def bench(cell: str, shape: tuple[int, int, int, int], repeats: int) -> dict[str, dict[str, float]]:
     T, B, I, H = shape
     ref_cls, ours_cls = CELLS[cell]
@@ -62,24 +52,7 @@ def bench(cell: str, shape: tuple[int, int, int, int], repeats: int) -> dict[str
         m = ours_cls(I, H, backend=backend)
         m.load_state_dict(models["torch.nn"].state_dict())
         models[f"rnnkit {backend}"] = m
-    x = torch.randn(T, B, I)
-    xg = x.clone().requires_grad_(True)
-
-    def forward(m):
-        with torch.no_grad():
-            m(x)
-
-    def forward_backward(m):
-        out, _ = m(xg)
-        out.sum().backward()
-
-    results: dict[str, dict[str, list[float]]] = {name: {"fwd": [], "fwd+bwd": []} for name in models}
-    for kind, fn in (("fwd", forward), ("fwd+bwd", forward_backward)):
-        for m in models.values():  # warm-up
-            fn(m)
-        for _ in range(repeats):  # interleaved
-            for name, m in models.items():
-                results[name][kind] += timed(lambda m=m, fn=fn: fn(m), 1)
+    results = time_layers(models, torch.randn(T, B, I), repeats)
     return {n: {k: statistics.median(v) for k, v in r.items()} for n, r in results.items()}
 
 
