@@ -7,6 +7,7 @@ adds must set ``func`` (a callable taking the parsed namespace and returning an 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import os
 import pkgutil
@@ -21,6 +22,17 @@ class CLIError(Exception):
     def __init__(self, message: str, code: int = 2):
         super().__init__(message)
         self.code = code
+
+
+@contextlib.contextmanager
+def user_errors(*types: type[BaseException]):
+    """Turn the given exceptions (default ValueError: a library's bad-input error, which already
+    says what was expected and what was got) into a :class:`CLIError` with the same message."""
+    caught = types or (ValueError,)
+    try:
+        yield
+    except caught as err:
+        raise CLIError(str(err)) from err
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -9,7 +9,7 @@ import json
 import typing
 from pathlib import Path
 
-from rnnkit.cli import CLIError
+from rnnkit.cli import CLIError, user_errors
 
 MEMORY = {"adding": "the adding problem (Hochreiter & Schmidhuber 1997): sum two marked numbers",
           "copy": "the copy task (Arjovsky et al. 2016): recall K symbols after a delay T"}
@@ -37,10 +37,8 @@ def config_from_args(cls, args, **fixed):
     values = {f.name: getattr(args, f.name) for f in dataclasses.fields(cls)
               if getattr(args, f.name, None) is not None}
     values.update(fixed)
-    try:
+    with user_errors():
         return cls(**values)
-    except ValueError as err:
-        raise CLIError(str(err)) from err
 
 
 def _set_threads(n: int | None) -> None:
@@ -99,10 +97,8 @@ def run_transduction(args) -> int:
         from rnnkit.tasks.transduction import decode_digits, encode_digits, make_transduction_batch
 
         for text in args.show:
-            try:
+            with user_errors():
                 batch = make_transduction_batch(config.task, [[i - 3 for i in encode_digits(text)]])
-            except ValueError as err:
-                raise CLIError(str(err)) from err
             pred = model.greedy_decode(batch.src, batch.src_lengths, max_len=len(text) + 2)[0]
             print(f"  {text} -> {decode_digits(pred)}")
     if args.out_dir:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from rnnkit.cli import CLIError
+from rnnkit.cli import CLIError, user_errors
 
 CELL_CHOICES = ("rnn", "lstm", "gru")
 
@@ -54,10 +54,8 @@ def run_diagram(args) -> int:
              "hidden_size": args.hidden_size, "input_size": args.input_size}
     if args.run:
         shape.update(model_shape_from_run(args.run))
-    try:
+    with user_errors():
         g = unrolled_graph(steps=args.steps, **shape)
-    except ValueError as err:
-        raise CLIError(str(err)) from err
     print(to_mermaid(g), end="")
     if args.out:
         print(f"%% image: {save_diagram(g, _out_path(args.out, 'diagram.png'))}")
@@ -82,15 +80,22 @@ def load_run(run_dir: str):
         from rnnkit.train.checkpoint import CheckpointError, load_model
         from rnnkit.train.config import ConfigError
 
-        try:
+        with user_errors(CheckpointError, ConfigError):
             model, vocab, _ = load_model(run_dir)
-        except (CheckpointError, ConfigError) as err:
-            raise CLIError(str(err)) from err
         return "charlm", model, vocab
     from rnnkit.cli.tasks import load_memory_run
 
     model, config = load_memory_run(run_dir)
     return "memory", model, config
+
+
+def _start(args, default_name: str) -> Path:
+    """The common start of gradflow and heatmap: torch's thread count, then the image's path."""
+    import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    return _out_path(args.out, default_name)
 
 
 def _char_ids(vocab, text: str):
@@ -112,9 +117,7 @@ def run_gradflow(args) -> int:
     from rnnkit.viz.gradflow import hidden_gradient_norms, plot_gradient_norms
     from rnnkit.viz.memory_gradflow import memory_gradient_flow, plot_memory_gradient_flow
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    out = _out_path(args.out, "gradflow.png")
+    out = _start(args, "gradflow.png")
     if args.run:
         kind, model, info = load_run(args.run)
         if kind == "memory":
@@ -135,11 +138,9 @@ def run_gradflow(args) -> int:
         bad = [c for c in cells if c not in CELL_CHOICES]
         if bad:
             raise CLIError(f"--cells must list cells from {', '.join(CELL_CHOICES)}, got {', '.join(bad)}")
-        try:
+        with user_errors():
             config = MemoryTaskConfig(task=args.task, length=args.length, steps=args.train_steps,
                                       lr=args.lr, hidden_size=args.hidden_size, seed=args.seed)
-        except ValueError as err:
-            raise CLIError(str(err)) from err
         flows = memory_gradient_flow(config, cells)
         fig = plot_memory_gradient_flow(flows, config)
         for cell, flow in flows.items():
@@ -163,9 +164,7 @@ def run_heatmap(args) -> int:
     from rnnkit.tasks.memory import MemoryTaskConfig, memory_batch, train_memory_task
     from rnnkit.viz.heatmap import hidden_states, plot_hidden_states
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    out = _out_path(args.out, "heatmap.png")
+    out = _start(args, "heatmap.png")
     if args.run:
         kind, model, info = load_run(args.run)
         if kind == "charlm":
@@ -173,20 +172,16 @@ def run_heatmap(args) -> int:
         config = info
         trained = f"trained ({Path(args.run).name})"
     else:
-        try:
+        with user_errors():
             config = MemoryTaskConfig(task=args.task, cell=args.cell, length=args.length, lr=args.lr,
                                       steps=args.train_steps, hidden_size=args.hidden_size, seed=args.seed)
-        except ValueError as err:
-            raise CLIError(str(err)) from err
         model, result = train_memory_task(config)
         metric = "MSE" if config.task == "adding" else "CE"
         trained = f"after {config.steps} steps, {metric} {result.metric:.3g} vs baseline {result.baseline:.3g}"
     x, y = memory_batch(config, 1, torch.Generator().manual_seed(30_000 + args.seed))
     model.eval()
-    try:
+    with user_errors():
         states = hidden_states(model, lambda m: m(x), layer=args.layer, cell_state=args.cell_state)[0]  # (T, H)
-    except ValueError as err:
-        raise CLIError(str(err)) from err
     if config.task == "adding":
         marks = torch.nonzero(x[0, :, 1]).flatten().tolist()
         note = f"markers at t={marks}, target {float(y[0]):.3f}"
@@ -207,10 +202,8 @@ def _charlm_heatmap(args, model, vocab, out: Path) -> int:
     from rnnkit.viz.heatmap import hidden_states, plot_hidden_states
 
     text, ids = _char_ids(vocab, args.text)
-    try:
+    with user_errors():
         states = hidden_states(model, lambda m: m(ids), layer=args.layer, cell_state=args.cell_state)[0]
-    except ValueError as err:
-        raise CLIError(str(err)) from err
     which = "c_t" if args.cell_state else "h_t"
     layer = "top layer" if args.layer == -1 else f"layer {args.layer}"
     fig = plot_hidden_states(states, title=f"char LM {model.cell.upper()} {which}, {layer} ({Path(args.run).name})",
@@ -228,15 +221,27 @@ def run_curves(args) -> int:
     run = Path(args.run_dir)
     if not (run / "metrics.csv").is_file() and not (run.is_file() and run.suffix == ".csv"):
         raise CLIError(f"no metrics.csv in {run} (expected a run folder written by rnnkit)")
-    try:
+    with user_errors():
         fig = plot_curves(run)
-    except ValueError as err:
-        raise CLIError(str(err)) from err
     default = str((run if run.is_dir() else run.parent) / "curves.png")
     out = _out_path(args.out, default)
     fig.savefig(out)
     print(f"image: {out}")
     return 0
+
+
+def _memory_or_run_args(p, hidden_size: int, image: str) -> None:
+    """The options gradflow and heatmap share: the memory task to train on, or a run folder."""
+    p.add_argument("--task", choices=("adding", "copy"), default="adding")
+    p.add_argument("--length", type=int, default=50)
+    p.add_argument("--train-steps", type=int, default=2000)
+    p.add_argument("--lr", type=float, default=3e-3)
+    p.add_argument("--hidden-size", type=int, default=hidden_size)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--run", metavar="RUN_DIR", help="a run folder: 'rnnkit task adding|copy --out-dir' or a char LM's")
+    p.add_argument("--text", default=DEFAULT_TEXT, help="char-LM runs: the text to run the model on")
+    p.add_argument("--out", metavar="FILE", help=f"image file (default {image})")
 
 
 def register(sub) -> None:
@@ -256,35 +261,17 @@ def register(sub) -> None:
     p = sub.add_parser("gradflow", help="plot ‖dLoss/dh_t‖ per time step (vanishing gradients)",
                        description="Gradient norm per time step on a memory task, per cell, before and "
                                    "after training; or of a trained model from a run folder.")
-    p.add_argument("--task", choices=("adding", "copy"), default="adding")
     p.add_argument("--cells", default="rnn,lstm,gru", help="comma-separated (default rnn,lstm,gru)")
-    p.add_argument("--length", type=int, default=50)
-    p.add_argument("--train-steps", type=int, default=2000)
-    p.add_argument("--lr", type=float, default=3e-3)
-    p.add_argument("--hidden-size", type=int, default=64)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=None)
-    p.add_argument("--run", metavar="RUN_DIR", help="a run folder: 'rnnkit task adding|copy --out-dir' or a char LM's")
-    p.add_argument("--text", default=DEFAULT_TEXT, help="char-LM runs: the text to run the model on")
-    p.add_argument("--out", metavar="FILE", help="image file (default gradflow.png)")
+    _memory_or_run_args(p, hidden_size=64, image="gradflow.png")
     p.set_defaults(func=run_gradflow)
 
     p = sub.add_parser("heatmap", help="hidden-state heat map over one sequence",
                        description="Hidden units (rows) over time steps (columns) of a model trained "
                                    "on a memory task, or of a run folder's model.")
-    p.add_argument("--task", choices=("adding", "copy"), default="adding")
     p.add_argument("--cell", choices=CELL_CHOICES, default="lstm")
-    p.add_argument("--length", type=int, default=50)
-    p.add_argument("--train-steps", type=int, default=2000)
-    p.add_argument("--lr", type=float, default=3e-3)
-    p.add_argument("--hidden-size", type=int, default=32)
     p.add_argument("--layer", type=int, default=-1)
     p.add_argument("--cell-state", action="store_true", help="show an LSTM's c_t instead of h_t")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=None)
-    p.add_argument("--run", metavar="RUN_DIR", help="a run folder: 'rnnkit task adding|copy --out-dir' or a char LM's")
-    p.add_argument("--text", default=DEFAULT_TEXT, help="char-LM runs: the text to run the model on")
-    p.add_argument("--out", metavar="FILE", help="image file (default heatmap.png)")
+    _memory_or_run_args(p, hidden_size=32, image="heatmap.png")
     p.set_defaults(func=run_heatmap)
 
     p = sub.add_parser("curves", help="training curves from a run folder's metrics.csv",
