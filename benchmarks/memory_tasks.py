@@ -23,7 +23,7 @@ from dataclasses import asdict
 
 import torch
 
-from rnnkit.models.tagger import make_rnn
+from rnnkit.models.layers import make_rnn
 from rnnkit.tasks.adding import BASELINE_MSE, adding_batch
 from rnnkit.tasks.copying import BLANK, copy_baseline, copy_batch
 from rnnkit.tasks.losses import masked_cross_entropy
@@ -49,7 +49,7 @@ def check_correctness() -> list[str]:
     if not math.isclose(ce, copy_baseline(T, K), rel_tol=1e-6):
         failures.append(f"copy baseline: memoryless CE {ce:.5f} != formula {copy_baseline(T, K):.5f}")
     for cell in ("rnn", "lstm", "gru"):
-        rnn = make_rnn(cell, 3, 5, num_layers=2).double()
+        rnn = make_rnn(cell, 3, 5, num_layers=2, batch_first=True).double()
         xs = torch.randn(4, 9, 3, dtype=torch.double)
         if not torch.allclose(StepwiseRNN(rnn)(xs)[0], rnn(xs)[0]):
             failures.append(f"{cell}: step-by-step unrolling differs from the layer")

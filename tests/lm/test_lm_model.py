@@ -76,7 +76,7 @@ def test_loss_is_mean_negative_log_likelihood_in_float32():
 
 
 def test_bad_model_arguments():
-    with pytest.raises(ValueError, match="cell must be one of lstm, gru, rnn"):
+    with pytest.raises(ValueError, match="cell must be one of rnn, lstm, gru"):
         CharLM(V, cell="transformer")
     with pytest.raises(ValueError, match="hidden_size must be an integer >= 1"):
         CharLM(V, hidden_size=0)

@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from rnnkit.models.classifier import SequenceClassifier, final_states
-from rnnkit.models.tagger import make_rnn, run_rnn
+from rnnkit.models.layers import make_rnn
+from rnnkit.models.tagger import run_rnn
 
 LENGTHS = [4, 1, 6, 3]
 
@@ -25,7 +26,7 @@ def test_indices_on_a_known_output():
 @pytest.mark.parametrize("bidirectional", [False, True])
 def test_equals_h_n_of_each_unpadded_sequence(cell, bidirectional):
     torch.manual_seed(0)
-    rnn = make_rnn(cell, 3, 4, num_layers=2, bidirectional=bidirectional).double()
+    rnn = make_rnn(cell, 3, 4, num_layers=2, bidirectional=bidirectional, batch_first=True).double()
     x = torch.randn(len(LENGTHS), max(LENGTHS), 3, dtype=torch.double)
     out, _ = run_rnn(rnn, x, lengths=torch.tensor(LENGTHS))
     pooled = final_states(out, torch.tensor(LENGTHS), bidirectional)
@@ -55,13 +56,13 @@ def test_bad_input():
     with pytest.raises(ValueError, match=r"expected input of shape \(B, T, I\)"):
         SequenceClassifier(3, 4, 2)(torch.zeros(5, 3))
     with pytest.raises(ValueError, match=r"lengths must lie in \[1, T=3\]"):
-        run_rnn(make_rnn("rnn", 2, 2), torch.zeros(2, 3, 2), lengths=torch.tensor([4, 1]))
+        run_rnn(make_rnn("rnn", 2, 2, batch_first=True), torch.zeros(2, 3, 2), lengths=torch.tensor([4, 1]))
 
 
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
 def test_run_rnn_packs_for_torch_nn_and_agrees_with_rnnkit(cell):
     torch.manual_seed(0)
-    ours = make_rnn(cell, 3, 4, bidirectional=True).double()
+    ours = make_rnn(cell, 3, 4, bidirectional=True, batch_first=True).double()
     ref = getattr(torch.nn, cell.upper())(3, 4, batch_first=True, bidirectional=True).double()
     ref.load_state_dict(ours.state_dict())
     x = torch.randn(len(LENGTHS), max(LENGTHS), 3, dtype=torch.double)

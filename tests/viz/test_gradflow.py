@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from rnnkit.cli import main
-from rnnkit.models.tagger import make_rnn
+from rnnkit.models.layers import make_rnn
 from rnnkit.viz.gradflow import StepwiseRNN, hidden_gradient_norms, plot_gradient_norms
 
 B, T, I, H = 3, 6, 2, 4
@@ -41,7 +41,7 @@ def _stepped_oracle(rnn, x, cell, num_layers, bidirectional):
     for layer in range(num_layers):
         for d in dirs:
             sfx = f"_l{layer}" + ("_reverse" if d else "")
-            one = make_rnn(cell, layer_in[0].size(-1), H).double()
+            one = make_rnn(cell, layer_in[0].size(-1), H, batch_first=True).double()
             one.load_state_dict({k: sd[k.replace("_l0", sfx)] for k in one.state_dict()})
             state, hs = None, [None] * len(layer_in)
             for t in range(len(layer_in)) if d == 0 else reversed(range(len(layer_in))):
@@ -57,7 +57,7 @@ def _stepped_oracle(rnn, x, cell, num_layers, bidirectional):
 def test_norms_equal_autograd_step_by_step(cell, bidirectional):
     torch.manual_seed(0)
     L, D = 2, 2 if bidirectional else 1
-    rnn = make_rnn(cell, I, H, num_layers=L, bidirectional=bidirectional).double()
+    rnn = make_rnn(cell, I, H, num_layers=L, bidirectional=bidirectional, batch_first=True).double()
     x = torch.randn(B, T, I, dtype=torch.double)
     norms = hidden_gradient_norms(Head(rnn), lambda m: loss_of(m(x)))  # (L, D, T)
     assert norms.shape == (L, D, T)
@@ -75,7 +75,7 @@ def test_norms_equal_autograd_step_by_step(cell, bidirectional):
 @pytest.mark.parametrize("bidirectional", [False, True])
 def test_stepwise_equals_the_layer_with_lengths(cell, bidirectional):
     torch.manual_seed(2)
-    rnn = make_rnn(cell, I, H, num_layers=2, bidirectional=bidirectional).double()
+    rnn = make_rnn(cell, I, H, num_layers=2, bidirectional=bidirectional, batch_first=True).double()
     x = torch.randn(4, T, I, dtype=torch.double)
     lengths = torch.tensor([6, 2, 1, 4])
     for kw in ({}, {"lengths": lengths}):
@@ -87,7 +87,7 @@ def test_stepwise_equals_the_layer_with_lengths(cell, bidirectional):
 def test_vanishing_gradient_in_a_contracting_rnn():
     # a tanh RNN with small recurrent weights: ‖∂L/∂h_t‖ shrinks geometrically away from the loss
     torch.manual_seed(0)
-    rnn = make_rnn("rnn", I, H)
+    rnn = make_rnn("rnn", I, H, batch_first=True)
     with torch.no_grad():
         rnn.weight_hh_l0.mul_(0.3)
     x = torch.randn(B, 20, I)

@@ -21,22 +21,9 @@ import torch.nn.functional as F
 from jaxtyping import Float, Int
 from torch import Tensor, nn
 
-CELLS = ("lstm", "gru", "rnn")
+from rnnkit.models.layers import make_rnn
 
 State = tuple[Tensor, ...]
-
-
-def make_rnn(cell: str, input_size: int, hidden_size: int, num_layers: int = 1,
-             dropout: float = 0.0) -> nn.Module:
-    """The one place the recurrent layer is built: rnnkit's torch.nn drop-ins, time-major."""
-    from rnnkit.nn import GRU, LSTM, RNN
-
-    classes = {"lstm": LSTM, "gru": GRU, "rnn": RNN}
-    if cell not in classes:
-        raise ValueError(f"cell must be one of {', '.join(CELLS)}; got {cell!r}")
-    # dropout here acts between stacked layers only; with one layer it would just warn
-    return classes[cell](input_size, hidden_size, num_layers,
-                         dropout=dropout if num_layers > 1 else 0.0)
 
 
 class CharLM(nn.Module):
@@ -54,7 +41,7 @@ class CharLM(nn.Module):
         self.vocab_size, self.cell, self.hidden_size = vocab_size, cell, hidden_size
         self.num_layers, self.embed_size, self.dropout = num_layers, embed_size, dropout
         self.embed = nn.Embedding(vocab_size, embed_size) if embed_size else None
-        self.rnn = make_rnn(cell, embed_size or vocab_size, hidden_size, num_layers, dropout)
+        self.rnn = make_rnn(cell, embed_size or vocab_size, hidden_size, num_layers, dropout=dropout)
         self.drop = nn.Dropout(dropout)
         self.head = nn.Linear(hidden_size, vocab_size)
 

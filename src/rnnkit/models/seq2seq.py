@@ -18,7 +18,8 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor, nn
 
-from rnnkit.models.tagger import make_rnn, run_rnn
+from rnnkit.models.layers import make_rnn
+from rnnkit.models.tagger import run_rnn
 
 
 class Seq2Seq(nn.Module):
@@ -42,8 +43,8 @@ class Seq2Seq(nn.Module):
                 raise ValueError(f"{name} must lie in [0, vocab_size={vocab_size}), got {tid}")
         self.vocab_size, self.bos_id, self.eos_id, self.pad_id = vocab_size, bos_id, eos_id, pad_id
         self.embed = nn.Embedding(vocab_size, embed_size)
-        self.encoder = make_rnn(cell, embed_size, hidden_size, num_layers, False, dropout)
-        self.decoder = make_rnn(cell, embed_size, hidden_size, num_layers, False, dropout)
+        self.encoder = make_rnn(cell, embed_size, hidden_size, num_layers, dropout=dropout, batch_first=True)
+        self.decoder = make_rnn(cell, embed_size, hidden_size, num_layers, dropout=dropout, batch_first=True)
         self.head = nn.Linear(hidden_size, vocab_size)
 
     def encode(self, src: Int[Tensor, "B S"], src_lengths: Int[Tensor, " B"] | None = None):

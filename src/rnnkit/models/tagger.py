@@ -7,8 +7,7 @@ Shapes: B batch, T time, I input features (or token ids when ``vocab_size`` is g
 D = 2 if bidirectional else 1, C classes. Padded steps (``t >= lengths[b]``) get logits too; the loss
 ignores them (:func:`rnnkit.tasks.losses.masked_cross_entropy`).
 
-This file also holds the one factory every task model uses to build its recurrent layer, so that the
-layer class can be changed in one place.
+The recurrent layer comes from :func:`rnnkit.models.layers.make_rnn`, batch-first.
 """
 
 from __future__ import annotations
@@ -19,41 +18,7 @@ from jaxtyping import Float, Int
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-CELLS = ("rnn", "lstm", "gru")
-
-
-def _layer_classes() -> dict[str, type[nn.Module]]:
-    """The recurrent layer classes: rnnkit's drop-ins when available, torch.nn's otherwise."""
-    try:
-        from rnnkit.nn import GRU, LSTM, RNN
-    except ImportError:  # rnnkit.nn not built yet: torch.nn has the same constructor and outputs
-        from torch.nn import GRU, LSTM, RNN
-    return {"rnn": RNN, "lstm": LSTM, "gru": GRU}
-
-
-def make_rnn(
-    cell: str,
-    input_size: int,
-    hidden_size: int,
-    num_layers: int = 1,
-    bidirectional: bool = False,
-    dropout: float = 0.0,
-) -> nn.Module:
-    """A batch-first recurrent layer: ``cell`` is ``"rnn"`` (Elman, tanh), ``"lstm"`` or ``"gru"``."""
-    cell = cell.lower()
-    if cell not in CELLS:
-        raise ValueError(f"cell must be one of {', '.join(CELLS)}; got {cell!r}")
-    for name, value in (("input_size", input_size), ("hidden_size", hidden_size), ("num_layers", num_layers)):
-        if int(value) < 1:
-            raise ValueError(f"{name} must be a positive integer, got {value}")
-    return _layer_classes()[cell](
-        input_size,
-        hidden_size,
-        num_layers=num_layers,
-        batch_first=True,
-        bidirectional=bidirectional,
-        dropout=dropout if num_layers > 1 else 0.0,  # dropout acts between layers only
-    )
+from rnnkit.models.layers import CELLS, make_rnn  # noqa: F401 (CELLS: re-exported for the tasks)
 
 
 def run_rnn(
@@ -103,7 +68,8 @@ class Tagger(nn.Module):
         self.cell = cell
         # With a vocabulary the inputs are token ids and input_size is the embedding width.
         self.embed = nn.Embedding(vocab_size, input_size) if vocab_size else None
-        self.rnn = make_rnn(cell, input_size, hidden_size, num_layers, bidirectional, dropout)
+        self.rnn = make_rnn(cell, input_size, hidden_size, num_layers, bidirectional=bidirectional,
+                            dropout=dropout, batch_first=True)
         self.head = nn.Linear(hidden_size * (2 if bidirectional else 1), num_classes)
 
     def encode(self, x: Tensor, lengths: Int[Tensor, " B"] | None = None) -> Float[Tensor, "B T DH"]:
