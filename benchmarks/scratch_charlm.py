@@ -15,6 +15,12 @@ time only the matrix products a training step must do (recurrence forward and ba
 the output layer and its two gradients): no engine of this design can be faster than that. ``--profile`` prints where one
 training step's time goes, phase by phase.
 
+The last lines put the target in the machine's own units: the matrix-product FLOPs per character
+of a training step (6 H^2 + 6 V H: the recurrence forward, its backward and dW_hh; the logits,
+their gradient into h and dW_ho), the GFLOP/s each row achieves, and the GFLOP/s that 100x the
+loop would take, against NumPy's float32 rate on a large (2048^2) product with the same BLAS
+threads: the most this machine's BLAS does, on the friendliest shape.
+
     .venv/bin/python benchmarks/scratch_charlm.py                 # B = 64, 256, 1024
     .venv/bin/python benchmarks/scratch_charlm.py --batch 64 --seconds 5
     .venv/bin/python benchmarks/scratch_charlm.py --batch 64 256 --profile
@@ -166,6 +172,24 @@ def matmul_runner(batch, dtype, V, H=100, T=25):
     return run
 
 
+def flops_per_char(V: int, H: int = 100) -> float:
+    """Matrix-product FLOPs one training step spends per character (2 per multiply-add)."""
+    return 2.0 * (3 * H * H + 3 * V * H)
+
+
+def peak_gflops(n: int = 2048, repeats: int = 5) -> float:
+    """NumPy float32 large-matrix-product rate with the current BLAS threads (best of repeats)."""
+    rng = np.random.default_rng(0)
+    a, b = (rng.standard_normal((n, n)).astype(np.float32) for _ in range(2))
+    a @ b  # warm-up
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - t0)
+    return 2.0 * n**3 / best / 1e9
+
+
 def measure(runners, seconds, rounds=5):
     """Median chars/s of each runner; rounds interleave them so drift hits all alike."""
     rates = {name: [] for name in runners}
@@ -241,13 +265,20 @@ def main():
             runners[(name, batch)] = batched_runner(text, batch, dtype)
         runners[("bound: its matmuls alone (float32)", batch)] = matmul_runner(batch, np.float32, V)
     rates = measure(runners, args.seconds)
+    peak = peak_gflops()
     base = rates[("min-char-rnn loop (B=1, float64)", 1)]
+    fpc = flops_per_char(V)
     print(f"\nElman char LM, H=100, seq_len=25, V={V}, Adagrad; BLAS threads = "
           f"{os.environ['OPENBLAS_NUM_THREADS']}; median of 5 interleaved rounds")
-    print(f"| {'engine':<36} | {'B':>5} | {'chars/s':>10} | {'vs loop':>8} |")
-    print(f"|{'-' * 38}|{'-' * 6}:|{'-' * 11}:|{'-' * 9}:|")
+    print(f"| {'engine':<36} | {'B':>5} | {'chars/s':>10} | {'vs loop':>8} | {'GFLOP/s':>7} |")
+    print(f"|{'-' * 38}|{'-' * 6}:|{'-' * 11}:|{'-' * 9}:|{'-' * 8}:|")
     for (name, b), cps in rates.items():
-        print(f"| {name:<36} | {b:>5} | {cps:>10,.0f} | {cps / base:>7.1f}x |")
+        print(f"| {name:<36} | {b:>5} | {cps:>10,.0f} | {cps / base:>7.1f}x | {cps * fpc / 1e9:>7.1f} |")
+    need = 100 * base * fpc / 1e9
+    print(f"\nmatrix-product FLOPs per character: {fpc:,.0f} (6 H^2 + 6 V H)")
+    print(f"100x the loop = {100 * base:,.0f} chars/s = {need:.1f} GFLOP/s of matrix products alone")
+    print(f"NumPy float32 2048x2048 product, same threads: {peak:.1f} GFLOP/s "
+          f"(100x needs {need / peak:.0%} of it, with nothing else in the step)")
 
 
 if __name__ == "__main__":
