@@ -111,3 +111,17 @@ def test_cli_pictures_of_a_char_lm_run(tmp_path, capsys):
     assert "%% GRU (I=4, H=6), 2 layers" in capsys.readouterr().out
     assert main(["heatmap", "--run", str(tmp_path), "--text", "xyz", "--out", str(heat)]) == 2
     assert "at least 2 characters from the model's vocabulary" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("title", ["char LM LSTM h_t, top layer (charlm-20261122-052753)", "x" * 400])
+@pytest.mark.parametrize("units", [8, 384])
+def test_heatmap_title_fits_inside_the_figure(title, units):
+    """A short text (few columns) with a long title: the title is drawn whole, not cut at the
+    figure's edges (a narrow figure used to clip it); an over-long title is wrapped."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    fig = plot_hidden_states(torch.randn(11, units), title=title, tick_labels=list("def main():"))
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    box = fig.axes[0].title.get_window_extent(canvas.get_renderer())
+    assert box.x0 >= 0 and box.x1 <= fig.bbox.x1, (box, fig.bbox)

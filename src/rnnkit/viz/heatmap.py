@@ -8,6 +8,7 @@ then hold their value are the memory of the network, visible as horizontal bands
 from __future__ import annotations
 
 # ruff: noqa: F722 (jaxtyping shape strings such as "B T H" are not Python expressions)
+import textwrap
 from collections.abc import Sequence
 
 import numpy as np
@@ -17,6 +18,9 @@ from matplotlib.figure import Figure
 from torch import Tensor, nn
 
 from rnnkit.viz.gradflow import stepwise
+
+INCH_PER_TITLE_CHAR = 0.09  # a 10-point title character (about 0.076 in), with room to spare
+TITLE_CHARS = 120  # wrap title lines longer than this: they would not fit 14 inches
 
 
 @torch.no_grad()
@@ -54,7 +58,12 @@ def plot_hidden_states(
     if s.ndim != 2:
         raise ValueError(f"states must be (T, H), got shape {s.shape}")
     T, H = s.shape
-    fig = ax.figure if ax is not None else Figure(figsize=(min(14, 3 + 0.12 * T), min(9, 1.8 + 0.09 * H)), layout="constrained")
+    # wide enough for the title as well as the steps (a short text made a figure narrower than its
+    # title, which was cut off); a title too long even for the widest figure is wrapped
+    title = "\n".join(textwrap.fill(line, TITLE_CHARS) for line in title.split("\n"))
+    longest = max(len(line) for line in title.split("\n"))
+    width = min(14.0, max(3 + 0.12 * T, 2.5 + INCH_PER_TITLE_CHAR * longest))  # 2.5: labels, colour bar
+    fig = ax.figure if ax is not None else Figure(figsize=(width, min(9, 1.8 + 0.09 * H)), layout="constrained")
     ax = ax if ax is not None else fig.add_subplot()
     bound = max(float(np.abs(s).max()), 1e-12)
     im = ax.imshow(s.T, aspect="auto", cmap="RdBu_r", vmin=-bound, vmax=bound, interpolation="nearest", origin="lower")
