@@ -18,7 +18,6 @@ Correctness first: the models are built and checked exactly as in ``benchmarks/c
 from __future__ import annotations
 
 import argparse
-import contextlib
 import statistics
 import sys
 import time
@@ -28,6 +27,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from custom_cells import SHAPES, build, check, matmul_flops  # noqa: E402
+from timing import time_layers  # noqa: E402
 
 MODELS = ("torch.nn.LSTM", "rnnkit.FusedLSTM", "rnnkit.LayerNormLSTM")
 
@@ -36,38 +36,33 @@ def peak_gflops(dtype: torch.dtype, n: int = 2048, repeats: int = 5) -> float:
     a = torch.randn(n, n).to(dtype)
     b = torch.randn(n, n).to(dtype)
     a @ b  # warm-up
-    best = min(_timed(lambda: a @ b) for _ in range(repeats))
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - t0)
     return 2 * n**3 / best / 1e9
 
 
-def _timed(fn) -> float:
-    t0 = time.perf_counter()
-    fn()
-    return time.perf_counter() - t0
+class BF16Autocast(torch.nn.Module):
+    """A layer run under CPU bf16 autocast, its output cast back to float32 (autocast around
+    the forward only, as PyTorch recommends; the backward follows the forward's dtypes)."""
+
+    def __init__(self, layer: torch.nn.Module) -> None:
+        super().__init__()
+        self.layer = layer
+
+    def forward(self, x):
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out, state = self.layer(x)
+        return out.float(), state
 
 
 def time_models(models, x, repeats: int, autocast: bool) -> dict[str, dict[str, float]]:
-    ctx = (lambda: torch.autocast("cpu", dtype=torch.bfloat16)) if autocast else contextlib.nullcontext
-    xg = x.clone().requires_grad_(True)
-
-    def fwd(m):
-        with torch.no_grad(), ctx():
-            m(x)
-
-    def fwd_bwd(m):
-        with ctx():
-            out, _ = m(xg)
-        out.float().sum().backward()
-
-    result = {}
-    for name in MODELS:
-        m = models[name]
-        fwd(m), fwd_bwd(m)  # warm-up
-        result[name] = {
-            "fwd": statistics.median(_timed(lambda m=m: fwd(m)) for _ in range(repeats)),
-            "fwd+bwd": statistics.median(_timed(lambda m=m: fwd_bwd(m)) for _ in range(repeats)),
-        }
-    return result
+    """Median seconds of each model in MODELS, timed interleaved by timing.time_layers."""
+    chosen = {name: BF16Autocast(models[name]) if autocast else models[name] for name in MODELS}
+    times = time_layers(chosen, x, repeats)
+    return {name: {k: statistics.median(v) for k, v in t.items()} for name, t in times.items()}
 
 
 def main(argv=None) -> None:
