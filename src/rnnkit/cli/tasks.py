@@ -117,17 +117,27 @@ def _save(out_dir: str, model, config, history, extra) -> None:
     print(f"run folder: {out} (config.json, metrics.csv, model.safetensors)")
 
 
-def load_memory_run(run_dir: str | Path):
-    """The model and config of a run folder written by ``rnnkit task adding|copy --out-dir``."""
+def read_run_json(run_dir: str | Path) -> dict:
+    """A run folder's config.json as a dict (any rnnkit run); CLIError if missing or not JSON."""
+    path = Path(run_dir) / "config.json"
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError as err:
+        raise CLIError(f"no config.json in {run_dir}") from err
+    except json.JSONDecodeError as err:
+        raise CLIError(f"{path} is not valid JSON: {err}") from err
+
+
+def load_memory_run(run_dir: str | Path, cfg: dict | None = None):
+    """The model and config of a run folder written by ``rnnkit task adding|copy --out-dir``.
+
+    ``cfg``: its config.json when the caller has already read it."""
     from safetensors.torch import load_file
 
     from rnnkit.tasks.memory import MemoryTaskConfig, build_memory_model
 
     run = Path(run_dir)
-    try:
-        cfg = json.loads((run / "config.json").read_text())
-    except FileNotFoundError as err:
-        raise CLIError(f"no config.json in {run}") from err
+    cfg = read_run_json(run) if cfg is None else cfg
     if cfg.get("kind") != "memory_task":
         raise CLIError(f"{run} is not a memory-task run (expected kind 'memory_task', got {cfg.get('kind')!r})")
     names = {f.name for f in dataclasses.fields(MemoryTaskConfig)}

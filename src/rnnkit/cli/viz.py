@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from rnnkit.cli import CLIError, user_errors
@@ -23,13 +22,10 @@ def _out_path(path: str, default: str) -> Path:
 
 def model_shape_from_run(run_dir: str) -> dict:
     """cell, num_layers, bidirectional, sizes from a run folder's config.json (any rnnkit run)."""
+    from rnnkit.cli.tasks import read_run_json
+
     path = Path(run_dir) / "config.json"
-    try:
-        cfg = json.loads(path.read_text())
-    except FileNotFoundError as err:
-        raise CLIError(f"no config.json in {run_dir}") from err
-    except json.JSONDecodeError as err:
-        raise CLIError(f"{path} is not valid JSON: {err}") from err
+    cfg = read_run_json(run_dir)
     flat = {**cfg, **cfg.get("model", {})} if isinstance(cfg.get("model"), dict) else dict(cfg)
     cell = str(flat.get("cell", flat.get("mode", flat.get("rnn_type", "")))).lower()
     cell = {"rnn_tanh": "rnn", "rnn_relu": "rnn", "elman": "rnn"}.get(cell, cell)
@@ -69,13 +65,9 @@ DEFAULT_TEXT = "To be, or not to be, that is the question:"
 
 def load_run(run_dir: str):
     """("memory", model, config) for a memory-task run, ("charlm", model, vocab) for a char-LM run."""
-    path = Path(run_dir) / "config.json"
-    try:
-        cfg = json.loads(path.read_text())
-    except FileNotFoundError as err:
-        raise CLIError(f"no config.json in {run_dir}") from err
-    except json.JSONDecodeError as err:
-        raise CLIError(f"{path} is not valid JSON: {err}") from err
+    from rnnkit.cli.tasks import load_memory_run, read_run_json
+
+    cfg = read_run_json(run_dir)
     if cfg.get("format") == "rnnkit-charlm-run":
         from rnnkit.train.checkpoint import CheckpointError, load_model
         from rnnkit.train.config import ConfigError
@@ -83,9 +75,7 @@ def load_run(run_dir: str):
         with user_errors(CheckpointError, ConfigError):
             model, vocab, _ = load_model(run_dir)
         return "charlm", model, vocab
-    from rnnkit.cli.tasks import load_memory_run
-
-    model, config = load_memory_run(run_dir)
+    model, config = load_memory_run(run_dir, cfg)
     return "memory", model, config
 
 
