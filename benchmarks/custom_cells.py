@@ -4,6 +4,7 @@
     python benchmarks/custom_cells.py --quick       # small shape, 2 repeats
     python benchmarks/custom_cells.py --threads 1   # pin the thread count (shared machines)
     python benchmarks/custom_cells.py --shapes small --threads 1 --repeats 9
+    python benchmarks/custom_cells.py --no-compiled # without the compiled CPU kernels' row
 
 Correctness first: on the benchmark's own weights and inputs, the rnnkit fast path and the fused
 LSTM must give torch.nn.LSTM's outputs and gradients, and the fused LayerNormLSTM must give the
@@ -14,6 +15,10 @@ Then forward (no grad) and forward+backward (sum of the outputs) are timed for:
 * ``rnnkit.LSTM``                   rnnkit's fast path (the same kernels, via rnnkit.nn.native)
 * ``rnnkit.FusedLSTM``              our fused recurrence with hand-written BPTT (rnnkit.nn.fused)
 * ``rnnkit.LayerNormLSTM``          the same machinery with layer norm (Ba et al. 2016)
+* ``... (compiled CPU kernels)``   the fused LayerNormLSTM with ``rnnkit.nn.cpu_kernels`` on: the
+                                    step between the matrix products as one compiled C++ loop
+                                    (built on first use, about a minute; the row is left out,
+                                    with the reason, where it cannot be built)
 * ``loop LayerNormLSTM``            a cell module with nn.LayerNorm stepped by a Python loop over
                                     time, autograd for the backward: how users write it today
 * ``... (no workspace reuse)``      the fused LayerNormLSTM with ``FUSED_WORKSPACE`` turned off
@@ -43,11 +48,13 @@ from timing import SHAPES, time_layers
 from torch import nn
 
 import rnnkit
+import rnnkit.nn.cpu_kernels as cpu_kernels
 import rnnkit.nn.fused as fused
 from rnnkit.nn.fused import FUSED_WORKSPACE
 
 NO_REUSE = "rnnkit.LayerNormLSTM (no workspace reuse)"
 NO_PACK = "rnnkit.LayerNormLSTM (torch.mm per step)"
+COMPILED = "rnnkit.LayerNormLSTM (compiled CPU kernels)"
 
 
 class LoopLayerNormLSTMCell(nn.Module):
@@ -98,7 +105,7 @@ def copy_into_loop(ours: rnnkit.LayerNormLSTM, loop: LoopLayerNormLSTM) -> None:
         cell.ln_c.bias.copy_(ours.ln_cell_bias_l0)
 
 
-def build(I: int, H: int) -> dict[str, nn.Module]:
+def build(I: int, H: int, compiled: bool = True) -> dict[str, nn.Module]:
     torch.manual_seed(0)
     ref = nn.LSTM(I, H)
     models = {"torch.nn.LSTM": ref}
@@ -114,6 +121,8 @@ def build(I: int, H: int) -> dict[str, nn.Module]:
     loop = LoopLayerNormLSTM(I, H)
     copy_into_loop(ln, loop)
     models["rnnkit.LayerNormLSTM"] = ln
+    if compiled:
+        models[COMPILED] = ln  # the same module, timed with fused.CPU_KERNELS on
     models["loop LayerNormLSTM"] = loop
     models[NO_REUSE] = ln  # the same module, timed with FUSED_WORKSPACE off (see measure)
     if fused.PACKED_GEMM:  # only where there is a packed path to turn off
@@ -132,9 +141,21 @@ def packing_off():
         fused.PACKED_GEMM = old
 
 
+@contextlib.contextmanager
+def kernels_on():
+    """rnnkit.nn.fused.CPU_KERNELS on for the duration (restored after)."""
+    old = fused.CPU_KERNELS
+    fused.CPU_KERNELS = True
+    try:
+        yield
+    finally:
+        fused.CPU_KERNELS = old
+
+
 def variant(name: str):
     """The context a model's row is timed in."""
-    return {NO_REUSE: workspace_off, NO_PACK: packing_off}.get(name, contextlib.nullcontext)()
+    contexts = {NO_REUSE: workspace_off, NO_PACK: packing_off, COMPILED: kernels_on}
+    return contexts.get(name, contextlib.nullcontext)()
 
 
 @contextlib.contextmanager
@@ -167,8 +188,11 @@ def check(models: dict[str, nn.Module], x: torch.Tensor) -> None:
 
     pairs = [("rnnkit.LSTM", "torch.nn.LSTM"), ("rnnkit.FusedLSTM", "torch.nn.LSTM"),
              ("rnnkit.LayerNormLSTM", "loop LayerNormLSTM")]
+    if COMPILED in models:
+        pairs.append((COMPILED, "loop LayerNormLSTM"))
     for ours, ref in pairs:
-        out_o, g_o = run(models[ours])
+        with variant(ours):
+            out_o, g_o = run(models[ours])
         out_r, g_r = run(models[ref])
         torch.testing.assert_close(out_o, out_r, rtol=1e-9, atol=1e-9)
         torch.testing.assert_close(g_o[0], g_r[0], rtol=1e-9, atol=1e-9)  # input gradient
@@ -212,6 +236,8 @@ def main(argv=None) -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
     parser.add_argument("--shapes", choices=["both", *SHAPES], default="both")
+    parser.add_argument("--no-compiled", action="store_true",
+                        help="leave out the compiled CPU kernels' row (no build)")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -220,9 +246,16 @@ def main(argv=None) -> None:
         shapes = {"small": SHAPES["small"]}
     repeats = 2 if args.quick else args.repeats
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, float32, CPU")
+    compiled = not args.no_compiled
+    if compiled:
+        try:
+            cpu_kernels.load()
+        except cpu_kernels.CPUKernelsUnavailable as e:
+            print(f"(no compiled-kernels row: {e})")
+            compiled = False
     for shape_name, shape in shapes.items():
         T, B, I, H = shape
-        models = build(I, H)
+        models = build(I, H, compiled)
         torch.manual_seed(1)
         x = torch.randn(T, B, I)
         check(models, x)

@@ -368,6 +368,76 @@ class _LNLSTMKernel(_LSTMKernel):
         return self.dg, da, grads  # da only feeds d W_hh, so its buffer can go back to the pool
 
 
+class _CompiledLNLSTMKernel(_Owner):
+    """The LN-LSTM step through the compiled loops of :mod:`rnnkit.nn.cpu_kernels` (opt-in).
+
+    The same mathematics and driver interface as :class:`_LNLSTMKernel`; what differs is what is
+    kept. Forward keeps ``â = (a - mean) rstd`` in place of ``a``, ``ĉ`` and the two ``rstd`` per
+    step (a backward needs nothing else of the layer norms), and backward computes the local
+    derivatives row by row instead of as bulk ``P``/``K`` arrays. Each backward step also adds
+    its share of the gains' and shift's gradients (``dγ_hh = Σ dgates ⊙ â``, ``dγ_c = Σ dz ⊙ ĉ``,
+    ``dβ_c = Σ dz``, with ``dz`` the gradient of ``γ_c ĉ + β_c``) while its rows are in cache.
+    """
+
+    def __init__(self, gi: Tensor, params: tuple, save: bool = True, eps: float = EPS) -> None:
+        from rnnkit.nn import cpu_kernels
+
+        self.ext, self.eps = cpu_kernels.load(), eps
+        T, B, G = gi.shape
+        H = G // 4
+        R = T if save else 1  # as _LSTMKernel: without backward, every step reuses one row
+        self.params = tuple(p.contiguous() for p in params)  # γ_hh, γ_c, β_c
+        self.gi = gi.unbind(0)
+        self.act = self.take((R, B, G), gi)  # σ(i), σ(f), (unused), σ(o)
+        self.ahat = self.take((R, B, G), gi)  # â
+        self.g, self.y, self.chat = (self.take((R, B, H), gi) for _ in range(3))  # tanh(g), y, ĉ
+        self.rstd = self.take((2, R, B), gi)  # rstd of a, rstd of c'
+        self.act_t, self.ahat_t, self.g_t, self.y_t, self.chat_t = (
+            _steps(b, T) for b in (self.act, self.ahat, self.g, self.y, self.chat))
+        self.rstd_a_t, self.rstd_c_t = (_steps(r, T) for r in self.rstd.unbind(0))
+
+    def forward_step(self, t, h_in, prod, prev, new):
+        a = prod.mm(h_in, self.ahat_t[t])  # a may be ahat_t[t] itself: the kernel reads a row
+        g_hh, g_c, b_c = self.params        # before it writes â over it
+        self.ext.ln_lstm_forward(self.eps, a, self.gi[t], g_hh, prev[1], g_c, b_c, self.ahat_t[t],
+                                 self.rstd_a_t[t], self.act_t[t], self.g_t[t], new[1],
+                                 self.chat_t[t], self.rstd_c_t[t], self.y_t[t], new[0])
+
+    def prepare_backward(self, prev_all, new_all):
+        B, H = self.y.shape[1:]
+        self.c_prev_t = prev_all[1].unbind(0)
+        self.dg = torch.empty_like(self.act)  # (T, B, 4H) gradient of the gates (= of gi)
+        self.da = self.take(self.act.shape, self.act)  # (T, B, 4H) gradient of a
+        self.dz = self.act.new_empty(B, H)  # scratch: gradient of γ_c ĉ + β_c at one step
+        self.dg_t, self.da_t = self.dg.unbind(0), self.da.unbind(0)
+        # dγ_hh = Σ dgates ⊙ â, dγ_c = Σ dz ⊙ ĉ, dβ_c = Σ dz, added to by every step
+        self.d_params = tuple(torch.zeros_like(p) for p in self.params)
+
+    def backward_step(self, t, d_new):
+        dh, dc = (d.contiguous() for d in d_new)
+        g_hh, g_c, _ = self.params
+        dc_prev = torch.empty_like(dc)
+        self.ext.ln_lstm_backward(dh, dc, self.act_t[t], self.g_t[t], self.y_t[t],
+                                  self.c_prev_t[t], self.chat_t[t], self.rstd_c_t[t], g_c,
+                                  self.ahat_t[t], self.rstd_a_t[t], g_hh, self.dg_t[t],
+                                  self.da_t[t], self.dz, dc_prev, *self.d_params)
+        return self.da_t[t], (None, dc_prev)
+
+    def finish(self):
+        return self.dg, self.da, self.d_params
+
+
+#: use the compiled kernels of rnnkit.nn.cpu_kernels where they apply (set by cpu_kernels.enable())
+CPU_KERNELS = False
+
+
+def _ln_lstm_kernel(gi: Tensor, params: tuple, save: bool = True):
+    """The compiled LN-LSTM kernel when enabled and applicable (CPU, float32/64), else the eager."""
+    if CPU_KERNELS and gi.device.type == "cpu" and gi.dtype in (torch.float32, torch.float64):
+        return _CompiledLNLSTMKernel(gi, params, save)
+    return _LNLSTMKernel(gi, params, save)
+
+
 class _GRUKernel(_Owner):
     def __init__(self, gi: Tensor, params: tuple, save: bool = True) -> None:
         (self.b_hh,) = params
@@ -473,7 +543,7 @@ CELLS = {
     "rnn_relu": (lambda gi, p, save: _ElmanKernel(gi, p, relu=True), 1, 1, ()),
     "lstm": (_LSTMKernel, 2, 4, ()),
     "gru": (_GRUKernel, 1, 3, ("b_hh",)),
-    "ln_lstm": (_LNLSTMKernel, 2, 4, ("g_hh", "g_c", "b_c")),
+    "ln_lstm": (_ln_lstm_kernel, 2, 4, ("g_hh", "g_c", "b_c")),
     "ln_gru": (_LNGRUKernel, 1, 3, ("g_hh", "b_hh")),
 }
 

@@ -1,0 +1,179 @@
+"""The compiled LN-LSTM step (rnnkit.nn.cpu_kernels) against the readable loop, the eager fused
+kernel and float64 finite differences.
+
+The extension is built on first use (about a minute; cached after). Where it cannot be built here
+(no C++ compiler, no ninja) the parity tests skip and say why; the error-path tests always run.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+import rnnkit.nn.cpu_kernels as cpu_kernels
+import rnnkit.nn.fused as fused
+from rnnkit.nn.fused import fused_recurrence
+from rnnkit.nn.layernorm import LayerNormLSTM
+
+DT = torch.float64
+TOL = {"rtol": 1e-10, "atol": 1e-10}
+
+
+@pytest.fixture(scope="module")
+def built():
+    try:
+        return cpu_kernels.load()
+    except cpu_kernels.CPUKernelsUnavailable as e:
+        pytest.skip(f"compiled CPU kernels unavailable here: {e}")
+
+
+@pytest.fixture
+def on(built, monkeypatch):
+    """Compiled kernels on for one test (restored after, whatever happens)."""
+    monkeypatch.setattr(fused, "CPU_KERNELS", True)
+
+
+def perturbed(I, H, dtype=DT, seed=0, **kw):
+    torch.manual_seed(seed)
+    m = LayerNormLSTM(I, H, dtype=dtype, **kw)
+    with torch.no_grad():  # gains and shifts away from 1 and 0, so every parameter matters
+        for name, p in m.named_parameters():
+            if name.startswith("ln_"):
+                p.add_(0.3 * torch.randn_like(p))
+    return m
+
+
+def run(m, x, **kw):
+    """Outputs, final states and the gradients of x and every parameter for one loss."""
+    out, (h, c) = m(x, **kw)
+    loss = out.sin().sum() + h.pow(2).sum() + (c * 0.7).cos().sum()
+    grads = torch.autograd.grad(loss, [x, *m.parameters()])
+    return (out, h, c, *grads)
+
+
+def test_kernel_choice(on):
+    gi = torch.zeros(2, 3, 8)
+    params = (torch.ones(8), torch.ones(2), torch.zeros(2))
+    assert isinstance(fused._ln_lstm_kernel(gi, params), fused._CompiledLNLSTMKernel)
+    # dtypes the extension is not built for keep the eager kernel
+    bf = tuple(p.bfloat16() for p in params)
+    assert isinstance(fused._ln_lstm_kernel(gi.bfloat16(), bf), fused._LNLSTMKernel)
+
+
+LAYOUTS = {
+    "bidir2-batch_first-lengths": dict(layer=dict(num_layers=2, bidirectional=True,
+                                                  batch_first=True), lengths=True),
+    "nobias": dict(layer=dict(bias=False), lengths=False),
+    "dropouts-train": dict(layer=dict(num_layers=2, recurrent_dropout=0.3, zoneout=0.2,
+                                      weight_dropout=0.25), lengths=True, train=True),
+}
+
+
+@pytest.mark.parametrize("case", list(LAYOUTS), ids=list(LAYOUTS))
+def test_equals_readable_loop_float64(on, case):
+    """Same weights, same masks (same seed): the compiled path equals backend='loop'."""
+    spec = LAYOUTS[case]
+    T, B, I, H = 6, 3, 4, 5  # 4H = 20: not a multiple of any vector width, so tails are exercised
+    m = perturbed(I, H, **spec["layer"])
+    loop = LayerNormLSTM(I, H, dtype=DT, backend="loop", **spec["layer"])
+    loop.load_state_dict(m.state_dict())
+    for mod in (m, loop):
+        mod.train(spec.get("train", False))
+    bf = spec["layer"].get("batch_first", False)
+    x = torch.randn(*((B, T, I) if bf else (T, B, I)), dtype=DT, requires_grad=True)
+    kw = {"lengths": torch.tensor([T, 2, 4])} if spec["lengths"] else {}
+    torch.manual_seed(11)
+    got = run(m, x, **kw)
+    torch.manual_seed(11)
+    want = run(loop, x, **kw)
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a, b, **TOL)
+
+
+@pytest.mark.parametrize("T,B,I,H", [(7, 4, 3, 37), (3, 130, 8, 64)],
+                         ids=["odd-H", "rows-split-over-threads"])
+def test_float32_as_accurate_as_eager(built, monkeypatch, T, B, I, H):
+    """In float32, against the float64 result, the compiled step is as accurate as the eager
+    kernel (normwise error per output and gradient). B=130 with 4H=256 is more than one parallel
+    task (ATen's grain is 32768 elements), so the row split is exercised where there are threads."""
+    m = perturbed(I, H, dtype=torch.float32, seed=1)
+    m64 = copy.deepcopy(m).double()
+    x = torch.randn(T, B, I, requires_grad=True)
+    x64 = x.detach().double().requires_grad_()
+    monkeypatch.setattr(fused, "CPU_KERNELS", False)
+    exact = run(m64, x64)
+    errors = {}
+    for flag in (False, True):
+        monkeypatch.setattr(fused, "CPU_KERNELS", flag)
+        errors[flag] = torch.tensor([((a.double() - b).abs().max() / b.abs().max()).item()
+                                     for a, b in zip(run(m, x), exact)])
+    assert (errors[False] < 1e-5).all()  # the reference itself is sound
+    # the compiled step's sigmoids and tanhs use ATen's exp_u20 (20 ulp): measured here within
+    # 0.5-2x the eager error, which is itself a few float32 ulps
+    assert (errors[True] <= 3 * errors[False] + 1e-6).all(), (errors[True], errors[False])
+
+
+def test_inference_path_and_saturation(on):
+    """no_grad keeps one row of buffers (nothing saved for backward); layer-norm gains of ~100 put
+    the gate pre-activations at +-100 and beyond, where exp overflows: the saturated values equal
+    the eager kernel's, with no inf or nan."""
+    m = perturbed(3, 6, seed=2)
+    with torch.no_grad():
+        m.ln_ih_weight_l0.mul_(100.0)
+        m.ln_hh_weight_l0.mul_(100.0)
+        m.ln_cell_weight_l0.mul_(100.0)
+    x = torch.randn(5, 2, 3, dtype=DT)
+    with torch.no_grad():
+        out, (h, c) = m(x)
+        fused.CPU_KERNELS = False
+        out_e, (h_e, c_e) = m(x)
+    assert torch.isfinite(out).all() and torch.isfinite(c).all()
+    torch.testing.assert_close(out, out_e, **TOL)
+    torch.testing.assert_close(c, c_e, **TOL)
+
+
+def test_gradcheck_recurrence_with_masks(on):
+    """Finite differences (float64) of the recurrence itself, with a hidden mask and zoneout."""
+    torch.manual_seed(3)
+    T, B, H = 4, 2, 3
+    gi = torch.randn(T, B, 4 * H, dtype=DT, requires_grad=True)
+    h0, c0 = (torch.randn(B, H, dtype=DT, requires_grad=True) for _ in range(2))
+    w_hh = torch.randn(4 * H, H, dtype=DT, requires_grad=True)
+    g_hh = (1 + 0.3 * torch.randn(4 * H, dtype=DT)).requires_grad_()
+    g_c = (1 + 0.3 * torch.randn(H, dtype=DT)).requires_grad_()
+    b_c = (0.3 * torch.randn(H, dtype=DT)).requires_grad_()
+    mask = (torch.rand(B, H, dtype=DT) > 0.3).to(DT) / 0.7
+    keep = (torch.rand(T, B, H, dtype=DT) > 0.2).to(DT)
+
+    def f(gi, h0, c0, w_hh, g_hh, g_c, b_c):
+        out, (h, c) = fused_recurrence("ln_lstm", gi, (h0, c0), w_hh, (g_hh, g_c, b_c),
+                                       hidden_mask=mask, keep=keep, reverse=True)
+        return out, h, c
+
+    inputs = (gi, h0, c0, w_hh, g_hh, g_c, b_c)
+    assert isinstance(fused._ln_lstm_kernel(gi, (g_hh, g_c, b_c)), fused._CompiledLNLSTMKernel)
+    assert torch.autograd.gradcheck(f, inputs)
+
+
+def test_unavailable_says_why(monkeypatch):
+    from torch.utils import cpp_extension
+
+    monkeypatch.setattr(cpu_kernels, "_module", None)
+    monkeypatch.setattr(cpp_extension, "is_ninja_available", lambda: False)
+    with pytest.raises(cpu_kernels.CPUKernelsUnavailable, match="pip install ninja"):
+        cpu_kernels.enable()
+    assert fused.CPU_KERNELS is False  # a failed enable() leaves the eager kernels in place
+    monkeypatch.setattr(cpp_extension, "is_ninja_available", lambda: True)
+    monkeypatch.setenv("CXX", "no-such-compiler-rnnkit")
+    with pytest.raises(cpu_kernels.CPUKernelsUnavailable, match="'no-such-compiler-rnnkit' was"):
+        cpu_kernels.load()
+
+
+def test_enable_and_disable(built, monkeypatch):
+    monkeypatch.setattr(fused, "CPU_KERNELS", False)
+    cpu_kernels.enable()
+    assert fused.CPU_KERNELS is True and cpu_kernels.available()
+    cpu_kernels.disable()
+    assert fused.CPU_KERNELS is False
