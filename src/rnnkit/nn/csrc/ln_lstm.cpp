@@ -94,6 +94,25 @@ void moments(const scalar_t* x, int64_t n, double eps, scalar_t& mean, scalar_t&
   rstd = scalar_t(1) / std::sqrt(ss / n + scalar_t(eps));
 }
 
+// Layer-norm backward for one row without the gain's gradient: y = w xhat (+ shift),
+// xhat = (x - mean) rstd  =>  dx = rstd (d - mean(d) - xhat mean(d xhat)), d = dy w.
+template <typename scalar_t>
+void layer_norm_backward_row(int64_t n, const scalar_t* dy, const scalar_t* w,
+                             const scalar_t* xhat, scalar_t rstd, scalar_t* dx) {
+  using Vec = Vectorized<scalar_t>;
+  const scalar_t s1 = vsum<scalar_t>(n, [&](int64_t k, int64_t cnt) {
+    return Vec::loadu(dy + k, cnt) * Vec::loadu(w + k, cnt);
+  });
+  const scalar_t s2 = vsum<scalar_t>(n, [&](int64_t k, int64_t cnt) {
+    return Vec::loadu(dy + k, cnt) * Vec::loadu(w + k, cnt) * Vec::loadu(xhat + k, cnt);
+  });
+  const Vec m1(s1 / n), m2(s2 / n), r(rstd);
+  vloop<Vec>(n, [&](int64_t k, int64_t cnt) {
+    const Vec d = Vec::loadu(dy + k, cnt) * Vec::loadu(w + k, cnt);
+    (r * (d - m1 - Vec::loadu(xhat + k, cnt) * m2)).store(dx + k, cnt);
+  });
+}
+
 template <typename scalar_t>
 void forward_rows(int64_t b0, int64_t b1, int64_t H, double eps,
                   const scalar_t* a, const scalar_t* gi, const scalar_t* g_hh,
@@ -160,48 +179,30 @@ void backward_rows(int64_t b0, int64_t b1, int64_t H,
   for (int64_t b = b0; b < b1; ++b) {
     const scalar_t* ac = act + b * G;
     const scalar_t* yr = y + b * H;
-    const scalar_t* ch = chat + b * H;
     const scalar_t* dhr = dh + b * H;
     scalar_t* dzr = dz + b * H;
     scalar_t* dgr = dg + b * G;
-    // dz = dh o (1 - y^2); layer-norm backward through chat: d = dz g_c,
-    // dc' = rstd (d - mean(d) - chat mean(d chat)) + dc
+    // dz = dh o (1 - y^2), the gradient of g_c chat + b_c
     vloop<Vec>(H, [&](int64_t k, int64_t cnt) {
       const Vec yy = Vec::loadu(yr + k, cnt);
       (Vec::loadu(dhr + k, cnt) * Vec::loadu(ac + 3 * H + k, cnt) * (one - yy * yy))
           .store(dzr + k, cnt);
     });
-    const scalar_t s1 = vsum<scalar_t>(H, [&](int64_t k, int64_t cnt) {
-      return Vec::loadu(dzr + k, cnt) * Vec::loadu(g_c + k, cnt);
-    });
-    const scalar_t s2 = vsum<scalar_t>(H, [&](int64_t k, int64_t cnt) {
-      return Vec::loadu(dzr + k, cnt) * Vec::loadu(g_c + k, cnt) * Vec::loadu(ch + k, cnt);
-    });
-    const Vec m1(s1 / H), m2(s2 / H), rc(rstd_c[b]);
+    // through chat: dc' = LN backward of dz (written to dc_prev's row, used as scratch) + dc
+    scalar_t* dcp = dc_prev + b * H;
+    layer_norm_backward_row<scalar_t>(H, dzr, g_c, chat + b * H, rstd_c[b], dcp);
     vloop<Vec>(H, [&](int64_t k, int64_t cnt) {
-      const Vec d = Vec::loadu(dzr + k, cnt) * Vec::loadu(g_c + k, cnt);
-      const Vec dct = rc * (d - m1 - Vec::loadu(ch + k, cnt) * m2) + Vec::loadu(dc + b * H + k, cnt);
+      const Vec dct = Vec::loadu(dcp + k, cnt) + Vec::loadu(dc + b * H + k, cnt);
       const Vec i = Vec::loadu(ac + k, cnt), f = Vec::loadu(ac + H + k, cnt);
       const Vec g = Vec::loadu(gt + b * H + k, cnt), o = Vec::loadu(ac + 3 * H + k, cnt);
       (dct * g * i * (one - i)).store(dgr + k, cnt);
       (dct * Vec::loadu(c_prev + b * H + k, cnt) * f * (one - f)).store(dgr + H + k, cnt);
       (dct * i * (one - g * g)).store(dgr + 2 * H + k, cnt);
       (Vec::loadu(dhr + k, cnt) * Vec::loadu(yr + k, cnt) * o * (one - o)).store(dgr + 3 * H + k, cnt);
-      (dct * f).store(dc_prev + b * H + k, cnt);
+      (dct * f).store(dcp + k, cnt);  // the same element was read above: in place is safe
     });
-    // layer-norm backward through ahat: d = dg g_hh, da = rstd (d - mean(d) - ahat mean(d ahat))
-    const scalar_t* ah = ahat + b * G;
-    const scalar_t t1 = vsum<scalar_t>(G, [&](int64_t k, int64_t cnt) {
-      return Vec::loadu(dgr + k, cnt) * Vec::loadu(g_hh + k, cnt);
-    });
-    const scalar_t t2 = vsum<scalar_t>(G, [&](int64_t k, int64_t cnt) {
-      return Vec::loadu(dgr + k, cnt) * Vec::loadu(g_hh + k, cnt) * Vec::loadu(ah + k, cnt);
-    });
-    const Vec n1(t1 / G), n2(t2 / G), ra(rstd_a[b]);
-    vloop<Vec>(G, [&](int64_t k, int64_t cnt) {
-      const Vec d = Vec::loadu(dgr + k, cnt) * Vec::loadu(g_hh + k, cnt);
-      (ra * (d - n1 - Vec::loadu(ah + k, cnt) * n2)).store(da + b * G + k, cnt);
-    });
+    // through ahat: da = LN backward of the gate gradients
+    layer_norm_backward_row<scalar_t>(G, dgr, g_hh, ahat + b * G, rstd_a[b], da + b * G);
   }
 }
 
