@@ -7,8 +7,8 @@ What it does: in :mod:`rnnkit.nn.fused`, the layer-normalised LSTM's step does a
 ATen ops between the per-step matrix products (two layer norms, the gate activations, the cell
 update). At small shapes each of them is a separate pass over memory that the matrix product has
 just pushed out of cache, plus Python dispatch: 10-30 us each (measured). ``csrc/ln_lstm.cpp`` does
-all of it in one loop per batch row (vectorised with ATen's ``Vectorized``, rows split over threads
-only when a step is large), forward and backward. The matrix products, the masks, the time loop and
+all of it in one loop per batch row (vectorised with ATen's ``Vectorized``, rows split over
+threads once a step has more than a few of them), forward and backward. The matrix products, the masks, the time loop and
 the weight gradients stay exactly as in ``fused.py``. ``tests/speed/test_cpu_kernels.py`` ties it to
 the eager kernel and to float64 gradcheck; ``benchmarks/custom_cells.py`` measures it.
 
@@ -51,6 +51,16 @@ def _capability() -> str:
     return cap if cap in _ISA_FLAGS else "DEFAULT"
 
 
+def _openmp() -> bool:
+    """Whether torch splits work with OpenMP: then the extension needs -fopenmp, or ATen's
+    ``parallel_for`` (a header template) compiles to a serial loop. The link resolves to the
+    libgomp torch has already loaded (same soname), so there is one thread pool, not two."""
+    try:
+        return "OpenMP" in torch.__config__.parallel_info()
+    except (AttributeError, RuntimeError):
+        return False
+
+
 def load(verbose: bool = False) -> ModuleType:
     """Build (first time) and import the extension; returns the module. Raises
     :class:`CPUKernelsUnavailable` with the reason when it cannot."""
@@ -69,10 +79,14 @@ def load(verbose: bool = False) -> ModuleType:
             "(install g++ or clang, or set CXX)")
     cap = _capability()
     flags = ["-O3", *_ISA_FLAGS.get(cap, ["-DCPU_CAPABILITY=DEFAULT"])]
+    ldflags = []
+    if _openmp():
+        flags.append("-fopenmp")
+        ldflags.append("-fopenmp")
     try:
         _module = cpp_extension.load(
             name=f"rnnkit_cpu_kernels_{cap.lower()}", sources=[str(_SOURCE)],
-            extra_cflags=flags, verbose=verbose)
+            extra_cflags=flags, extra_ldflags=ldflags, verbose=verbose)
     except (RuntimeError, OSError, ImportError) as e:  # a build or load failure, with its log
         raise CPUKernelsUnavailable(f"building rnnkit's CPU kernels failed: {e}") from e
     return _module
