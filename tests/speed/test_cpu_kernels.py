@@ -97,7 +97,7 @@ def test_equals_readable_loop_float64(on, case):
 def test_float32_as_accurate_as_eager(built, monkeypatch, T, B, I, H):
     """In float32, against the float64 result, the compiled step is as accurate as the eager
     kernel (normwise error per output and gradient). B=130 with 4H=256 is more than one parallel
-    task (ATen's grain is 32768 elements), so the row split is exercised where there are threads."""
+    task (the grain is 8192 elements), so the row split is exercised where there are threads."""
     m = perturbed(I, H, dtype=torch.float32, seed=1)
     m64 = copy.deepcopy(m).double()
     x = torch.randn(T, B, I, requires_grad=True)
@@ -154,6 +154,62 @@ def test_gradcheck_recurrence_with_masks(on):
 
     inputs = (gi, h0, c0, w_hh, g_hh, g_c, b_c)
     assert isinstance(fused._ln_lstm_kernel(gi, (g_hh, g_c, b_c)), fused._CompiledLNLSTMKernel)
+    assert torch.autograd.gradcheck(f, inputs)
+
+
+def recurrence_case(dtype, B=3, H=5, T=6, seed=4):
+    torch.manual_seed(seed)
+    gi = torch.randn(T, B, 4 * H, dtype=dtype, requires_grad=True)
+    h0, c0 = (torch.randn(B, H, dtype=dtype, requires_grad=True) for _ in range(2))
+    w_hh = (0.5 * torch.randn(4 * H, H, dtype=dtype)).requires_grad_()
+    g_hh = (1 + 0.3 * torch.randn(4 * H, dtype=dtype)).requires_grad_()
+    g_c = (1 + 0.3 * torch.randn(H, dtype=dtype)).requires_grad_()
+    b_c = (0.3 * torch.randn(H, dtype=dtype)).requires_grad_()
+    mask = (torch.rand(B, H, dtype=dtype) > 0.3).to(dtype) / 0.7
+    return (gi, h0, c0, w_hh, g_hh, g_c, b_c), mask
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["f32-packed", "f64"])
+@pytest.mark.parametrize("reverse", [False, True], ids=["fwd", "rev"])
+@pytest.mark.parametrize("masked", [False, True], ids=["plain", "hidden-mask"])
+def test_whole_loop_equals_per_step_driver(on, monkeypatch, dtype, reverse, masked):
+    """Without zoneout or lengths the compiled kernel runs the time loop itself (C++); it calls
+    the same products and kernels in the same order as the Python driver, so every output and
+    gradient is equal bit for bit. (float32 takes MKL's packed GEMM where torch has it.)"""
+    inputs, mask = recurrence_case(dtype)
+    gi, h0, c0, w_hh, *params = inputs
+
+    def once():
+        out, (h, c) = fused_recurrence("ln_lstm", gi, (h0, c0), w_hh, tuple(params),
+                                       reverse=reverse, hidden_mask=mask if masked else None)
+        loss = out.sin().sum() + h.pow(2).sum() + (c * 0.7).cos().sum()
+        return (out, h, c, *torch.autograd.grad(loss, inputs))
+
+    monkeypatch.setattr(fused, "WHOLE_LOOP", False)
+    per_step = once()
+
+    def refuse(*args):
+        raise AssertionError("the per-step path ran where the whole loop should have")
+
+    monkeypatch.setattr(fused, "WHOLE_LOOP", True)
+    monkeypatch.setattr(fused._CompiledLNLSTMKernel, "forward_step", refuse)
+    monkeypatch.setattr(fused._CompiledLNLSTMKernel, "backward_step", refuse)
+    whole = once()
+    for a, b in zip(whole, per_step):
+        assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("reverse", [False, True], ids=["fwd", "rev"])
+def test_gradcheck_whole_loop(on, reverse):
+    """Finite differences (float64) through the C++ time loop, with a hidden mask."""
+    inputs, mask = recurrence_case(DT, B=2, H=3, T=4, seed=5)
+
+    def f(gi, h0, c0, w_hh, g_hh, g_c, b_c):
+        out, (h, c) = fused_recurrence("ln_lstm", gi, (h0, c0), w_hh, (g_hh, g_c, b_c),
+                                       hidden_mask=mask, reverse=reverse)
+        return out, h, c
+
+    assert hasattr(fused._ln_lstm_kernel(inputs[0], inputs[4:]), "forward_all")
     assert torch.autograd.gradcheck(f, inputs)
 
 

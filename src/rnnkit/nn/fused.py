@@ -56,6 +56,8 @@ Shapes: T time, B batch, H hidden, G = gates * H. ``gi`` (T, B, G), states (B, H
 
 from __future__ import annotations
 
+import functools
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -387,41 +389,68 @@ class _CompiledLNLSTMKernel(_Owner):
         H = G // 4
         R = T if save else 1  # as _LSTMKernel: without backward, every step reuses one row
         self.params = tuple(p.contiguous() for p in params)  # γ_hh, γ_c, β_c
-        self.gi = gi.unbind(0)
+        self.gi = gi
         self.act = self.take((R, B, G), gi)  # σ(i), σ(f), (unused), σ(o)
         self.ahat = self.take((R, B, G), gi)  # â
         self.g, self.y, self.chat = (self.take((R, B, H), gi) for _ in range(3))  # tanh(g), y, ĉ
         self.rstd = self.take((2, R, B), gi)  # rstd of a, rstd of c'
-        self.act_t, self.ahat_t, self.g_t, self.y_t, self.chat_t = (
-            _steps(b, T) for b in (self.act, self.ahat, self.g, self.y, self.chat))
-        self.rstd_a_t, self.rstd_c_t = (_steps(r, T) for r in self.rstd.unbind(0))
+
+    # Per-step views, made on first use: the whole loop (forward_all / backward_all) needs none.
+
+    @functools.cached_property
+    def _fwd_views(self):
+        T = self.gi.shape[0]
+        return (self.gi.unbind(0), *(_steps(b, T) for b in (
+            self.act, self.ahat, self.g, self.y, self.chat, *self.rstd.unbind(0))))
+
+    @functools.cached_property
+    def _bwd_views(self):
+        return self.c_prev.unbind(0), self.dg.unbind(0), self.da.unbind(0)
 
     def forward_step(self, t, h_in, prod, prev, new):
-        a = prod.mm(h_in, self.ahat_t[t])  # a may be ahat_t[t] itself: the kernel reads a row
-        g_hh, g_c, b_c = self.params        # before it writes â over it
-        self.ext.ln_lstm_forward(self.eps, a, self.gi[t], g_hh, prev[1], g_c, b_c, self.ahat_t[t],
-                                 self.rstd_a_t[t], self.act_t[t], self.g_t[t], new[1],
-                                 self.chat_t[t], self.rstd_c_t[t], self.y_t[t], new[0])
+        gi, act, ahat, g, y, chat, rstd_a, rstd_c = self._fwd_views
+        a = prod.mm(h_in, ahat[t])  # a may be ahat[t] itself: the kernel reads a row before it
+        g_hh, g_c, b_c = self.params  # writes â over it
+        self.ext.ln_lstm_forward(self.eps, a, gi[t], g_hh, prev[1], g_c, b_c, ahat[t], rstd_a[t],
+                                 act[t], g[t], new[1], chat[t], rstd_c[t], y[t], new[0])
 
     def prepare_backward(self, prev_all, new_all):
         B, H = self.y.shape[1:]
-        self.c_prev_t = prev_all[1].unbind(0)
+        self.c_prev = prev_all[1]  # (T, B, H) the cell state each step read
         self.dg = torch.empty_like(self.act)  # (T, B, 4H) gradient of the gates (= of gi)
         self.da = self.take(self.act.shape, self.act)  # (T, B, 4H) gradient of a
         self.dz = self.act.new_empty(B, H)  # scratch: gradient of γ_c ĉ + β_c at one step
-        self.dg_t, self.da_t = self.dg.unbind(0), self.da.unbind(0)
+        self.__dict__.pop("_bwd_views", None)  # a second backward has new dg, da
         # dγ_hh = Σ dgates ⊙ â, dγ_c = Σ dz ⊙ ĉ, dβ_c = Σ dz, added to by every step
         self.d_params = tuple(torch.zeros_like(p) for p in self.params)
 
     def backward_step(self, t, d_new):
+        _, act, ahat, g, y, chat, rstd_a, rstd_c = self._fwd_views
+        c_prev, dg, da = self._bwd_views
         dh, dc = (d.contiguous() for d in d_new)
         g_hh, g_c, _ = self.params
         dc_prev = torch.empty_like(dc)
-        self.ext.ln_lstm_backward(dh, dc, self.act_t[t], self.g_t[t], self.y_t[t],
-                                  self.c_prev_t[t], self.chat_t[t], self.rstd_c_t[t], g_c,
-                                  self.ahat_t[t], self.rstd_a_t[t], g_hh, self.dg_t[t],
-                                  self.da_t[t], self.dz, dc_prev, *self.d_params)
-        return self.da_t[t], (None, dc_prev)
+        self.ext.ln_lstm_backward(dh, dc, act[t], g[t], y[t], c_prev[t], chat[t], rstd_c[t], g_c,
+                                  ahat[t], rstd_a[t], g_hh, dg[t], da[t], self.dz, dc_prev,
+                                  *self.d_params)
+        return da[t], (None, dc_prev)
+
+    # The whole time loop in C++ (the driver calls these where no state is blended, i.e. without
+    # zoneout or lengths): the same products and kernels as the per-step methods, op for op.
+
+    def forward_all(self, reverse, S, prod, hidden_mask):
+        g_hh, g_c, b_c = self.params
+        w_mm = prod.fwd_w if prod.packed else prod.w_t
+        self.ext.ln_lstm_forward_loop(
+            self.eps, reverse, self.gi, prod.w_hh, w_mm, prod.packed, hidden_mask, *S, g_hh,
+            g_c, b_c, self.ahat, self.rstd[0], self.act, self.g, self.chat, self.rstd[1], self.y)
+
+    def backward_all(self, reverse, dy, d_final, w_hh, hidden_mask):
+        g_hh, g_c, _ = self.params
+        return self.ext.ln_lstm_backward_loop(
+            reverse, dy, *d_final, w_hh, hidden_mask, self.act, self.g, self.y, self.c_prev,
+            self.chat, self.rstd[1], g_c, self.ahat, self.rstd[0], g_hh, self.dg, self.da,
+            self.dz, *self.d_params)
 
     def finish(self):
         return self.dg, self.da, self.d_params
@@ -429,6 +458,9 @@ class _CompiledLNLSTMKernel(_Owner):
 
 #: use the compiled kernels of rnnkit.nn.cpu_kernels where they apply (set by cpu_kernels.enable())
 CPU_KERNELS = False
+#: let a kernel that can (the compiled LN-LSTM) run the whole time loop where no state is blended
+#: (set False to compare with the per-step Python driver: the results are the same bit for bit)
+WHOLE_LOOP = True
 
 
 def _ln_lstm_kernel(gi: Tensor, params: tuple, save: bool = True):
@@ -576,12 +608,15 @@ class _Recurrence(torch.autograd.Function):
         for s, s0 in zip(S, states):
             s[T if reverse else 0] = s0
         NEW = [kernel.take((T, B, H), gi) for _ in range(n_state)] if blend else None
-        S_t = [s.unbind(0) for s in S]
-        NEW_t = [n.unbind(0) for n in NEW] if blend else None
         prod = _Product(w_hh, B)
+        whole = WHOLE_LOOP and not blend and hasattr(kernel, "forward_all")
+        if whole:  # the kernel runs the time loop itself (compiled)
+            kernel.forward_all(reverse, S, prod, hidden_mask)
+        S_t = [s.unbind(0) for s in S] if not whole else None
+        NEW_t = [n.unbind(0) for n in NEW] if blend else None
         r = 1 if reverse else 0
         step = kernel.forward_step
-        for t in range(T - 1, -1, -1) if reverse else range(T):
+        for t in () if whole else range(T - 1, -1, -1) if reverse else range(T):
             j_prev, j_new = t + r, t + 1 - r
             prev = [s[j_prev] for s in S_t]
             h_in = prev[0] if hidden_mask is None else prev[0] * hidden_mask
@@ -615,12 +650,15 @@ class _Recurrence(torch.autograd.Function):
         kernel, S, NEW, reverse = ctx.kernel, ctx.S, ctx.NEW, ctx.reverse
         _, n_state, _, pnames = CELLS[ctx.cell]
         T, B, H = dy.shape
-        G = w_hh.shape[0]
         keeps = [k.unbind(0) if k is not None else None for k in (keep_h, keep_c)[:n_state]]
         prev_all = tuple(s[1:] if reverse else s[:-1] for s in S)  # (T, B, H) each
         new_all = NEW if NEW is not None else tuple(s[:-1] if reverse else s[1:] for s in S)
         kernel.prepare_backward(prev_all, new_all)
-        dy = (dy * valid if valid is not None else dy).unbind(0)
+        dy = dy * valid if valid is not None else dy
+        if WHOLE_LOOP and NEW is None and hasattr(kernel, "backward_all"):
+            ds = kernel.backward_all(reverse, dy, d_final, w_hh, hidden_mask)
+            return _Recurrence._weight_grads(ctx, kernel, prev_all, hidden_mask, ds)
+        dy = dy.unbind(0)
         order = list(range(T)) if reverse else list(range(T - 1, -1, -1))
         ds = list(d_final)  # grads on the state after the current step
         ds[0] = ds[0] + dy[order[0]]
@@ -647,10 +685,17 @@ class _Recurrence(torch.autograd.Function):
                 for k, extra in enumerate(d_hold):
                     if extra is not None:
                         ds[k] = ds[k].add_(extra) if k == 0 else ds[k] + extra
+        return _Recurrence._weight_grads(ctx, kernel, prev_all, hidden_mask, ds)
+
+    @staticmethod
+    def _weight_grads(ctx, kernel, prev_all, hidden_mask, ds):
+        """All of backward's gradients, given ``ds`` on the initial states: dW_hh as one product."""
         dgi, da, p_grads = kernel.finish()
+        T, B, G = da.shape
+        H = prev_all[0].shape[-1]
         h_in_all = prev_all[0] * hidden_mask if hidden_mask is not None else prev_all[0]
         d_w_hh = torch.mm(da.reshape(T * B, G).t(), h_in_all.reshape(T * B, H))  # (G, H)
-        assert len(p_grads) == len(pnames)
+        assert len(p_grads) == len(CELLS[ctx.cell][3])
         return (None, None, dgi, d_w_hh, None, None, None, None, *ds, *p_grads)
 
 
