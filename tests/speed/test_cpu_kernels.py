@@ -169,19 +169,37 @@ def recurrence_case(dtype, B=3, H=5, T=6, seed=4):
     return (gi, h0, c0, w_hh, g_hh, g_c, b_c), mask
 
 
+def blends(kind, T, B, H, dtype):
+    """(keep, valid) for fused_recurrence: none; zoneout on h only; zoneout on both states;
+    lengths (3, 1, 6 of T=6: the keep is the valid mask, as the layers build it)."""
+    g = torch.Generator().manual_seed(6)
+    zone = lambda: (torch.rand(T, B, H, generator=g) > 0.3).to(dtype)  # noqa: E731
+    if kind == "none":
+        return None, None
+    if kind == "zoneout-h":
+        return (zone(), None), None
+    if kind == "zoneout-both":
+        return (zone(), zone()), None
+    valid = (torch.arange(T)[:, None] < torch.tensor([3, 1, 6])[None, :]).unsqueeze(-1).to(dtype)
+    return valid, valid
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["f32-packed", "f64"])
 @pytest.mark.parametrize("reverse", [False, True], ids=["fwd", "rev"])
 @pytest.mark.parametrize("masked", [False, True], ids=["plain", "hidden-mask"])
-def test_whole_loop_equals_per_step_driver(on, monkeypatch, dtype, reverse, masked):
-    """Without zoneout or lengths the compiled kernel runs the time loop itself (C++); it calls
-    the same products and kernels in the same order as the Python driver, so every output and
+@pytest.mark.parametrize("blend", ["none", "zoneout-h", "zoneout-both", "lengths"])
+def test_whole_loop_equals_per_step_driver(on, monkeypatch, dtype, reverse, masked, blend):
+    """The compiled kernel runs the time loop itself (C++); it calls the same products, kernels
+    and blends (zoneout, lengths) in the same order as the Python driver, so every output and
     gradient is equal bit for bit. (float32 takes MKL's packed GEMM where torch has it.)"""
     inputs, mask = recurrence_case(dtype)
     gi, h0, c0, w_hh, *params = inputs
+    keep, valid = blends(blend, *gi.shape[:2], h0.shape[1], dtype)
 
     def once():
         out, (h, c) = fused_recurrence("ln_lstm", gi, (h0, c0), w_hh, tuple(params),
-                                       reverse=reverse, hidden_mask=mask if masked else None)
+                                       reverse=reverse, hidden_mask=mask if masked else None,
+                                       keep=keep, valid=valid)
         loss = out.sin().sum() + h.pow(2).sum() + (c * 0.7).cos().sum()
         return (out, h, c, *torch.autograd.grad(loss, inputs))
 
@@ -200,13 +218,15 @@ def test_whole_loop_equals_per_step_driver(on, monkeypatch, dtype, reverse, mask
 
 
 @pytest.mark.parametrize("reverse", [False, True], ids=["fwd", "rev"])
-def test_gradcheck_whole_loop(on, reverse):
+@pytest.mark.parametrize("blend", ["none", "zoneout-both"])
+def test_gradcheck_whole_loop(on, reverse, blend):
     """Finite differences (float64) through the C++ time loop, with a hidden mask."""
-    inputs, mask = recurrence_case(DT, B=2, H=3, T=4, seed=5)
+    inputs, mask = recurrence_case(DT, B=3, H=3, T=4, seed=5)
+    keep, _ = blends(blend, 4, 3, 3, DT)
 
     def f(gi, h0, c0, w_hh, g_hh, g_c, b_c):
         out, (h, c) = fused_recurrence("ln_lstm", gi, (h0, c0), w_hh, (g_hh, g_c, b_c),
-                                       hidden_mask=mask, reverse=reverse)
+                                       hidden_mask=mask, reverse=reverse, keep=keep)
         return out, h, c
 
     assert hasattr(fused._ln_lstm_kernel(inputs[0], inputs[4:]), "forward_all")

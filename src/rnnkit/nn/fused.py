@@ -435,22 +435,24 @@ class _CompiledLNLSTMKernel(_Owner):
                                   *self.d_params)
         return da[t], (None, dc_prev)
 
-    # The whole time loop in C++ (the driver calls these where no state is blended, i.e. without
-    # zoneout or lengths): the same products and kernels as the per-step methods, op for op.
+    # The whole time loop in C++: the same products, kernels and blends (zoneout, lengths) as the
+    # driver's per-step path, op for op. keeps: (keep_h, keep_c), each (T, B, 1 or H) or None;
+    # NEW: the (T, B, H) buffers of the unblended new states, or None when nothing is blended.
 
-    def forward_all(self, reverse, S, prod, hidden_mask):
+    def forward_all(self, reverse, S, prod, hidden_mask, keeps, NEW):
         g_hh, g_c, b_c = self.params
         w_mm = prod.fwd_w if prod.packed else prod.w_t
         self.ext.ln_lstm_forward_loop(
-            self.eps, reverse, self.gi, prod.w_hh, w_mm, prod.packed, hidden_mask, *S, g_hh,
-            g_c, b_c, self.ahat, self.rstd[0], self.act, self.g, self.chat, self.rstd[1], self.y)
+            self.eps, reverse, self.gi, prod.w_hh, w_mm, prod.packed, hidden_mask, *keeps,
+            *(NEW if NEW is not None else (None, None)), *S, g_hh, g_c, b_c, self.ahat,
+            self.rstd[0], self.act, self.g, self.chat, self.rstd[1], self.y)
 
-    def backward_all(self, reverse, dy, d_final, w_hh, hidden_mask):
+    def backward_all(self, reverse, dy, d_final, w_hh, hidden_mask, keeps):
         g_hh, g_c, _ = self.params
         return self.ext.ln_lstm_backward_loop(
-            reverse, dy, *d_final, w_hh, hidden_mask, self.act, self.g, self.y, self.c_prev,
-            self.chat, self.rstd[1], g_c, self.ahat, self.rstd[0], g_hh, self.dg, self.da,
-            self.dz, *self.d_params)
+            reverse, dy, *d_final, w_hh, hidden_mask, *keeps, self.act, self.g, self.y,
+            self.c_prev, self.chat, self.rstd[1], g_c, self.ahat, self.rstd[0], g_hh, self.dg,
+            self.da, self.dz, *self.d_params)
 
     def finish(self):
         return self.dg, self.da, self.d_params
@@ -458,7 +460,7 @@ class _CompiledLNLSTMKernel(_Owner):
 
 #: use the compiled kernels of rnnkit.nn.cpu_kernels where they apply (set by cpu_kernels.enable())
 CPU_KERNELS = False
-#: let a kernel that can (the compiled LN-LSTM) run the whole time loop where no state is blended
+#: let a kernel that can (the compiled LN-LSTM) run the whole time loop itself
 #: (set False to compare with the per-step Python driver: the results are the same bit for bit)
 WHOLE_LOOP = True
 
@@ -600,8 +602,7 @@ class _Recurrence(torch.autograd.Function):
         kernel = make(gi, params, any(ctx.needs_input_grad))
         T, B, _ = gi.shape
         H = w_hh.shape[1]
-        keeps = [k.unbind(0) if k is not None else None for k in (keep_h, keep_c)[:n_state]]
-        blend = any(k is not None for k in keeps)
+        blend = any(k is not None for k in (keep_h, keep_c)[:n_state])
         # S[k][j]: state k between steps. Forward: step t reads j = t, writes j = t + 1; reverse:
         # reads j = t + 1, writes j = t. So S[:-1] / S[1:] line up with t either way.
         S = [kernel.take((T + 1, B, H), gi) for _ in range(n_state)]
@@ -609,11 +610,13 @@ class _Recurrence(torch.autograd.Function):
             s[T if reverse else 0] = s0
         NEW = [kernel.take((T, B, H), gi) for _ in range(n_state)] if blend else None
         prod = _Product(w_hh, B)
-        whole = WHOLE_LOOP and not blend and hasattr(kernel, "forward_all")
+        whole = WHOLE_LOOP and hasattr(kernel, "forward_all")
         if whole:  # the kernel runs the time loop itself (compiled)
-            kernel.forward_all(reverse, S, prod, hidden_mask)
-        S_t = [s.unbind(0) for s in S] if not whole else None
-        NEW_t = [n.unbind(0) for n in NEW] if blend else None
+            kernel.forward_all(reverse, S, prod, hidden_mask, (keep_h, keep_c), NEW)
+        else:
+            keeps = [k.unbind(0) if k is not None else None for k in (keep_h, keep_c)[:n_state]]
+            S_t = [s.unbind(0) for s in S]
+            NEW_t = [n.unbind(0) for n in NEW] if blend else None
         r = 1 if reverse else 0
         step = kernel.forward_step
         for t in () if whole else range(T - 1, -1, -1) if reverse else range(T):
@@ -650,14 +653,14 @@ class _Recurrence(torch.autograd.Function):
         kernel, S, NEW, reverse = ctx.kernel, ctx.S, ctx.NEW, ctx.reverse
         _, n_state, _, pnames = CELLS[ctx.cell]
         T, B, H = dy.shape
-        keeps = [k.unbind(0) if k is not None else None for k in (keep_h, keep_c)[:n_state]]
         prev_all = tuple(s[1:] if reverse else s[:-1] for s in S)  # (T, B, H) each
         new_all = NEW if NEW is not None else tuple(s[:-1] if reverse else s[1:] for s in S)
         kernel.prepare_backward(prev_all, new_all)
         dy = dy * valid if valid is not None else dy
-        if WHOLE_LOOP and NEW is None and hasattr(kernel, "backward_all"):
-            ds = kernel.backward_all(reverse, dy, d_final, w_hh, hidden_mask)
+        if WHOLE_LOOP and hasattr(kernel, "backward_all"):
+            ds = kernel.backward_all(reverse, dy, d_final, w_hh, hidden_mask, (keep_h, keep_c))
             return _Recurrence._weight_grads(ctx, kernel, prev_all, hidden_mask, ds)
+        keeps = [k.unbind(0) if k is not None else None for k in (keep_h, keep_c)[:n_state]]
         dy = dy.unbind(0)
         order = list(range(T)) if reverse else list(range(T - 1, -1, -1))
         ds = list(d_final)  # grads on the state after the current step

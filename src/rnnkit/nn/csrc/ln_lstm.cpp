@@ -323,20 +323,24 @@ void ln_lstm_backward(at::Tensor dh, at::Tensor dc, at::Tensor act, at::Tensor g
 }
 
 // ---------------------------------------------------------------------------------------------
-// The whole time loop, for a direction without zoneout or lengths (those blend old and new
-// states per step and keep fused.py's Python driver). It does what the driver does, step for
-// step and op for op (the same products, the same order of adds), without a Python round trip
-// and a dozen tensor views per step: at B=32, H=256 those cost about a tenth of a step.
+// The whole time loop. It does what fused.py's Python driver does, step for step and op for op
+// (the same products, the same order of adds, zoneout and lengths blended the same way), without
+// a Python round trip and a dozen tensor views per step: at B=32, H=256 those cost about a
+// tenth of a step.
 //
 // States S_h, S_c (T+1, B, H): step t reads j = t and writes j = t + 1 going forward; in reverse
 // it reads j = t + 1 and writes j = t. The per-step buffers (ahat, act: (R, B, 4H); gt, chat, y:
 // (R, B, H); rstd_a, rstd_c: (R, B)) have R = T rows, or R = 1 when nothing is kept for backward.
 // The product a = h_in W_hh^T: MKL's packed GEMM when `packed` (w_mm the packed weight, w_hh its
 // origin), else at::mm into ahat's row with w_mm = W_hh^T (H, 4H) contiguous.
+// Zoneout / lengths: keep_h, keep_c (T, B, 1 or H) or none; given either, the step writes its new
+// states into new_h, new_c (T, B, H) and the kept state s_t = lerp(s_{t-1}, s'_t, k_t) goes to S.
 // ---------------------------------------------------------------------------------------------
 
 void ln_lstm_forward_loop(double eps, bool reverse, at::Tensor gi, at::Tensor w_hh,
                           at::Tensor w_mm, bool packed, std::optional<at::Tensor> hidden_mask,
+                          std::optional<at::Tensor> keep_h, std::optional<at::Tensor> keep_c,
+                          std::optional<at::Tensor> new_h, std::optional<at::Tensor> new_c,
                           at::Tensor S_h, at::Tensor S_c, at::Tensor g_hh, at::Tensor g_c,
                           at::Tensor b_c, at::Tensor ahat, at::Tensor rstd_a, at::Tensor act,
                           at::Tensor gt, at::Tensor chat, at::Tensor rstd_c, at::Tensor y) {
@@ -348,6 +352,12 @@ void ln_lstm_forward_loop(double eps, bool reverse, at::Tensor gi, at::Tensor w_
   for (auto* p : {&gi, &S_h, &S_c, &g_hh, &g_c, &b_c, &ahat, &rstd_a, &act, &gt, &chat, &rstd_c,
                   &y})
     check(*p, "every argument", dtype);
+  const bool blend = new_h.has_value();
+  TORCH_CHECK(blend == new_c.has_value(), "new_h and new_c go together");
+  if (blend) {
+    check(*new_h, "new_h", dtype);
+    check(*new_c, "new_c", dtype);
+  }
   at::Tensor h_in = hidden_mask ? at::empty({B, H}, gi.options()) : at::Tensor();
   AT_DISPATCH_FLOATING_TYPES(dtype, "ln_lstm_forward_loop", [&] {
     for (int64_t n = 0; n < T; ++n) {
@@ -361,20 +371,36 @@ void ln_lstm_forward_loop(double eps, bool reverse, at::Tensor gi, at::Tensor w_
           B, H, eps, ptr<scalar_t>(a), ptr<scalar_t>(gi) + t * B * G, ptr<scalar_t>(g_hh),
           ptr<scalar_t>(S_c) + jp * B * H, ptr<scalar_t>(g_c), ptr<scalar_t>(b_c),
           ptr<scalar_t>(ahat_r), ptr<scalar_t>(rstd_a) + r * B, ptr<scalar_t>(act) + r * B * G,
-          ptr<scalar_t>(gt) + r * B * H, ptr<scalar_t>(S_c) + jn * B * H,
+          ptr<scalar_t>(gt) + r * B * H,
+          blend ? ptr<scalar_t>(*new_c) + t * B * H : ptr<scalar_t>(S_c) + jn * B * H,
           ptr<scalar_t>(chat) + r * B * H, ptr<scalar_t>(rstd_c) + r * B,
-          ptr<scalar_t>(y) + r * B * H, ptr<scalar_t>(S_h) + jn * B * H);
+          ptr<scalar_t>(y) + r * B * H,
+          blend ? ptr<scalar_t>(*new_h) + t * B * H : ptr<scalar_t>(S_h) + jn * B * H);
+      if (!blend) continue;
+      // zoneout / lengths: s_t = s_{t-1} + k_t (s'_t - s_{t-1}), the driver's torch.lerp
+      for (int k = 0; k < 2; ++k) {
+        const at::Tensor& S = k == 0 ? S_h : S_c;
+        const at::Tensor fresh = (k == 0 ? *new_h : *new_c).select(0, t);
+        const std::optional<at::Tensor>& keep = k == 0 ? keep_h : keep_c;
+        at::Tensor dst = S.select(0, jn);
+        if (keep) {
+          at::lerp_out(dst, S.select(0, jp), fresh, keep->select(0, t));
+        } else {
+          dst.copy_(fresh);
+        }
+      }
     }
   });
 }
 
 // The backward over all T steps, in the reverse of the forward's order. dy (T, B, H): the output
 // gradient (any strides); dh_last, dc_last (B, H): the gradients on the final states; c_prev
-// (T, B, H): the cell state each step read. Writes dg, da (T, B, 4H) and adds to the gain and
-// shift gradients; returns the gradients on the initial states (h0, c0).
+// (T, B, H): the cell state each step read; keep_h, keep_c as in the forward. Writes dg, da
+// (T, B, 4H) and adds to the gain and shift gradients; returns the gradients on (h0, c0).
 std::vector<at::Tensor> ln_lstm_backward_loop(
     bool reverse, at::Tensor dy, at::Tensor dh_last, at::Tensor dc_last, at::Tensor w_hh,
-    std::optional<at::Tensor> hidden_mask, at::Tensor act, at::Tensor gt, at::Tensor y,
+    std::optional<at::Tensor> hidden_mask, std::optional<at::Tensor> keep_h,
+    std::optional<at::Tensor> keep_c, at::Tensor act, at::Tensor gt, at::Tensor y,
     at::Tensor c_prev, at::Tensor chat, at::Tensor rstd_c, at::Tensor g_c, at::Tensor ahat,
     at::Tensor rstd_a, at::Tensor g_hh, at::Tensor dg, at::Tensor da, at::Tensor dz,
     at::Tensor d_g_hh, at::Tensor d_g_c, at::Tensor d_b_c) {
@@ -393,8 +419,14 @@ std::vector<at::Tensor> ln_lstm_backward_loop(
   AT_DISPATCH_FLOATING_TYPES(dtype, "ln_lstm_backward_loop", [&] {
     for (int64_t n = 0; n < T; ++n) {
       const int64_t t = reverse ? n : T - 1 - n;
+      // zoneout / lengths: the gradient on s_t splits into k_t d (to the new state s'_t) and
+      // d - k_t d (held over to s_{t-1}), as in the driver
+      at::Tensor dh_new = keep_h ? at::mul(dh, keep_h->select(0, t)) : dh;
+      at::Tensor dc_new = keep_c ? at::mul(dc, keep_c->select(0, t)) : dc;
+      at::Tensor hold_h = keep_h ? at::sub(dh, dh_new) : at::Tensor();
+      at::Tensor hold_c = keep_c ? at::sub(dc, dc_new) : at::Tensor();
       backward_step<scalar_t>(
-          B, H, ptr<scalar_t>(dh), ptr<scalar_t>(dc), ptr<scalar_t>(act) + t * B * G,
+          B, H, ptr<scalar_t>(dh_new), ptr<scalar_t>(dc_new), ptr<scalar_t>(act) + t * B * G,
           ptr<scalar_t>(gt) + t * B * H, ptr<scalar_t>(y) + t * B * H,
           ptr<scalar_t>(c_prev) + t * B * H, ptr<scalar_t>(chat) + t * B * H,
           ptr<scalar_t>(rstd_c) + t * B, ptr<scalar_t>(g_c), ptr<scalar_t>(ahat) + t * B * G,
@@ -412,6 +444,8 @@ std::vector<at::Tensor> ln_lstm_backward_loop(
         if (hidden_mask) dh_prev.mul_(*hidden_mask);
         if (more) dh_prev.add_(dy.select(0, t_next));
       }
+      if (keep_h) dh_prev.add_(hold_h);
+      if (keep_c) dc_prev.add_(hold_c);
       std::swap(dh, dh_prev);
       std::swap(dc, dc_prev);
     }
