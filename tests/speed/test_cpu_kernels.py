@@ -247,6 +247,38 @@ def test_unavailable_says_why(monkeypatch):
         cpu_kernels.load()
 
 
+def test_build_falls_back_to_lesser_instruction_sets(monkeypatch):
+    """A compiler that cannot build the AVX-512 code gets AVX2 next, then portable code; if all
+    fail, the error carries each attempt's reason."""
+    from torch.utils import cpp_extension
+
+    tried = []
+
+    def fake_load(name, sources, extra_cflags, extra_ldflags, verbose):
+        tried.append(name)
+        if not name.endswith("_default"):
+            raise RuntimeError(f"compiler rejects {name}")
+        return "module"
+
+    monkeypatch.setattr(cpu_kernels, "_module", None)
+    monkeypatch.setattr(cpu_kernels, "_capability", lambda: "AVX512")
+    monkeypatch.setattr(cpp_extension, "is_ninja_available", lambda: True)
+    monkeypatch.setenv("CXX", "sh")  # any program on PATH passes the compiler check
+    monkeypatch.setattr(cpp_extension, "load", fake_load)
+    assert cpu_kernels.load() == "module"
+    assert tried == [f"rnnkit_cpu_kernels_{c}" for c in ("avx512", "avx2", "default")]
+
+    monkeypatch.setattr(cpu_kernels, "_module", None)
+    monkeypatch.setattr(cpu_kernels, "_capability", lambda: "AVX2")
+    monkeypatch.setattr(cpp_extension, "load", lambda name, **kw: (_ for _ in ()).throw(
+        RuntimeError(f"no luck with {name}")))
+    with pytest.raises(cpu_kernels.CPUKernelsUnavailable) as err:
+        cpu_kernels.load()
+    assert "[AVX2] no luck with rnnkit_cpu_kernels_avx2" in str(err.value)
+    assert "[DEFAULT] no luck with rnnkit_cpu_kernels_default" in str(err.value)
+    assert "AVX512" not in str(err.value)  # never above what torch picked
+
+
 def test_enable_and_disable(built, monkeypatch):
     monkeypatch.setattr(fused, "CPU_KERNELS", False)
     cpu_kernels.enable()

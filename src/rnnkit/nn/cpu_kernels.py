@@ -16,7 +16,8 @@ Why opt-in: it needs a C++ compiler and ``ninja`` (``pip install ninja``) at run
 build takes about a minute (later processes load the cached build from PyTorch's extension folder,
 ``TORCH_EXTENSIONS_DIR`` or ``~/.cache/torch_extensions``). Nothing here is built unless you call
 :func:`enable` or :func:`load`. The build targets the instruction set PyTorch itself picked for this
-CPU (``torch.backends.cpu.get_cpu_capability()``: AVX512, AVX2, or portable code otherwise).
+CPU (``torch.backends.cpu.get_cpu_capability()``: AVX512, AVX2, or portable code otherwise), and
+falls back to the next one down if the compiler cannot build it.
 """
 
 from __future__ import annotations
@@ -77,19 +78,22 @@ def load(verbose: bool = False) -> ModuleType:
         raise CPUKernelsUnavailable(
             f"rnnkit's CPU kernels need a C++ compiler; {compiler!r} was not found on PATH "
             "(install g++ or clang, or set CXX)")
-    cap = _capability()
-    flags = ["-O3", *_ISA_FLAGS.get(cap, ["-DCPU_CAPABILITY=DEFAULT"])]
-    ldflags = []
-    if _openmp():
-        flags.append("-fopenmp")
-        ldflags.append("-fopenmp")
-    try:
-        _module = cpp_extension.load(
-            name=f"rnnkit_cpu_kernels_{cap.lower()}", sources=[str(_SOURCE)],
-            extra_cflags=flags, extra_ldflags=ldflags, verbose=verbose)
-    except (RuntimeError, OSError, ImportError) as e:  # a build or load failure, with its log
-        raise CPUKernelsUnavailable(f"building rnnkit's CPU kernels failed: {e}") from e
-    return _module
+    omp = ["-fopenmp"] if _openmp() else []
+    # the instruction set torch picked, then each lesser one: a compiler too old for AVX-512
+    # still gives AVX2 code rather than nothing
+    order = list(_ISA_FLAGS) + ["DEFAULT"]
+    failures = []
+    for cap in order[order.index(_capability()):]:
+        flags = ["-O3", *_ISA_FLAGS.get(cap, ["-DCPU_CAPABILITY=DEFAULT"]), *omp]
+        try:
+            _module = cpp_extension.load(
+                name=f"rnnkit_cpu_kernels_{cap.lower()}", sources=[str(_SOURCE)],
+                extra_cflags=flags, extra_ldflags=omp, verbose=verbose)
+            return _module
+        except (RuntimeError, OSError, ImportError) as e:  # a build or load failure, with its log
+            failures.append(f"[{cap}] {e}")
+    raise CPUKernelsUnavailable("building rnnkit's CPU kernels failed for every instruction set "
+                                "tried:\n" + "\n".join(failures))
 
 
 def available() -> bool:
