@@ -233,6 +233,90 @@ def test_gradcheck_whole_loop(on, reverse, blend):
     assert torch.autograd.gradcheck(f, inputs)
 
 
+def input_ln_case(dtype, B=3, H=5, T=6, seed=7):
+    """x = W_ih x_t before its layer norm, and the five parameters of the ``ln_lstm_x`` cell."""
+    inputs, mask = recurrence_case(dtype, B=B, H=H, T=T, seed=seed)
+    gi, h0, c0, w_hh, g_hh, g_c, b_c = inputs
+    x = (2.0 * gi.detach() + 0.5).requires_grad_()  # a mean and a scale for the LN to remove
+    g_ih = (1 + 0.3 * torch.randn(4 * H, dtype=dtype)).requires_grad_()
+    shift = (0.3 * torch.randn(4 * H, dtype=dtype)).requires_grad_()
+    return (x, h0, c0, w_hh, g_hh, g_c, b_c, g_ih, shift), mask
+
+
+@pytest.mark.parametrize("reverse", [False, True], ids=["fwd", "rev"])
+@pytest.mark.parametrize("blend", ["none", "zoneout-both", "lengths"])
+def test_input_layer_norm_cell(on, monkeypatch, reverse, blend):
+    """``ln_lstm_x`` (the input side's layer norm inside the loop) against ``ln_lstm`` on
+    ``γ_ih LN(x) + shift`` done by autograd outside it: float64, 1e-10, every gradient; both the
+    compiled loop and its eager stand-in (a bulk layer norm before and after the eager kernel)."""
+    inputs, mask = input_ln_case(DT)
+    x, h0, c0, w_hh, g_hh, g_c, b_c, g_ih, shift = inputs
+    keep, valid = blends(blend, *x.shape[:2], h0.shape[1], DT)
+    kw = dict(reverse=reverse, hidden_mask=mask, keep=keep, valid=valid)
+
+    def loss(out, h, c):
+        return out.sin().sum() + h.pow(2).sum() + (c * 0.7).cos().sum()
+
+    def fused_x():
+        out, (h, c) = fused_recurrence("ln_lstm_x", x, (h0, c0), w_hh,
+                                       (g_hh, g_c, b_c, g_ih, shift), **kw)
+        return (out, h, c, *torch.autograd.grad(loss(out, h, c), inputs))
+
+    monkeypatch.setattr(fused, "CPU_KERNELS", False)
+    gi = torch.nn.functional.layer_norm(x, x.shape[-1:], g_ih, shift, fused.EPS)
+    out, (h, c) = fused_recurrence("ln_lstm", gi, (h0, c0), w_hh, (g_hh, g_c, b_c), **kw)
+    reference = (out, h, c, *torch.autograd.grad(loss(out, h, c), inputs))
+    assert isinstance(fused._ln_lstm_x_kernel(x, inputs[4:]), fused._InputLNLSTMKernel)
+    eager = fused_x()
+    monkeypatch.setattr(fused, "CPU_KERNELS", True)
+    assert fused._ln_lstm_x_kernel(x, inputs[4:]).input_ln
+    compiled = fused_x()
+    for a, b, e in zip(compiled, reference, eager):
+        torch.testing.assert_close(e, b, **TOL)
+        torch.testing.assert_close(a, b, **TOL)
+
+
+@pytest.mark.parametrize("reverse", [False, True], ids=["fwd", "rev"])
+def test_gradcheck_input_layer_norm(on, reverse):
+    """Finite differences (float64) through the compiled loop with the input layer norm inside,
+    with zoneout and a hidden mask: the gradients of x, γ_ih and the shift included."""
+    inputs, mask = input_ln_case(DT, B=3, H=3, T=4, seed=8)
+    keep, _ = blends("zoneout-both", 4, 3, 3, DT)
+
+    def f(*args):
+        x, h0, c0, w_hh, *params = args
+        out, (h, c) = fused_recurrence("ln_lstm_x", x, (h0, c0), w_hh, tuple(params),
+                                       hidden_mask=mask, reverse=reverse, keep=keep)
+        return out, h, c
+
+    assert torch.autograd.gradcheck(f, inputs)
+
+
+def test_layer_uses_the_input_layer_norm_loop(on, monkeypatch):
+    """With the kernels on, LayerNormLSTM hands W_ih x to the loop (cell ``ln_lstm_x``) unless it
+    runs the readable loop; off, it does its layer norm itself (cell ``ln_lstm``)."""
+    cells = []
+    real = fused.fused_recurrence
+
+    def spy(cell, *args, **kw):
+        cells.append(cell)
+        return real(cell, *args, **kw)
+
+    monkeypatch.setattr(fused, "fused_recurrence", spy)
+    m = perturbed(3, 4, num_layers=2, bidirectional=True)
+    x = torch.randn(5, 2, 3, dtype=DT)
+    m(x)
+    assert cells == ["ln_lstm_x"] * 4
+    cells.clear()
+    monkeypatch.setattr(fused, "CPU_KERNELS", False)
+    m(x)
+    assert cells == ["ln_lstm"] * 4
+    cells.clear()
+    monkeypatch.setattr(fused, "CPU_KERNELS", True)
+    m.float()(x.float())  # float32 takes it too; bf16 autocast would not (dtype check)
+    assert cells == ["ln_lstm_x"] * 4
+
+
 def test_unavailable_says_why(monkeypatch):
     from torch.utils import cpp_extension
 

@@ -36,6 +36,10 @@ STEPS = {
     "gru": (lambda g, hi, s, w, p: (gru_step(g, hi, s[0], w, p[0]),), 3, 1, [(3 * H,)]),
     "ln_lstm": (lambda g, hi, s, w, p: ln_lstm_step(g, hi, s[1], w, *p), 4, 2,
                 [(4 * H,), (H,), (H,)]),
+    # the input side's layer norm inside the cell: g is W_ih x before γ_ih LN(·) + shift
+    "ln_lstm_x": (lambda g, hi, s, w, p: ln_lstm_step(
+        F.layer_norm(g, g.shape[-1:], p[3], p[4]), hi, s[1], w, *p[:3]), 4, 2,
+        [(4 * H,), (H,), (H,), (4 * H,), (4 * H,)]),
     "ln_gru": (lambda g, hi, s, w, p: (ln_gru_step(g, hi, s[0], w, *p),), 3, 1,
                [(3 * H,), (3 * H,)]),
 }

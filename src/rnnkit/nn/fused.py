@@ -381,14 +381,19 @@ class _CompiledLNLSTMKernel(_Owner):
     ``dβ_c = Σ dz``, with ``dz`` the gradient of ``γ_c ĉ + β_c``) while its rows are in cache.
     """
 
-    def __init__(self, gi: Tensor, params: tuple, save: bool = True, eps: float = EPS) -> None:
+    def __init__(self, gi: Tensor, params: tuple, save: bool = True, eps: float = EPS,
+                 input_ln: bool = False) -> None:
         from rnnkit.nn import cpu_kernels
 
         self.ext, self.eps = cpu_kernels.load(), eps
         T, B, G = gi.shape
         H = G // 4
         R = T if save else 1  # as _LSTMKernel: without backward, every step reuses one row
-        self.params = tuple(p.contiguous() for p in params)  # γ_hh, γ_c, β_c
+        # γ_hh, γ_c, β_c, and with ``input_ln`` γ_ih and the shift: then ``gi`` is W_ih x (pre-LN)
+        # and the loop applies γ_ih LN(·) + shift row by row (whole loop only, no per-step path)
+        self.params = tuple(p.contiguous() for p in params)
+        self.input_ln = input_ln
+        self.stat_x = self.take((2, R, B), gi) if input_ln else None  # mean, rstd of W_ih x
         self.gi = gi
         self.act = self.take((R, B, G), gi)  # σ(i), σ(f), (unused), σ(o)
         self.ahat = self.take((R, B, G), gi)  # â
@@ -408,6 +413,7 @@ class _CompiledLNLSTMKernel(_Owner):
         return self.c_prev.unbind(0), self.dg.unbind(0), self.da.unbind(0)
 
     def forward_step(self, t, h_in, prod, prev, new):
+        assert not self.input_ln, "the input layer norm runs in the whole loop only"
         gi, act, ahat, g, y, chat, rstd_a, rstd_c = self._fwd_views
         a = prod.mm(h_in, ahat[t])  # a may be ahat[t] itself: the kernel reads a row before it
         g_hh, g_c, b_c = self.params  # writes â over it
@@ -417,7 +423,12 @@ class _CompiledLNLSTMKernel(_Owner):
     def prepare_backward(self, prev_all, new_all):
         B, H = self.y.shape[1:]
         self.c_prev = prev_all[1]  # (T, B, H) the cell state each step read
-        self.dg = torch.empty_like(self.act)  # (T, B, 4H) gradient of the gates (= of gi)
+        if self.input_ln:  # the gates' gradient is scratch; what backward returns is dx
+            self.dg = self.take((1, B, 4 * H), self.act)  # one step of d gates
+            self.dx = torch.empty_like(self.act)  # (T, B, 4H) gradient of W_ih x
+            self.xhat_x = self.take((B, 4 * H), self.act)  # scratch: LN(W_ih x) of one step
+        else:
+            self.dg = torch.empty_like(self.act)  # (T, B, 4H) gradient of the gates (= of gi)
         self.da = self.take(self.act.shape, self.act)  # (T, B, 4H) gradient of a
         self.dz = self.act.new_empty(B, H)  # scratch: gradient of γ_c ĉ + β_c at one step
         self.__dict__.pop("_bwd_views", None)  # a second backward has new dg, da
@@ -440,22 +451,26 @@ class _CompiledLNLSTMKernel(_Owner):
     # NEW: the (T, B, H) buffers of the unblended new states, or None when nothing is blended.
 
     def forward_all(self, reverse, S, prod, hidden_mask, keeps, NEW):
-        g_hh, g_c, b_c = self.params
+        g_hh, g_c, b_c = self.params[:3]
+        x_ln = (*self.params[3:], self.stat_x) if self.input_ln else (None, None, None)
         w_mm = prod.fwd_w if prod.packed else prod.w_t
         self.ext.ln_lstm_forward_loop(
             self.eps, reverse, self.gi, prod.w_hh, w_mm, prod.packed, hidden_mask, *keeps,
             *(NEW if NEW is not None else (None, None)), *S, g_hh, g_c, b_c, self.ahat,
-            self.rstd[0], self.act, self.g, self.chat, self.rstd[1], self.y)
+            self.rstd[0], self.act, self.g, self.chat, self.rstd[1], self.y, *x_ln)
 
     def backward_all(self, reverse, dy, d_final, w_hh, hidden_mask, keeps):
-        g_hh, g_c, _ = self.params
+        g_hh, g_c = self.params[:2]
+        x_ln = (None,) * 7
+        if self.input_ln:
+            x_ln = (self.gi, self.params[3], self.stat_x, self.xhat_x, self.dx, *self.d_params[3:])
         return self.ext.ln_lstm_backward_loop(
             reverse, dy, *d_final, w_hh, hidden_mask, *keeps, self.act, self.g, self.y,
             self.c_prev, self.chat, self.rstd[1], g_c, self.ahat, self.rstd[0], g_hh, self.dg,
-            self.da, self.dz, *self.d_params)
+            self.da, self.dz, *self.d_params[:3], *x_ln)
 
     def finish(self):
-        return self.dg, self.da, self.d_params
+        return self.dx if self.input_ln else self.dg, self.da, self.d_params
 
 
 #: use the compiled kernels of rnnkit.nn.cpu_kernels where they apply (set by cpu_kernels.enable())
@@ -465,11 +480,40 @@ CPU_KERNELS = False
 WHOLE_LOOP = True
 
 
+def compiled_applies(t: Tensor) -> bool:
+    """Whether the compiled kernels are on and take tensors like ``t`` (CPU, float32/64)."""
+    return CPU_KERNELS and t.device.type == "cpu" and t.dtype in (torch.float32, torch.float64)
+
+
 def _ln_lstm_kernel(gi: Tensor, params: tuple, save: bool = True):
-    """The compiled LN-LSTM kernel when enabled and applicable (CPU, float32/64), else the eager."""
-    if CPU_KERNELS and gi.device.type == "cpu" and gi.dtype in (torch.float32, torch.float64):
-        return _CompiledLNLSTMKernel(gi, params, save)
-    return _LNLSTMKernel(gi, params, save)
+    """The compiled LN-LSTM kernel when enabled and applicable, else the eager."""
+    return _CompiledLNLSTMKernel(gi, params, save) if compiled_applies(gi) else _LNLSTMKernel(
+        gi, params, save)
+
+
+class _InputLNLSTMKernel(_LNLSTMKernel):
+    """``ln_lstm_x`` on the eager kernel: ``gi = γ_ih LN(x) + shift`` for all steps before the
+    loop (one ATen layer norm), its backward after, in :meth:`finish`."""
+
+    def __init__(self, x: Tensor, params: tuple, save: bool = True, eps: float = EPS) -> None:
+        g_hh, g_c, b_c, g_ih, shift = params
+        gi, self.mean_x, self.rstd_x = _ln(x, eps, g_ih, shift)  # (T, B, 4H), (T, B, 1) x 2
+        super().__init__(gi, (g_hh, g_c, b_c), save, eps)
+        self.x, self.g_ih, self.shift = x, g_ih, shift
+
+    def finish(self):
+        dgi, da, p_grads = super().finish()
+        dx, d_g_ih, d_shift = _ln_backward(dgi, self.x, self.mean_x, self.rstd_x, self.g_ih,
+                                           True, self.shift)
+        return dx, da, (*p_grads, d_g_ih, d_shift)
+
+
+def _ln_lstm_x_kernel(x: Tensor, params: tuple, save: bool = True):
+    """LN-LSTM given ``x = W_ih x_t`` before its layer norm: compiled (the input LN inside the
+    whole loop) when enabled and applicable, else the eager kernel after a bulk layer norm."""
+    if compiled_applies(x) and WHOLE_LOOP:
+        return _CompiledLNLSTMKernel(x, params, save, input_ln=True)
+    return _InputLNLSTMKernel(x, params, save)
 
 
 class _GRUKernel(_Owner):
@@ -578,6 +622,8 @@ CELLS = {
     "lstm": (_LSTMKernel, 2, 4, ()),
     "gru": (_GRUKernel, 1, 3, ("b_hh",)),
     "ln_lstm": (_ln_lstm_kernel, 2, 4, ("g_hh", "g_c", "b_c")),
+    # the same with the input side's layer norm inside: gi is W_ih x, before γ_ih LN(·) + shift
+    "ln_lstm_x": (_ln_lstm_x_kernel, 2, 4, ("g_hh", "g_c", "b_c", "g_ih", "shift")),
     "ln_gru": (_LNGRUKernel, 1, 3, ("g_hh", "b_hh")),
 }
 
@@ -635,6 +681,7 @@ class _Recurrence(torch.autograd.Function):
                     torch.lerp(prev[k], new[k], keep[t], out=S_t[k][j_new])
 
         ctx.kernel, ctx.S, ctx.NEW, ctx.cell, ctx.reverse, ctx.prod = kernel, S, NEW, cell, reverse, prod
+        ctx.whole = whole
         ctx.save_for_backward(w_hh, hidden_mask, valid, keep_h, keep_c)
         out = S[0][:-1] if reverse else S[0][1:]  # (T, B, H)
         out = out * valid if valid is not None else out.clone()
@@ -657,7 +704,7 @@ class _Recurrence(torch.autograd.Function):
         new_all = NEW if NEW is not None else tuple(s[:-1] if reverse else s[1:] for s in S)
         kernel.prepare_backward(prev_all, new_all)
         dy = dy * valid if valid is not None else dy
-        if WHOLE_LOOP and hasattr(kernel, "backward_all"):
+        if ctx.whole:  # as the forward ran
             ds = kernel.backward_all(reverse, dy, d_final, w_hh, hidden_mask, (keep_h, keep_c))
             return _Recurrence._weight_grads(ctx, kernel, prev_all, hidden_mask, ds)
         keeps = [k.unbind(0) if k is not None else None for k in (keep_h, keep_c)[:n_state]]
@@ -725,11 +772,13 @@ def fused_recurrence(
 ) -> tuple[Tensor, tuple[Tensor, ...]]:
     """Run one direction of one layer through the fused Function.
 
-    cell: one of ``CELLS`` (``rnn_tanh``, ``rnn_relu``, ``lstm``, ``gru``, ``ln_lstm``, ``ln_gru``).
+    cell: one of ``CELLS`` (``rnn_tanh``, ``rnn_relu``, ``lstm``, ``gru``, ``ln_lstm``,
+    ``ln_lstm_x``, ``ln_gru``).
     gi (T, B, G): input projections (for rnn/lstm/ln_lstm with both biases folded in; for gru and
-    ln_gru with ``b_ih`` only). state: (h0,) or (h0, c0), each (B, H). w_hh (G, H). params: the
-    cell's extra tensors in ``CELLS`` order (gru: ``b_hh``; ln_lstm: ``γ_hh, γ_c, β_c``; ln_gru:
-    ``γ_hh, b_hh``). hidden_mask (B, H); keep (T, B, 1 or H) or a tuple per state; valid (T, B, 1).
+    ln_gru with ``b_ih`` only; for ln_lstm_x ``W_ih x`` alone, before the input layer norm).
+    state: (h0,) or (h0, c0), each (B, H). w_hh (G, H). params: the cell's extra tensors in
+    ``CELLS`` order (gru: ``b_hh``; ln_lstm: ``γ_hh, γ_c, β_c``; ln_lstm_x: those and ``γ_ih,
+    shift``, the input LN's gain and shift; ln_gru: ``γ_hh, b_hh``). hidden_mask (B, H); keep (T, B, 1 or H) or a tuple per state; valid (T, B, 1).
     Returns (out (T, B, H), final state tuple).
     """
     if cell not in CELLS:
@@ -855,6 +904,10 @@ class FusedMixin:
             self.mode
         ]
 
+    def _fused_inputs(self, x: Tensor, w: dict, layer: int, reverse: bool, loop: bool):
+        """(cell, gi, params) for this direction; ``loop``: for the readable reference path."""
+        return (self.fused_cell, *self._gi_and_params(x, w, layer, reverse))
+
     def _gi_and_params(self, x: Tensor, w: dict, layer: int, reverse: bool):
         """(gi (T, B, G), the cell's extra parameters in ``CELLS`` order)."""
         if self.mode == "GRU":
@@ -875,7 +928,8 @@ class FusedMixin:
         """x (T, B, I), state tuple of (B, ·) -> (out (T, B, H_out), state)."""
         w = self._direction_weights(layer, reverse)
         w_hh = drop_connect(w["w_hh"], self.weight_dropout, self.training)
-        gi, params = self._gi_and_params(x, w, layer, reverse)
+        loop = self.backend == "loop" or w["w_hr"] is not None
+        cell, gi, params = self._fused_inputs(x, w, layer, reverse, loop)
         T, B = gi.shape[:2]
         valid = valid_mask(lengths, T, gi)
         keep = []
@@ -886,13 +940,13 @@ class FusedMixin:
         if self.recurrent_dropout and self.training:
             hidden_mask = variational_mask(B, state[0].shape[-1], self.recurrent_dropout, gi)
         kw = {"reverse": reverse, "hidden_mask": hidden_mask, "keep": tuple(keep), "valid": valid}
-        if self.backend == "loop" or w["w_hr"] is not None:
+        if loop:
             step = self._reference_step(w_hh, w, params)
             return reference_recurrence(step, gi, state, **kw)
         dtype = gi.dtype  # under autocast gi may be bf16 while the weights are float32
         params = tuple(None if p is None else p.to(dtype) for p in params)
         state = tuple(s.to(dtype) for s in state)
-        return fused_recurrence(self.fused_cell, gi, state, w_hh.to(dtype), params, **kw)
+        return fused_recurrence(cell, gi, state, w_hh.to(dtype), params, **kw)
 
 
 class FusedRNN(FusedMixin, RNN):

@@ -36,6 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from rnnkit.nn import fused
 from rnnkit.nn.cells import gru_gates
 from rnnkit.nn.fused import EPS, FusedMixin
 from rnnkit.nn.layers import GRU, LSTM
@@ -119,20 +120,34 @@ class _LayerNormMixin(FusedMixin):
     def _ln(self, base: str, layer: int, reverse: bool) -> Tensor | None:
         return getattr(self, f"{base}_l{layer}" + ("_reverse" if reverse else ""), None)
 
+    def _fused_inputs(self, x: Tensor, w: dict, layer: int, reverse: bool, loop: bool):
+        if self.mode == "LSTM" and not loop:
+            xp = F.linear(x, w["w_ih"])  # (T, B, G)
+            if fused.compiled_applies(xp) and fused.WHOLE_LOOP:
+                # the compiled loop applies γ_ih LN(·) + shift to each row as it goes
+                g_ih = self._ln("ln_ih_weight", layer, reverse)
+                shift, params = self._params(w, layer, reverse)
+                if shift is None:  # bias=False
+                    shift = torch.zeros_like(g_ih)
+                return "ln_lstm_x", xp, (*params, g_ih, shift)
+        return super()._fused_inputs(x, w, layer, reverse, loop)
+
+    def _params(self, w: dict, layer: int, reverse: bool):
+        """(the input projection's shift, the cell's parameters in ``CELLS`` order)."""
+        g_hh = self._ln("ln_hh_weight", layer, reverse)
+        if self.mode == "GRU":
+            return w["b_ih"], (g_hh, w["b_hh"])
+        shift = None if w["b_ih"] is None else w["b_ih"] + w["b_hh"]
+        b_c = self._ln("ln_cell_bias", layer, reverse)
+        g_c = self._ln("ln_cell_weight", layer, reverse)
+        if b_c is None:  # bias=False: no shift anywhere, a constant zero keeps one code path
+            b_c = torch.zeros_like(g_c)
+        return shift, (g_hh, g_c, b_c)
+
     def _gi_and_params(self, x: Tensor, w: dict, layer: int, reverse: bool):
         g_ih = self._ln("ln_ih_weight", layer, reverse)
-        g_hh = self._ln("ln_hh_weight", layer, reverse)
         G = g_ih.shape[0]
-        if self.mode == "GRU":
-            shift = w["b_ih"]
-            params = (g_hh, w["b_hh"])
-        else:
-            shift = None if w["b_ih"] is None else w["b_ih"] + w["b_hh"]
-            b_c = self._ln("ln_cell_bias", layer, reverse)
-            g_c = self._ln("ln_cell_weight", layer, reverse)
-            if b_c is None:  # bias=False: no shift anywhere, a constant zero keeps one code path
-                b_c = torch.zeros_like(g_c)
-            params = (g_hh, g_c, b_c)
+        shift, params = self._params(w, layer, reverse)
         # γ_ih ⊙ LN(W_ih x) + shift for all T steps: one matrix product, one layer-norm pass
         gi = F.layer_norm(F.linear(x, w["w_ih"]), (G,), g_ih, shift, EPS)  # (T, B, G)
         return gi, params

@@ -119,20 +119,44 @@ void layer_norm_backward_row(int64_t n, const scalar_t* dy, const scalar_t* w,
   });
 }
 
+// The input side's layer norm, when a step is given x = W_ih x_t (B, 4H) rather than gi:
+// gi = g_ih * xhat + shift, xhat = (x - mean) rstd (Ba et al.'s LN on the input projection).
+// Doing it here, row by row, saves a full pass over (T, B, 4H) arrays each way. g_ih null: the
+// step is given gi itself. Per step: mean, rstd (B,) written by forward and read by backward;
+// backward's xhat (B, 4H) scratch, dx (B, 4H) the gradient of x, d_g_ih and d_shift (4H,) sums.
+template <typename scalar_t>
+struct InputLN {
+  const scalar_t* g_ih = nullptr;
+  const scalar_t* shift = nullptr;
+  scalar_t* mean = nullptr;
+  scalar_t* rstd = nullptr;
+  scalar_t* xhat = nullptr;
+  scalar_t* dx = nullptr;
+  scalar_t* d_g_ih = nullptr;
+  scalar_t* d_shift = nullptr;
+};
+
 template <typename scalar_t>
 void forward_rows(int64_t b0, int64_t b1, int64_t H, double eps,
                   const scalar_t* a, const scalar_t* gi, const scalar_t* g_hh,
                   const scalar_t* c_prev, const scalar_t* g_c, const scalar_t* b_c,
                   scalar_t* ahat, scalar_t* rstd_a, scalar_t* act, scalar_t* gt, scalar_t* c_new,
-                  scalar_t* chat, scalar_t* rstd_c, scalar_t* y, scalar_t* h_new) {
+                  scalar_t* chat, scalar_t* rstd_c, scalar_t* y, scalar_t* h_new,
+                  const InputLN<scalar_t>& in) {
   using Vec = Vectorized<scalar_t>;
   const int64_t G = 4 * H;
   for (int64_t b = b0; b < b1; ++b) {
     const scalar_t* ar = a + b * G;
-    const scalar_t* gr = gi + b * G;
+    const scalar_t* gr = gi + b * G;  // gi, or x when in.g_ih
     scalar_t* ah = ahat + b * G;
     scalar_t* ac = act + b * G;
-    scalar_t mean, rstd;
+    scalar_t mean, rstd, mean_x = 0, rstd_x = 0;
+    if (in.g_ih) {
+      moments(gr, G, eps, mean_x, rstd_x);
+      in.mean[b] = mean_x;
+      in.rstd[b] = rstd_x;
+    }
+    const Vec mx(mean_x), rx(rstd_x);
     moments(ar, G, eps, mean, rstd);
     rstd_a[b] = rstd;
     const Vec m(mean), r(rstd);
@@ -143,7 +167,11 @@ void forward_rows(int64_t b0, int64_t b1, int64_t H, double eps,
       vloop<Vec>(H, [&](int64_t k, int64_t cnt) {
         const Vec z = (Vec::loadu(ar + off + k, cnt) - m) * r;
         z.store(ah + off + k, cnt);
-        const Vec pre = Vec::loadu(gr + off + k, cnt) + Vec::loadu(g_hh + off + k, cnt) * z;
+        Vec g_in = Vec::loadu(gr + off + k, cnt);
+        if (in.g_ih)
+          g_in = Vec::loadu(in.g_ih + off + k, cnt) * ((g_in - mx) * rx) +
+                 Vec::loadu(in.shift + off + k, cnt);
+        const Vec pre = g_in + Vec::loadu(g_hh + off + k, cnt) * z;
         (q == 2 ? vtanh(pre) : vsigmoid(pre)).store(dst + k, cnt);
       });
     }
@@ -169,16 +197,18 @@ void forward_rows(int64_t b0, int64_t b1, int64_t H, double eps,
   }
 }
 
-// Backward of one step. In: dh, dc (gradients on h', c'), and what forward kept.
+// Backward of one step. In: dh, dc (gradients on h', c'), and what forward kept (x: the step's
+// input projection, read only with the input-side layer norm).
 // Out: dg = d gates (= d gi) (B, 4H); da = d a (B, 4H); dz = d (g_c chat + b_c) (B, H), scratch
-// for the gain and shift gradients; dc_prev = d c (B, H).
+// for the gain and shift gradients; dc_prev = d c (B, H); with the input LN, in.dx and in.xhat.
 template <typename scalar_t>
 void backward_rows(int64_t b0, int64_t b1, int64_t H,
                    const scalar_t* dh, const scalar_t* dc, const scalar_t* act, const scalar_t* gt,
                    const scalar_t* y, const scalar_t* c_prev, const scalar_t* chat,
                    const scalar_t* rstd_c, const scalar_t* g_c, const scalar_t* ahat,
                    const scalar_t* rstd_a, const scalar_t* g_hh,
-                   scalar_t* dg, scalar_t* da, scalar_t* dz, scalar_t* dc_prev) {
+                   scalar_t* dg, scalar_t* da, scalar_t* dz, scalar_t* dc_prev,
+                   const scalar_t* x, const InputLN<scalar_t>& in) {
   using Vec = Vectorized<scalar_t>;
   const int64_t G = 4 * H;
   const Vec one(1);
@@ -209,6 +239,14 @@ void backward_rows(int64_t b0, int64_t b1, int64_t H,
     });
     // through ahat: da = LN backward of the gate gradients
     layer_norm_backward_row<scalar_t>(G, dgr, g_hh, ahat + b * G, rstd_a[b], da + b * G);
+    if (in.g_ih) {  // through the input LN: dx = LN backward of the same gate gradients
+      const Vec mx(in.mean[b]), rx(in.rstd[b]);
+      scalar_t* xh = in.xhat + b * G;
+      vloop<Vec>(G, [&](int64_t k, int64_t cnt) {
+        ((Vec::loadu(x + b * G + k, cnt) - mx) * rx).store(xh + k, cnt);
+      });
+      layer_norm_backward_row<scalar_t>(G, dgr, in.g_ih, xh, in.rstd[b], in.dx + b * G);
+    }
   }
 }
 
@@ -233,10 +271,11 @@ template <typename scalar_t>
 void forward_step(int64_t B, int64_t H, double eps, const scalar_t* a, const scalar_t* gi,
                   const scalar_t* g_hh, const scalar_t* c_prev, const scalar_t* g_c,
                   const scalar_t* b_c, scalar_t* ahat, scalar_t* rstd_a, scalar_t* act, scalar_t* gt,
-                  scalar_t* c_new, scalar_t* chat, scalar_t* rstd_c, scalar_t* y, scalar_t* h_new) {
+                  scalar_t* c_new, scalar_t* chat, scalar_t* rstd_c, scalar_t* y, scalar_t* h_new,
+                  const InputLN<scalar_t>& in = {}) {
   at::parallel_for(0, B, row_grain(4 * H), [&](int64_t b0, int64_t b1) {
     forward_rows<scalar_t>(b0, b1, H, eps, a, gi, g_hh, c_prev, g_c, b_c, ahat, rstd_a, act, gt,
-                           c_new, chat, rstd_c, y, h_new);
+                           c_new, chat, rstd_c, y, h_new, in);
   });
 }
 
@@ -248,14 +287,19 @@ void backward_step(int64_t B, int64_t H, const scalar_t* dh, const scalar_t* dc,
                    const scalar_t* c_prev, const scalar_t* chat, const scalar_t* rstd_c,
                    const scalar_t* g_c, const scalar_t* ahat, const scalar_t* rstd_a,
                    const scalar_t* g_hh, scalar_t* dg, scalar_t* da, scalar_t* dz,
-                   scalar_t* dc_prev, scalar_t* d_g_hh, scalar_t* d_g_c, scalar_t* d_b_c) {
+                   scalar_t* dc_prev, scalar_t* d_g_hh, scalar_t* d_g_c, scalar_t* d_b_c,
+                   const scalar_t* x = nullptr, const InputLN<scalar_t>& in = {}) {
   at::parallel_for(0, B, row_grain(4 * H), [&](int64_t b0, int64_t b1) {
     backward_rows<scalar_t>(b0, b1, H, dh, dc, act, gt, y, c_prev, chat, rstd_c, g_c, ahat, rstd_a,
-                            g_hh, dg, da, dz, dc_prev);
+                            g_hh, dg, da, dz, dc_prev, x, in);
   });
   add_column_sums<scalar_t>(B, 4 * H, dg, ahat, d_g_hh);
   add_column_sums<scalar_t>(B, H, dz, chat, d_g_c);
   add_column_sums<scalar_t>(B, H, dz, nullptr, d_b_c);
+  if (in.g_ih) {  // d g_ih = sum dg xhat, d shift = sum dg
+    add_column_sums<scalar_t>(B, 4 * H, dg, in.xhat, in.d_g_ih);
+    add_column_sums<scalar_t>(B, 4 * H, dg, nullptr, in.d_shift);
+  }
 }
 
 void check(const at::Tensor& t, const char* name, at::ScalarType dtype) {
@@ -343,7 +387,9 @@ void ln_lstm_forward_loop(double eps, bool reverse, at::Tensor gi, at::Tensor w_
                           std::optional<at::Tensor> new_h, std::optional<at::Tensor> new_c,
                           at::Tensor S_h, at::Tensor S_c, at::Tensor g_hh, at::Tensor g_c,
                           at::Tensor b_c, at::Tensor ahat, at::Tensor rstd_a, at::Tensor act,
-                          at::Tensor gt, at::Tensor chat, at::Tensor rstd_c, at::Tensor y) {
+                          at::Tensor gt, at::Tensor chat, at::Tensor rstd_c, at::Tensor y,
+                          std::optional<at::Tensor> g_ih, std::optional<at::Tensor> shift,
+                          std::optional<at::Tensor> stat_x) {
   const auto dtype = gi.scalar_type();
   const int64_t T = gi.size(0), B = gi.size(1), H = S_h.size(2), G = 4 * H, R = act.size(0);
   TORCH_CHECK(gi.dim() == 3 && gi.size(2) == G, "gi must be (T, B, 4H)");
@@ -358,6 +404,13 @@ void ln_lstm_forward_loop(double eps, bool reverse, at::Tensor gi, at::Tensor w_
     check(*new_h, "new_h", dtype);
     check(*new_c, "new_c", dtype);
   }
+  const bool input_ln = g_ih.has_value();
+  if (input_ln) {
+    TORCH_CHECK(shift && stat_x, "g_ih, shift and stat_x go together");
+    for (auto* p : {&*g_ih, &*shift, &*stat_x}) check(*p, "g_ih, shift, stat_x", dtype);
+    TORCH_CHECK(stat_x->dim() == 3 && stat_x->size(0) == 2 && stat_x->size(1) == R,
+                "stat_x must be (2, R, B)");
+  }
   at::Tensor h_in = hidden_mask ? at::empty({B, H}, gi.options()) : at::Tensor();
   AT_DISPATCH_FLOATING_TYPES(dtype, "ln_lstm_forward_loop", [&] {
     for (int64_t n = 0; n < T; ++n) {
@@ -367,6 +420,13 @@ void ln_lstm_forward_loop(double eps, bool reverse, at::Tensor gi, at::Tensor w_
       const at::Tensor& x = hidden_mask ? at::mul_out(h_in, h_prev, *hidden_mask) : h_prev;
       at::Tensor ahat_r = ahat.select(0, r);
       at::Tensor a = packed ? mkl_linear(x, w_mm, w_hh, B) : at::mm_out(ahat_r, x, w_mm);
+      InputLN<scalar_t> in;
+      if (input_ln) {
+        in.g_ih = ptr<scalar_t>(*g_ih);
+        in.shift = ptr<scalar_t>(*shift);
+        in.mean = ptr<scalar_t>(*stat_x) + r * B;
+        in.rstd = ptr<scalar_t>(*stat_x) + (R + r) * B;
+      }
       forward_step<scalar_t>(
           B, H, eps, ptr<scalar_t>(a), ptr<scalar_t>(gi) + t * B * G, ptr<scalar_t>(g_hh),
           ptr<scalar_t>(S_c) + jp * B * H, ptr<scalar_t>(g_c), ptr<scalar_t>(b_c),
@@ -375,7 +435,7 @@ void ln_lstm_forward_loop(double eps, bool reverse, at::Tensor gi, at::Tensor w_
           blend ? ptr<scalar_t>(*new_c) + t * B * H : ptr<scalar_t>(S_c) + jn * B * H,
           ptr<scalar_t>(chat) + r * B * H, ptr<scalar_t>(rstd_c) + r * B,
           ptr<scalar_t>(y) + r * B * H,
-          blend ? ptr<scalar_t>(*new_h) + t * B * H : ptr<scalar_t>(S_h) + jn * B * H);
+          blend ? ptr<scalar_t>(*new_h) + t * B * H : ptr<scalar_t>(S_h) + jn * B * H, in);
       if (!blend) continue;
       // zoneout / lengths: s_t = s_{t-1} + k_t (s'_t - s_{t-1}), the driver's torch.lerp
       for (int k = 0; k < 2; ++k) {
@@ -403,7 +463,10 @@ std::vector<at::Tensor> ln_lstm_backward_loop(
     std::optional<at::Tensor> keep_c, at::Tensor act, at::Tensor gt, at::Tensor y,
     at::Tensor c_prev, at::Tensor chat, at::Tensor rstd_c, at::Tensor g_c, at::Tensor ahat,
     at::Tensor rstd_a, at::Tensor g_hh, at::Tensor dg, at::Tensor da, at::Tensor dz,
-    at::Tensor d_g_hh, at::Tensor d_g_c, at::Tensor d_b_c) {
+    at::Tensor d_g_hh, at::Tensor d_g_c, at::Tensor d_b_c, std::optional<at::Tensor> x,
+    std::optional<at::Tensor> g_ih, std::optional<at::Tensor> stat_x,
+    std::optional<at::Tensor> xhat_x, std::optional<at::Tensor> dx,
+    std::optional<at::Tensor> d_g_ih, std::optional<at::Tensor> d_shift) {
   const auto dtype = act.scalar_type();
   const int64_t T = act.size(0), B = act.size(1), H = y.size(2), G = 4 * H;
   TORCH_CHECK(act.dim() == 3 && act.size(2) == G, "act must be (T, B, 4H)");
@@ -411,6 +474,15 @@ std::vector<at::Tensor> ln_lstm_backward_loop(
   for (auto* p : {&act, &gt, &y, &c_prev, &chat, &rstd_c, &g_c, &ahat, &rstd_a, &g_hh, &dg, &da,
                   &dz, &d_g_hh, &d_g_c, &d_b_c})
     check(*p, "every argument", dtype);
+  TORCH_CHECK(dg.dim() == 3 && (dg.size(0) == T || dg.size(0) == 1), "dg must be (T or 1, B, 4H)");
+  const int64_t dg_rows = dg.size(0);
+  const bool input_ln = g_ih.has_value();
+  if (input_ln) {
+    TORCH_CHECK(x && stat_x && xhat_x && dx && d_g_ih && d_shift,
+                "the input layer norm's arguments go together");
+    for (auto* p : {&*x, &*g_ih, &*stat_x, &*xhat_x, &*dx, &*d_g_ih, &*d_shift})
+      check(*p, "the input layer norm's arguments", dtype);
+  }
   // ping-pong buffers: the gradients on the state after the step being undone, and before it
   const int64_t t0 = reverse ? 0 : T - 1;
   at::Tensor dh = at::add(dh_last, dy.select(0, t0)).contiguous();
@@ -425,14 +497,25 @@ std::vector<at::Tensor> ln_lstm_backward_loop(
       at::Tensor dc_new = keep_c ? at::mul(dc, keep_c->select(0, t)) : dc;
       at::Tensor hold_h = keep_h ? at::sub(dh, dh_new) : at::Tensor();
       at::Tensor hold_c = keep_c ? at::sub(dc, dc_new) : at::Tensor();
+      InputLN<scalar_t> in;
+      if (input_ln) {
+        in.g_ih = ptr<scalar_t>(*g_ih);
+        in.mean = ptr<scalar_t>(*stat_x) + t * B;
+        in.rstd = ptr<scalar_t>(*stat_x) + (T + t) * B;
+        in.xhat = ptr<scalar_t>(*xhat_x);
+        in.dx = ptr<scalar_t>(*dx) + t * B * G;
+        in.d_g_ih = ptr<scalar_t>(*d_g_ih);
+        in.d_shift = ptr<scalar_t>(*d_shift);
+      }
       backward_step<scalar_t>(
           B, H, ptr<scalar_t>(dh_new), ptr<scalar_t>(dc_new), ptr<scalar_t>(act) + t * B * G,
           ptr<scalar_t>(gt) + t * B * H, ptr<scalar_t>(y) + t * B * H,
           ptr<scalar_t>(c_prev) + t * B * H, ptr<scalar_t>(chat) + t * B * H,
           ptr<scalar_t>(rstd_c) + t * B, ptr<scalar_t>(g_c), ptr<scalar_t>(ahat) + t * B * G,
-          ptr<scalar_t>(rstd_a) + t * B, ptr<scalar_t>(g_hh), ptr<scalar_t>(dg) + t * B * G,
-          ptr<scalar_t>(da) + t * B * G, ptr<scalar_t>(dz), ptr<scalar_t>(dc_prev),
-          ptr<scalar_t>(d_g_hh), ptr<scalar_t>(d_g_c), ptr<scalar_t>(d_b_c));
+          ptr<scalar_t>(rstd_a) + t * B, ptr<scalar_t>(g_hh),
+          ptr<scalar_t>(dg) + (dg_rows == T ? t : 0) * B * G, ptr<scalar_t>(da) + t * B * G,
+          ptr<scalar_t>(dz), ptr<scalar_t>(dc_prev), ptr<scalar_t>(d_g_hh), ptr<scalar_t>(d_g_c),
+          ptr<scalar_t>(d_b_c), input_ln ? ptr<scalar_t>(*x) + t * B * G : nullptr, in);
       // the h gradient before step t: through W_hh, plus the previous step's output gradient
       const at::Tensor da_t = da.select(0, t);
       const bool more = n + 1 < T;
