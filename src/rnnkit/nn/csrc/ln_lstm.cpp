@@ -455,10 +455,13 @@ void ln_lstm_forward_loop(double eps, bool reverse, at::Tensor gi, at::Tensor w_
 
 // The backward over all T steps, in the reverse of the forward's order. dy (T, B, H): the output
 // gradient (any strides); dh_last, dc_last (B, H): the gradients on the final states; c_prev
-// (T, B, H): the cell state each step read; keep_h, keep_c as in the forward. Writes dg, da
+// (T, B, H): the cell state each step read; keep_h, keep_c as in the forward; back_packed,
+// back_origin: W_hh^T packed for MKL and its origin (the product da W_hh by packed GEMM), or none
+// for at::mm with w_hh. Writes dg, da
 // (T, B, 4H) and adds to the gain and shift gradients; returns the gradients on (h0, c0).
 std::vector<at::Tensor> ln_lstm_backward_loop(
     bool reverse, at::Tensor dy, at::Tensor dh_last, at::Tensor dc_last, at::Tensor w_hh,
+    std::optional<at::Tensor> back_packed, std::optional<at::Tensor> back_origin,
     std::optional<at::Tensor> hidden_mask, std::optional<at::Tensor> keep_h,
     std::optional<at::Tensor> keep_c, at::Tensor act, at::Tensor gt, at::Tensor y,
     at::Tensor c_prev, at::Tensor chat, at::Tensor rstd_c, at::Tensor g_c, at::Tensor ahat,
@@ -520,16 +523,22 @@ std::vector<at::Tensor> ln_lstm_backward_loop(
       const at::Tensor da_t = da.select(0, t);
       const bool more = n + 1 < T;
       const int64_t t_next = reverse ? t + 1 : t - 1;
-      if (!hidden_mask && more) {
-        at::addmm_out(dh_prev, dy.select(0, t_next), da_t, w_hh);
+      at::Tensor dh_next = dh_prev;
+      if (back_packed) {  // da W_hh by MKL's packed GEMM: a new tensor
+        dh_next = mkl_linear(da_t, *back_packed, *back_origin, B);
+        if (hidden_mask) dh_next.mul_(*hidden_mask);
+        if (more) dh_next.add_(dy.select(0, t_next));
+      } else if (!hidden_mask && more) {
+        at::addmm_out(dh_next, dy.select(0, t_next), da_t, w_hh);
       } else {
-        at::mm_out(dh_prev, da_t, w_hh);
-        if (hidden_mask) dh_prev.mul_(*hidden_mask);
-        if (more) dh_prev.add_(dy.select(0, t_next));
+        at::mm_out(dh_next, da_t, w_hh);
+        if (hidden_mask) dh_next.mul_(*hidden_mask);
+        if (more) dh_next.add_(dy.select(0, t_next));
       }
-      if (keep_h) dh_prev.add_(hold_h);
+      if (keep_h) dh_next.add_(hold_h);
       if (keep_c) dc_prev.add_(hold_c);
-      std::swap(dh, dh_prev);
+      dh_prev = dh;  // free for the next step (unpacked products write into it)
+      dh = dh_next;
       std::swap(dc, dc_prev);
     }
   });
