@@ -12,6 +12,7 @@ import copy
 import pytest
 import torch
 
+import rnnkit
 import rnnkit.nn.cpu_kernels as cpu_kernels
 import rnnkit.nn.fused as fused
 from rnnkit.nn.fused import fused_recurrence
@@ -56,7 +57,7 @@ def run(m, x, **kw):
 def test_kernel_choice(on):
     gi = torch.zeros(2, 3, 8)
     params = (torch.ones(8), torch.ones(2), torch.zeros(2))
-    assert isinstance(fused._ln_lstm_kernel(gi, params), fused._CompiledLNLSTMKernel)
+    assert isinstance(fused._ln_lstm_kernel(gi, params), fused._CompiledLSTMKernel)
     # dtypes the extension is not built for keep the eager kernel
     bf = tuple(p.bfloat16() for p in params)
     assert isinstance(fused._ln_lstm_kernel(gi.bfloat16(), bf), fused._LNLSTMKernel)
@@ -153,7 +154,7 @@ def test_gradcheck_recurrence_with_masks(on):
         return out, h, c
 
     inputs = (gi, h0, c0, w_hh, g_hh, g_c, b_c)
-    assert isinstance(fused._ln_lstm_kernel(gi, (g_hh, g_c, b_c)), fused._CompiledLNLSTMKernel)
+    assert isinstance(fused._ln_lstm_kernel(gi, (g_hh, g_c, b_c)), fused._CompiledLSTMKernel)
     assert torch.autograd.gradcheck(f, inputs)
 
 
@@ -188,16 +189,19 @@ def blends(kind, T, B, H, dtype):
 @pytest.mark.parametrize("reverse", [False, True], ids=["fwd", "rev"])
 @pytest.mark.parametrize("masked", [False, True], ids=["plain", "hidden-mask"])
 @pytest.mark.parametrize("blend", ["none", "zoneout-h", "zoneout-both", "lengths"])
-def test_whole_loop_equals_per_step_driver(on, monkeypatch, dtype, reverse, masked, blend):
+@pytest.mark.parametrize("cell", ["ln_lstm", "lstm"])
+def test_whole_loop_equals_per_step_driver(on, monkeypatch, dtype, reverse, masked, blend, cell):
     """The compiled kernel runs the time loop itself (C++); it calls the same products, kernels
     and blends (zoneout, lengths) in the same order as the Python driver, so every output and
     gradient is equal bit for bit. (float32 takes MKL's packed GEMM where torch has it.)"""
     inputs, mask = recurrence_case(dtype)
+    if cell == "lstm":
+        inputs = inputs[:4]
     gi, h0, c0, w_hh, *params = inputs
     keep, valid = blends(blend, *gi.shape[:2], h0.shape[1], dtype)
 
     def once():
-        out, (h, c) = fused_recurrence("ln_lstm", gi, (h0, c0), w_hh, tuple(params),
+        out, (h, c) = fused_recurrence(cell, gi, (h0, c0), w_hh, tuple(params),
                                        reverse=reverse, hidden_mask=mask if masked else None,
                                        keep=keep, valid=valid)
         loss = out.sin().sum() + h.pow(2).sum() + (c * 0.7).cos().sum()
@@ -210,8 +214,9 @@ def test_whole_loop_equals_per_step_driver(on, monkeypatch, dtype, reverse, mask
         raise AssertionError("the per-step path ran where the whole loop should have")
 
     monkeypatch.setattr(fused, "WHOLE_LOOP", True)
-    monkeypatch.setattr(fused._CompiledLNLSTMKernel, "forward_step", refuse)
-    monkeypatch.setattr(fused._CompiledLNLSTMKernel, "backward_step", refuse)
+    assert isinstance(fused.CELLS[cell][0](gi, tuple(params)), fused._CompiledLSTMKernel)
+    monkeypatch.setattr(fused._CompiledLSTMKernel, "forward_step", refuse)
+    monkeypatch.setattr(fused._CompiledLSTMKernel, "backward_step", refuse)
     whole = once()
     for a, b in zip(whole, per_step):
         assert torch.equal(a, b)
@@ -219,18 +224,78 @@ def test_whole_loop_equals_per_step_driver(on, monkeypatch, dtype, reverse, mask
 
 @pytest.mark.parametrize("reverse", [False, True], ids=["fwd", "rev"])
 @pytest.mark.parametrize("blend", ["none", "zoneout-both"])
-def test_gradcheck_whole_loop(on, reverse, blend):
+@pytest.mark.parametrize("cell", ["ln_lstm", "lstm"])
+def test_gradcheck_whole_loop(on, reverse, blend, cell):
     """Finite differences (float64) through the C++ time loop, with a hidden mask."""
     inputs, mask = recurrence_case(DT, B=3, H=3, T=4, seed=5)
+    if cell == "lstm":
+        inputs = inputs[:4]
     keep, _ = blends(blend, 4, 3, 3, DT)
 
-    def f(gi, h0, c0, w_hh, g_hh, g_c, b_c):
-        out, (h, c) = fused_recurrence("ln_lstm", gi, (h0, c0), w_hh, (g_hh, g_c, b_c),
+    def f(gi, h0, c0, w_hh, *params):
+        out, (h, c) = fused_recurrence(cell, gi, (h0, c0), w_hh, params,
                                        hidden_mask=mask, reverse=reverse, keep=keep)
         return out, h, c
 
-    assert hasattr(fused._ln_lstm_kernel(inputs[0], inputs[4:]), "forward_all")
+    assert hasattr(fused.CELLS[cell][0](inputs[0], inputs[4:]), "forward_all")
     assert torch.autograd.gradcheck(f, inputs)
+
+
+@pytest.mark.parametrize("blend", ["none", "zoneout-both", "lengths"])
+def test_plain_lstm_equals_readable_loop(on, blend):
+    """The compiled plain LSTM (``lstm`` cell, what rnnkit.FusedLSTM runs) against the readable
+    autograd loop over ``cells.lstm_step``: float64, 1e-10, every output and gradient."""
+    from rnnkit.nn.cells import lstm_step
+    from rnnkit.nn.fused import reference_recurrence
+
+    inputs, mask = recurrence_case(DT, seed=9)
+    gi, h0, c0, w_hh = inputs[:4]
+    keep, valid = blends(blend, *gi.shape[:2], h0.shape[1], DT)
+    kw = dict(hidden_mask=mask, keep=keep, valid=valid, reverse=True)
+
+    def grads(out, h, c):
+        loss = out.sin().sum() + h.pow(2).sum() + (c * 0.7).cos().sum()
+        return (out, h, c, *torch.autograd.grad(loss, (gi, h0, c0, w_hh)))
+
+    out, (h, c) = fused_recurrence("lstm", gi, (h0, c0), w_hh, (), **kw)
+    compiled = grads(out, h, c)
+    out, (h, c) = reference_recurrence(lambda g, hi, s: lstm_step(g, hi, s[1], w_hh), gi,
+                                       (h0, c0), **kw)
+    for a, b in zip(compiled, grads(out, h, c)):
+        torch.testing.assert_close(a, b, **TOL)
+
+
+def test_fused_lstm_layer_float32(built, monkeypatch):
+    """rnnkit.FusedLSTM on the compiled kernels, float32, in training with every dropout: as close
+    to the float64 result as its eager kernel is, and torch.nn.LSTM's numbers without dropout."""
+    torch.manual_seed(10)
+    m = rnnkit.FusedLSTM(5, 16, num_layers=2, bidirectional=True, recurrent_dropout=0.2,
+                         zoneout=0.1, weight_dropout=0.2)
+    x = torch.randn(9, 6, 5, requires_grad=True)
+    lengths = torch.tensor([9, 8, 5, 5, 2, 1])
+
+    def run(model, x):
+        torch.manual_seed(11)
+        out, (h, c) = model(x, lengths=lengths)
+        loss = out.sin().sum() + h.pow(2).sum() + (c * 0.7).cos().sum()
+        return (out, h, c, *torch.autograd.grad(loss, [x, *model.parameters()]))
+
+    m64, x64 = copy.deepcopy(m).double(), x.detach().double().requires_grad_()
+    monkeypatch.setattr(fused, "CPU_KERNELS", False)
+    exact = run(m64, x64)
+    errors = {}
+    for flag in (False, True):
+        monkeypatch.setattr(fused, "CPU_KERNELS", flag)
+        errors[flag] = torch.tensor([((a.double() - b).abs().max() / b.abs().max()).item()
+                                     for a, b in zip(run(m, x), exact)])
+    assert (errors[False] < 1e-5).all()
+    assert (errors[True] <= 3 * errors[False] + 1e-6).all(), (errors[True], errors[False])
+    # without the dropouts it is torch.nn.LSTM (same weights, same state_dict keys)
+    plain = rnnkit.FusedLSTM(5, 16, num_layers=2, bidirectional=True)
+    ref = torch.nn.LSTM(5, 16, num_layers=2, bidirectional=True)
+    plain.load_state_dict(m.state_dict())
+    ref.load_state_dict(m.state_dict())
+    torch.testing.assert_close(plain(x)[0], ref(x)[0], rtol=1e-5, atol=1e-6)
 
 
 def input_ln_case(dtype, B=3, H=5, T=6, seed=7):

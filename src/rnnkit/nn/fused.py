@@ -382,43 +382,59 @@ class _LNLSTMKernel(_LSTMKernel):
         return self.dg, da, grads  # da only feeds d W_hh, so its buffer can go back to the pool
 
 
-class _CompiledLNLSTMKernel(_Owner):
-    """The LN-LSTM step through the compiled loops of :mod:`rnnkit.nn.cpu_kernels` (opt-in).
+class _CompiledLSTMKernel(_Owner):
+    """The (LN-)LSTM step through the compiled loops of :mod:`rnnkit.nn.cpu_kernels` (opt-in).
 
-    The same mathematics and driver interface as :class:`_LNLSTMKernel`; what differs is what is
-    kept. Forward keeps ``â = (a - mean) rstd`` in place of ``a``, ``ĉ`` and the two ``rstd`` per
-    step (a backward needs nothing else of the layer norms), and backward computes the local
+    The same mathematics and driver interface as :class:`_LNLSTMKernel` (``layer_norm=True``) or
+    :class:`_LSTMKernel` (``layer_norm=False``); what differs is what is kept. With layer norm,
+    forward keeps ``â = (a - mean) rstd`` in place of ``a``, ``ĉ`` and the two ``rstd`` per step
+    (a backward needs nothing else of the layer norms), and backward computes the local
     derivatives row by row instead of as bulk ``P``/``K`` arrays. Each backward step also adds
     its share of the gains' and shift's gradients (``dγ_hh = Σ dgates ⊙ â``, ``dγ_c = Σ dz ⊙ ĉ``,
     ``dβ_c = Σ dz``, with ``dz`` the gradient of ``γ_c ĉ + β_c``) while its rows are in cache.
+    The plain LSTM keeps the gate activations, ``tanh(g)`` and ``y = tanh(c')``, and its ``da``
+    is the gates' gradient itself.
     """
 
     def __init__(self, gi: Tensor, params: tuple, save: bool = True, eps: float = EPS,
-                 input_ln: bool = False) -> None:
+                 input_ln: bool = False, layer_norm: bool = True) -> None:
         from rnnkit.nn import cpu_kernels
 
-        self.ext, self.eps = cpu_kernels.load(), eps
+        self.ext, self.eps, self.ln = cpu_kernels.load(), eps, layer_norm
         T, B, G = gi.shape
         H = G // 4
         R = T if save else 1  # as _LSTMKernel: without backward, every step reuses one row
-        # γ_hh, γ_c, β_c, and with ``input_ln`` γ_ih and the shift: then ``gi`` is W_ih x (pre-LN)
-        # and the loop applies γ_ih LN(·) + shift row by row (whole loop only, no per-step path)
+        # LN: γ_hh, γ_c, β_c, and with ``input_ln`` γ_ih and the shift: then ``gi`` is W_ih x
+        # (pre-LN) and the loop applies γ_ih LN(·) + shift row by row (whole loop only). Plain: ()
         self.params = tuple(p.contiguous() for p in params)
         self.input_ln = input_ln
         self.stat_x = self.take((2, R, B), gi) if input_ln else None  # mean, rstd of W_ih x
         self.gi = gi
+        self.none = gi.new_empty(0)  # for the buffers the plain LSTM does not have
         self.act = self.take((R, B, G), gi)  # σ(i), σ(f), (unused), σ(o)
-        self.ahat = self.take((R, B, G), gi)  # â
-        self.g, self.y, self.chat = (self.take((R, B, H), gi) for _ in range(3))  # tanh(g), y, ĉ
-        self.rstd = self.take((2, R, B), gi)  # rstd of a, rstd of c'
+        self.g, self.y = (self.take((R, B, H), gi) for _ in range(2))  # tanh(g), y
+        if layer_norm:
+            self.ahat = self.take((R, B, G), gi)  # â
+            self.chat = self.take((R, B, H), gi)  # ĉ
+            self.rstd = self.take((2, R, B), gi)  # rstd of a, rstd of c'
+        else:
+            self.ahat = self.take((1, B, G), gi)  # scratch: the product a of one step
+            self.chat = self.none
+            self.rstd = (self.none, self.none)
+
+    def _ln_params(self):
+        """(γ_hh, γ_c, β_c), or three empty tensors for the plain LSTM."""
+        return self.params[:3] if self.ln else (self.none,) * 3
 
     # Per-step views, made on first use: the whole loop (forward_all / backward_all) needs none.
 
     @functools.cached_property
     def _fwd_views(self):
         T = self.gi.shape[0]
-        return (self.gi.unbind(0), *(_steps(b, T) for b in (
-            self.act, self.ahat, self.g, self.y, self.chat, *self.rstd.unbind(0))))
+        ln_bufs = (self.chat, *self.rstd) if self.ln else ()
+        views = [self.gi.unbind(0), *(_steps(b, T) for b in (
+            self.act, self.ahat, self.g, self.y, *ln_bufs))]
+        return views if self.ln else views + [[self.none] * T] * 3
 
     @functools.cached_property
     def _bwd_views(self):
@@ -428,9 +444,11 @@ class _CompiledLNLSTMKernel(_Owner):
         assert not self.input_ln, "the input layer norm runs in the whole loop only"
         gi, act, ahat, g, y, chat, rstd_a, rstd_c = self._fwd_views
         a = prod.mm(h_in, ahat[t])  # a may be ahat[t] itself: the kernel reads a row before it
-        g_hh, g_c, b_c = self.params  # writes â over it
-        self.ext.ln_lstm_forward(self.eps, a, gi[t], g_hh, prev[1], g_c, b_c, ahat[t], rstd_a[t],
-                                 act[t], g[t], new[1], chat[t], rstd_c[t], y[t], new[0])
+        g_hh, g_c, b_c = self._ln_params()  # writes â over it
+        self.ext.lstm_step_forward(
+            self.ln, self.eps, a, gi[t], g_hh, prev[1], g_c, b_c,
+            ahat[t] if self.ln else self.none, rstd_a[t], act[t], g[t], new[1], chat[t],
+            rstd_c[t], y[t], new[0])
 
     def prepare_backward(self, prev_all, new_all):
         B, H = self.y.shape[1:]
@@ -441,21 +459,27 @@ class _CompiledLNLSTMKernel(_Owner):
             self.xhat_x = self.take((B, 4 * H), self.act)  # scratch: LN(W_ih x) of one step
         else:
             self.dg = torch.empty_like(self.act)  # (T, B, 4H) gradient of the gates (= of gi)
-        self.da = self.take(self.act.shape, self.act)  # (T, B, 4H) gradient of a
-        self.dz = self.act.new_empty(B, H)  # scratch: gradient of γ_c ĉ + β_c at one step
+        # (T, B, 4H) gradient of a: for the plain LSTM the gates' gradient itself
+        self.da = self.take(self.act.shape, self.act) if self.ln else self.dg
+        # scratch: gradient of γ_c ĉ + β_c at one step
+        self.dz = self.act.new_empty(B, H) if self.ln else self.none
         self.__dict__.pop("_bwd_views", None)  # a second backward has new dg, da
         # dγ_hh = Σ dgates ⊙ â, dγ_c = Σ dz ⊙ ĉ, dβ_c = Σ dz, added to by every step
         self.d_params = tuple(torch.zeros_like(p) for p in self.params)
+
+    def _d_ln_params(self):
+        return self.d_params[:3] if self.ln else (self.none,) * 3
 
     def backward_step(self, t, d_new):
         _, act, ahat, g, y, chat, rstd_a, rstd_c = self._fwd_views
         c_prev, dg, da = self._bwd_views
         dh, dc = (d.contiguous() for d in d_new)
-        g_hh, g_c, _ = self.params
+        g_hh, g_c, _ = self._ln_params()
         dc_prev = torch.empty_like(dc)
-        self.ext.ln_lstm_backward(dh, dc, act[t], g[t], y[t], c_prev[t], chat[t], rstd_c[t], g_c,
-                                  ahat[t], rstd_a[t], g_hh, dg[t], da[t], self.dz, dc_prev,
-                                  *self.d_params)
+        self.ext.lstm_step_backward(
+            self.ln, dh, dc, act[t], g[t], y[t], c_prev[t], chat[t], rstd_c[t], g_c,
+            ahat[t] if self.ln else self.none, rstd_a[t], g_hh, dg[t], da[t], self.dz, dc_prev,
+            *self._d_ln_params())
         return da[t], (None, dc_prev)
 
     # The whole time loop in C++: the same products, kernels and blends (zoneout, lengths) as the
@@ -463,24 +487,25 @@ class _CompiledLNLSTMKernel(_Owner):
     # NEW: the (T, B, H) buffers of the unblended new states, or None when nothing is blended.
 
     def forward_all(self, reverse, S, prod, hidden_mask, keeps, NEW):
-        g_hh, g_c, b_c = self.params[:3]
+        g_hh, g_c, b_c = self._ln_params()
         x_ln = (*self.params[3:], self.stat_x) if self.input_ln else (None, None, None)
         w_mm = prod.fwd_w if prod.packed else prod.w_t
-        self.ext.ln_lstm_forward_loop(
-            self.eps, reverse, self.gi, prod.w_hh, w_mm, prod.packed, hidden_mask, *keeps,
-            *(NEW if NEW is not None else (None, None)), *S, g_hh, g_c, b_c, self.ahat,
+        self.ext.lstm_forward_loop(
+            self.ln, self.eps, reverse, self.gi, prod.w_hh, w_mm, prod.packed, hidden_mask,
+            *keeps, *(NEW if NEW is not None else (None, None)), *S, g_hh, g_c, b_c, self.ahat,
             self.rstd[0], self.act, self.g, self.chat, self.rstd[1], self.y, *x_ln)
 
     def backward_all(self, reverse, dy, d_final, prod, hidden_mask, keeps):
-        g_hh, g_c = self.params[:2]
+        g_hh, g_c, _ = self._ln_params()
         back = prod.back_weights() if prod.packed and PACKED_BACK else (None, None)
         x_ln = (None,) * 7
         if self.input_ln:
             x_ln = (self.gi, self.params[3], self.stat_x, self.xhat_x, self.dx, *self.d_params[3:])
-        return self.ext.ln_lstm_backward_loop(
-            reverse, dy, *d_final, prod.w_hh, *back, hidden_mask, *keeps, self.act, self.g, self.y,
-            self.c_prev, self.chat, self.rstd[1], g_c, self.ahat, self.rstd[0], g_hh, self.dg,
-            self.da, self.dz, *self.d_params[:3], *x_ln)
+        return self.ext.lstm_backward_loop(
+            self.ln, reverse, dy, *d_final, prod.w_hh, *back, hidden_mask, *keeps, self.act,
+            self.g, self.y, self.c_prev, self.chat, self.rstd[1], g_c,
+            self.ahat if self.ln else self.none, self.rstd[0], g_hh, self.dg, self.da, self.dz,
+            *self._d_ln_params(), *x_ln)
 
     def finish(self):
         return self.dx if self.input_ln else self.dg, self.da, self.d_params
@@ -500,8 +525,15 @@ def compiled_applies(t: Tensor) -> bool:
 
 def _ln_lstm_kernel(gi: Tensor, params: tuple, save: bool = True):
     """The compiled LN-LSTM kernel when enabled and applicable, else the eager."""
-    return _CompiledLNLSTMKernel(gi, params, save) if compiled_applies(gi) else _LNLSTMKernel(
+    return _CompiledLSTMKernel(gi, params, save) if compiled_applies(gi) else _LNLSTMKernel(
         gi, params, save)
+
+
+def _lstm_kernel(gi: Tensor, params: tuple, save: bool = True):
+    """The compiled plain-LSTM kernel when enabled and applicable, else the eager."""
+    if compiled_applies(gi):
+        return _CompiledLSTMKernel(gi, params, save, layer_norm=False)
+    return _LSTMKernel(gi, params, save)
 
 
 class _InputLNLSTMKernel(_LNLSTMKernel):
@@ -525,7 +557,7 @@ def _ln_lstm_x_kernel(x: Tensor, params: tuple, save: bool = True):
     """LN-LSTM given ``x = W_ih x_t`` before its layer norm: compiled (the input LN inside the
     whole loop) when enabled and applicable, else the eager kernel after a bulk layer norm."""
     if compiled_applies(x) and WHOLE_LOOP:
-        return _CompiledLNLSTMKernel(x, params, save, input_ln=True)
+        return _CompiledLSTMKernel(x, params, save, input_ln=True)
     return _InputLNLSTMKernel(x, params, save)
 
 
@@ -632,7 +664,7 @@ class _LNGRUKernel(_GRUKernel):
 CELLS = {
     "rnn_tanh": (lambda gi, p, save: _ElmanKernel(gi, p, relu=False), 1, 1, ()),
     "rnn_relu": (lambda gi, p, save: _ElmanKernel(gi, p, relu=True), 1, 1, ()),
-    "lstm": (_LSTMKernel, 2, 4, ()),
+    "lstm": (_lstm_kernel, 2, 4, ()),
     "gru": (_GRUKernel, 1, 3, ("b_hh",)),
     "ln_lstm": (_ln_lstm_kernel, 2, 4, ("g_hh", "g_c", "b_c")),
     # the same with the input side's layer norm inside: gi is W_ih x, before γ_ih LN(·) + shift

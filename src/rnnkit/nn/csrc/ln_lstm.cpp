@@ -1,4 +1,5 @@
-// The layer-normalised LSTM step (Ba et al. 2016) as two fused CPU loops, one per direction.
+// The LSTM step, layer-normalised (Ba et al. 2016) or plain, as two fused CPU loops, one per
+// direction, and the whole time loop around them.
 //
 // Why C++: at T=128, B=32, H=256 the eager step is ~12 small ATen ops, each a separate pass over
 // arrays that the step's matrix product has just pushed out of cache, plus Python dispatch; each
@@ -9,6 +10,7 @@
 // Notation as rnnkit/nn/fused.py: a = W_hh h_in (B, 4H) pre-LN; gi = W_ih x + b (B, 4H);
 // gates = gi + g_hh * ahat, ahat = (a - mean(a)) rstd_a; [i, f, g, o] = gates (torch order);
 // c' = s(f) c + s(i) tanh(g); chat = (c' - mean(c')) rstd_c; y = tanh(g_c * chat + b_c); h' = s(o) y.
+// The plain LSTM (layer_norm false, torch.nn.LSTM's cell): gates = gi + a and y = tanh(c').
 //
 // The formulas are those of fused.py's _LNLSTMKernel (and rnnkit.scratch); tests tie them.
 // Two levels: one step (the Python driver calls it per step where zoneout or lengths blend the
@@ -136,7 +138,9 @@ struct InputLN {
   scalar_t* d_shift = nullptr;
 };
 
-template <typename scalar_t>
+// LN false: the plain LSTM (torch.nn.LSTM's cell): gates = gi + a, y = tanh(c'); then ahat, chat,
+// the rstds, g_hh, g_c and b_c are neither read nor written (they may be null).
+template <typename scalar_t, bool LN>
 void forward_rows(int64_t b0, int64_t b1, int64_t H, double eps,
                   const scalar_t* a, const scalar_t* gi, const scalar_t* g_hh,
                   const scalar_t* c_prev, const scalar_t* g_c, const scalar_t* b_c,
@@ -157,21 +161,29 @@ void forward_rows(int64_t b0, int64_t b1, int64_t H, double eps,
       in.rstd[b] = rstd_x;
     }
     const Vec mx(mean_x), rx(rstd_x);
-    moments(ar, G, eps, mean, rstd);
-    rstd_a[b] = rstd;
+    mean = rstd = 0;
+    if (LN) {
+      moments(ar, G, eps, mean, rstd);
+      rstd_a[b] = rstd;
+    }
     const Vec m(mean), r(rstd);
     // ahat, and the gates block by block: s() on i, f, o; tanh on g (its act block is unused)
     for (int64_t q = 0; q < 4; ++q) {
       const int64_t off = q * H;
       scalar_t* dst = q == 2 ? gt + b * H : ac + off;
       vloop<Vec>(H, [&](int64_t k, int64_t cnt) {
-        const Vec z = (Vec::loadu(ar + off + k, cnt) - m) * r;
-        z.store(ah + off + k, cnt);
         Vec g_in = Vec::loadu(gr + off + k, cnt);
         if (in.g_ih)
           g_in = Vec::loadu(in.g_ih + off + k, cnt) * ((g_in - mx) * rx) +
                  Vec::loadu(in.shift + off + k, cnt);
-        const Vec pre = g_in + Vec::loadu(g_hh + off + k, cnt) * z;
+        Vec pre;
+        if (LN) {
+          const Vec z = (Vec::loadu(ar + off + k, cnt) - m) * r;
+          z.store(ah + off + k, cnt);
+          pre = g_in + Vec::loadu(g_hh + off + k, cnt) * z;
+        } else {
+          pre = g_in + Vec::loadu(ar + off + k, cnt);
+        }
         (q == 2 ? vtanh(pre) : vsigmoid(pre)).store(dst + k, cnt);
       });
     }
@@ -184,13 +196,20 @@ void forward_rows(int64_t b0, int64_t b1, int64_t H, double eps,
                     Vec::loadu(ac + k, cnt) * Vec::loadu(gg + k, cnt);
       c.store(cn + k, cnt);
     });
-    moments(cn, H, eps, mean, rstd);
-    rstd_c[b] = rstd;
+    if (LN) {
+      moments(cn, H, eps, mean, rstd);
+      rstd_c[b] = rstd;
+    }
     const Vec mc(mean), rc(rstd);
     vloop<Vec>(H, [&](int64_t k, int64_t cnt) {
-      const Vec z = (Vec::loadu(cn + k, cnt) - mc) * rc;
-      z.store(chat + b * H + k, cnt);
-      const Vec yy = vtanh(Vec::loadu(g_c + k, cnt) * z + Vec::loadu(b_c + k, cnt));
+      Vec yy;
+      if (LN) {
+        const Vec z = (Vec::loadu(cn + k, cnt) - mc) * rc;
+        z.store(chat + b * H + k, cnt);
+        yy = vtanh(Vec::loadu(g_c + k, cnt) * z + Vec::loadu(b_c + k, cnt));
+      } else {
+        yy = vtanh(Vec::loadu(cn + k, cnt));
+      }
       yy.store(y + b * H + k, cnt);
       (Vec::loadu(ac + 3 * H + k, cnt) * yy).store(h_new + b * H + k, cnt);
     });
@@ -201,7 +220,8 @@ void forward_rows(int64_t b0, int64_t b1, int64_t H, double eps,
 // input projection, read only with the input-side layer norm).
 // Out: dg = d gates (= d gi) (B, 4H); da = d a (B, 4H); dz = d (g_c chat + b_c) (B, H), scratch
 // for the gain and shift gradients; dc_prev = d c (B, H); with the input LN, in.dx and in.xhat.
-template <typename scalar_t>
+// LN false: the plain LSTM; da is dg itself (not written), dz and the LN inputs are unused.
+template <typename scalar_t, bool LN>
 void backward_rows(int64_t b0, int64_t b1, int64_t H,
                    const scalar_t* dh, const scalar_t* dc, const scalar_t* act, const scalar_t* gt,
                    const scalar_t* y, const scalar_t* c_prev, const scalar_t* chat,
@@ -216,17 +236,17 @@ void backward_rows(int64_t b0, int64_t b1, int64_t H,
     const scalar_t* ac = act + b * G;
     const scalar_t* yr = y + b * H;
     const scalar_t* dhr = dh + b * H;
-    scalar_t* dzr = dz + b * H;
     scalar_t* dgr = dg + b * G;
-    // dz = dh o (1 - y^2), the gradient of g_c chat + b_c
+    scalar_t* dcp = dc_prev + b * H;
+    // dz = dh o (1 - y^2), the gradient of g_c chat + b_c (plain: of c', straight into dcp)
+    scalar_t* dzr = LN ? dz + b * H : dcp;
     vloop<Vec>(H, [&](int64_t k, int64_t cnt) {
       const Vec yy = Vec::loadu(yr + k, cnt);
       (Vec::loadu(dhr + k, cnt) * Vec::loadu(ac + 3 * H + k, cnt) * (one - yy * yy))
           .store(dzr + k, cnt);
     });
     // through chat: dc' = LN backward of dz (written to dc_prev's row, used as scratch) + dc
-    scalar_t* dcp = dc_prev + b * H;
-    layer_norm_backward_row<scalar_t>(H, dzr, g_c, chat + b * H, rstd_c[b], dcp);
+    if (LN) layer_norm_backward_row<scalar_t>(H, dzr, g_c, chat + b * H, rstd_c[b], dcp);
     vloop<Vec>(H, [&](int64_t k, int64_t cnt) {
       const Vec dct = Vec::loadu(dcp + k, cnt) + Vec::loadu(dc + b * H + k, cnt);
       const Vec i = Vec::loadu(ac + k, cnt), f = Vec::loadu(ac + H + k, cnt);
@@ -237,8 +257,8 @@ void backward_rows(int64_t b0, int64_t b1, int64_t H,
       (Vec::loadu(dhr + k, cnt) * Vec::loadu(yr + k, cnt) * o * (one - o)).store(dgr + 3 * H + k, cnt);
       (dct * f).store(dcp + k, cnt);  // the same element was read above: in place is safe
     });
-    // through ahat: da = LN backward of the gate gradients
-    layer_norm_backward_row<scalar_t>(G, dgr, g_hh, ahat + b * G, rstd_a[b], da + b * G);
+    // through ahat: da = LN backward of the gate gradients (plain: da = dg)
+    if (LN) layer_norm_backward_row<scalar_t>(G, dgr, g_hh, ahat + b * G, rstd_a[b], da + b * G);
     if (in.g_ih) {  // through the input LN: dx = LN backward of the same gate gradients
       const Vec mx(in.mean[b]), rx(in.rstd[b]);
       scalar_t* xh = in.xhat + b * G;
@@ -268,21 +288,25 @@ void add_column_sums(int64_t B, int64_t n, const scalar_t* x, const scalar_t* w,
 
 // One step over all B rows (rows split over threads); pointers to (B, ·) blocks as forward_rows.
 template <typename scalar_t>
-void forward_step(int64_t B, int64_t H, double eps, const scalar_t* a, const scalar_t* gi,
+void forward_step(bool ln, int64_t B, int64_t H, double eps, const scalar_t* a, const scalar_t* gi,
                   const scalar_t* g_hh, const scalar_t* c_prev, const scalar_t* g_c,
                   const scalar_t* b_c, scalar_t* ahat, scalar_t* rstd_a, scalar_t* act, scalar_t* gt,
                   scalar_t* c_new, scalar_t* chat, scalar_t* rstd_c, scalar_t* y, scalar_t* h_new,
                   const InputLN<scalar_t>& in = {}) {
   at::parallel_for(0, B, row_grain(4 * H), [&](int64_t b0, int64_t b1) {
-    forward_rows<scalar_t>(b0, b1, H, eps, a, gi, g_hh, c_prev, g_c, b_c, ahat, rstd_a, act, gt,
-                           c_new, chat, rstd_c, y, h_new, in);
+    if (ln)
+      forward_rows<scalar_t, true>(b0, b1, H, eps, a, gi, g_hh, c_prev, g_c, b_c, ahat, rstd_a,
+                                   act, gt, c_new, chat, rstd_c, y, h_new, in);
+    else
+      forward_rows<scalar_t, false>(b0, b1, H, eps, a, gi, g_hh, c_prev, g_c, b_c, ahat, rstd_a,
+                                    act, gt, c_new, chat, rstd_c, y, h_new, in);
   });
 }
 
 // One backward step over all B rows, then its share of the gain and shift gradients (the rows
 // are done and still in cache).
 template <typename scalar_t>
-void backward_step(int64_t B, int64_t H, const scalar_t* dh, const scalar_t* dc,
+void backward_step(bool ln, int64_t B, int64_t H, const scalar_t* dh, const scalar_t* dc,
                    const scalar_t* act, const scalar_t* gt, const scalar_t* y,
                    const scalar_t* c_prev, const scalar_t* chat, const scalar_t* rstd_c,
                    const scalar_t* g_c, const scalar_t* ahat, const scalar_t* rstd_a,
@@ -290,9 +314,14 @@ void backward_step(int64_t B, int64_t H, const scalar_t* dh, const scalar_t* dc,
                    scalar_t* dc_prev, scalar_t* d_g_hh, scalar_t* d_g_c, scalar_t* d_b_c,
                    const scalar_t* x = nullptr, const InputLN<scalar_t>& in = {}) {
   at::parallel_for(0, B, row_grain(4 * H), [&](int64_t b0, int64_t b1) {
-    backward_rows<scalar_t>(b0, b1, H, dh, dc, act, gt, y, c_prev, chat, rstd_c, g_c, ahat, rstd_a,
-                            g_hh, dg, da, dz, dc_prev, x, in);
+    if (ln)
+      backward_rows<scalar_t, true>(b0, b1, H, dh, dc, act, gt, y, c_prev, chat, rstd_c, g_c,
+                                    ahat, rstd_a, g_hh, dg, da, dz, dc_prev, x, in);
+    else
+      backward_rows<scalar_t, false>(b0, b1, H, dh, dc, act, gt, y, c_prev, chat, rstd_c, g_c,
+                                     ahat, rstd_a, g_hh, dg, da, dz, dc_prev, x, in);
   });
+  if (!ln) return;  // the plain LSTM has no gains or shifts
   add_column_sums<scalar_t>(B, 4 * H, dg, ahat, d_g_hh);
   add_column_sums<scalar_t>(B, H, dz, chat, d_g_c);
   add_column_sums<scalar_t>(B, H, dz, nullptr, d_b_c);
@@ -308,8 +337,12 @@ void check(const at::Tensor& t, const char* name, at::ScalarType dtype) {
   TORCH_CHECK(t.scalar_type() == dtype, name, " must have dtype ", dtype, ", got ", t.scalar_type());
 }
 
+// A tensor's data, offset by `off` elements; null for an empty tensor (the buffers the plain LSTM
+// does not use are passed empty).
 template <typename scalar_t>
-scalar_t* ptr(const at::Tensor& t) { return t.data_ptr<scalar_t>(); }
+scalar_t* ptr(const at::Tensor& t, int64_t off = 0) {
+  return t.numel() ? t.data_ptr<scalar_t>() + off : nullptr;
+}
 
 // MKL's packed-weight GEMM (what fused.py's _Product uses from Python), through the dispatcher.
 at::Tensor mkl_linear(const at::Tensor& x, const at::Tensor& packed, const at::Tensor& w,
@@ -324,8 +357,9 @@ at::Tensor mkl_linear(const at::Tensor& x, const at::Tensor& packed, const at::T
 }  // namespace
 
 // All arguments are contiguous CPU tensors of one floating dtype; outputs are written in place.
-// a, gi, ahat, act: (B, 4H); c_prev, gt, c_new, chat, y, h_new: (B, H); rstd_a, rstd_c: (B,)
-void ln_lstm_forward(double eps, at::Tensor a, at::Tensor gi, at::Tensor g_hh, at::Tensor c_prev,
+// a, gi, ahat, act: (B, 4H); c_prev, gt, c_new, chat, y, h_new: (B, H); rstd_a, rstd_c: (B,).
+// layer_norm false: the plain LSTM; ahat, chat, the rstds and the gains may then be empty.
+void lstm_step_forward(bool layer_norm, double eps, at::Tensor a, at::Tensor gi, at::Tensor g_hh, at::Tensor c_prev,
                      at::Tensor g_c, at::Tensor b_c, at::Tensor ahat, at::Tensor rstd_a,
                      at::Tensor act, at::Tensor gt, at::Tensor c_new, at::Tensor chat,
                      at::Tensor rstd_c, at::Tensor y, at::Tensor h_new) {
@@ -335,8 +369,8 @@ void ln_lstm_forward(double eps, at::Tensor a, at::Tensor gi, at::Tensor g_hh, a
   for (auto* p : {&a, &gi, &g_hh, &c_prev, &g_c, &b_c, &ahat, &rstd_a, &act, &gt, &c_new, &chat,
                   &rstd_c, &y, &h_new})
     check(*p, "every argument", dtype);
-  AT_DISPATCH_FLOATING_TYPES(dtype, "ln_lstm_forward", [&] {
-    forward_step<scalar_t>(B, H, eps, ptr<scalar_t>(a), ptr<scalar_t>(gi), ptr<scalar_t>(g_hh),
+  AT_DISPATCH_FLOATING_TYPES(dtype, "lstm_step_forward", [&] {
+    forward_step<scalar_t>(layer_norm, B, H, eps, ptr<scalar_t>(a), ptr<scalar_t>(gi), ptr<scalar_t>(g_hh),
                            ptr<scalar_t>(c_prev), ptr<scalar_t>(g_c), ptr<scalar_t>(b_c),
                            ptr<scalar_t>(ahat), ptr<scalar_t>(rstd_a), ptr<scalar_t>(act),
                            ptr<scalar_t>(gt), ptr<scalar_t>(c_new), ptr<scalar_t>(chat),
@@ -344,7 +378,8 @@ void ln_lstm_forward(double eps, at::Tensor a, at::Tensor gi, at::Tensor g_hh, a
   });
 }
 
-void ln_lstm_backward(at::Tensor dh, at::Tensor dc, at::Tensor act, at::Tensor gt, at::Tensor y,
+// The plain LSTM (layer_norm false) passes da = dg and leaves the LN inputs and dz empty.
+void lstm_step_backward(bool layer_norm, at::Tensor dh, at::Tensor dc, at::Tensor act, at::Tensor gt, at::Tensor y,
                       at::Tensor c_prev, at::Tensor chat, at::Tensor rstd_c, at::Tensor g_c,
                       at::Tensor ahat, at::Tensor rstd_a, at::Tensor g_hh, at::Tensor dg,
                       at::Tensor da, at::Tensor dz, at::Tensor dc_prev, at::Tensor d_g_hh,
@@ -355,8 +390,8 @@ void ln_lstm_backward(at::Tensor dh, at::Tensor dc, at::Tensor act, at::Tensor g
   for (auto* p : {&dh, &dc, &act, &gt, &y, &c_prev, &chat, &rstd_c, &g_c, &ahat, &rstd_a, &g_hh,
                   &dg, &da, &dz, &dc_prev, &d_g_hh, &d_g_c, &d_b_c})
     check(*p, "every argument", dtype);
-  AT_DISPATCH_FLOATING_TYPES(dtype, "ln_lstm_backward", [&] {
-    backward_step<scalar_t>(B, H, ptr<scalar_t>(dh), ptr<scalar_t>(dc), ptr<scalar_t>(act),
+  AT_DISPATCH_FLOATING_TYPES(dtype, "lstm_step_backward", [&] {
+    backward_step<scalar_t>(layer_norm, B, H, ptr<scalar_t>(dh), ptr<scalar_t>(dc), ptr<scalar_t>(act),
                             ptr<scalar_t>(gt), ptr<scalar_t>(y), ptr<scalar_t>(c_prev),
                             ptr<scalar_t>(chat), ptr<scalar_t>(rstd_c), ptr<scalar_t>(g_c),
                             ptr<scalar_t>(ahat), ptr<scalar_t>(rstd_a), ptr<scalar_t>(g_hh),
@@ -381,7 +416,7 @@ void ln_lstm_backward(at::Tensor dh, at::Tensor dc, at::Tensor act, at::Tensor g
 // states into new_h, new_c (T, B, H) and the kept state s_t = lerp(s_{t-1}, s'_t, k_t) goes to S.
 // ---------------------------------------------------------------------------------------------
 
-void ln_lstm_forward_loop(double eps, bool reverse, at::Tensor gi, at::Tensor w_hh,
+void lstm_forward_loop(bool layer_norm, double eps, bool reverse, at::Tensor gi, at::Tensor w_hh,
                           at::Tensor w_mm, bool packed, std::optional<at::Tensor> hidden_mask,
                           std::optional<at::Tensor> keep_h, std::optional<at::Tensor> keep_c,
                           std::optional<at::Tensor> new_h, std::optional<at::Tensor> new_c,
@@ -412,30 +447,29 @@ void ln_lstm_forward_loop(double eps, bool reverse, at::Tensor gi, at::Tensor w_
                 "stat_x must be (2, R, B)");
   }
   at::Tensor h_in = hidden_mask ? at::empty({B, H}, gi.options()) : at::Tensor();
-  AT_DISPATCH_FLOATING_TYPES(dtype, "ln_lstm_forward_loop", [&] {
+  AT_DISPATCH_FLOATING_TYPES(dtype, "lstm_forward_loop", [&] {
     for (int64_t n = 0; n < T; ++n) {
       const int64_t t = reverse ? T - 1 - n : n, r = R == T ? t : 0;
       const int64_t jp = reverse ? t + 1 : t, jn = reverse ? t : t + 1;
       at::Tensor h_prev = S_h.select(0, jp);
       const at::Tensor& x = hidden_mask ? at::mul_out(h_in, h_prev, *hidden_mask) : h_prev;
-      at::Tensor ahat_r = ahat.select(0, r);
+      at::Tensor ahat_r = ahat.select(0, ahat.size(0) == 1 ? 0 : r);  // plain LSTM: scratch
       at::Tensor a = packed ? mkl_linear(x, w_mm, w_hh, B) : at::mm_out(ahat_r, x, w_mm);
       InputLN<scalar_t> in;
       if (input_ln) {
         in.g_ih = ptr<scalar_t>(*g_ih);
         in.shift = ptr<scalar_t>(*shift);
-        in.mean = ptr<scalar_t>(*stat_x) + r * B;
-        in.rstd = ptr<scalar_t>(*stat_x) + (R + r) * B;
+        in.mean = ptr<scalar_t>(*stat_x, r * B);
+        in.rstd = ptr<scalar_t>(*stat_x, (R + r) * B);
       }
       forward_step<scalar_t>(
-          B, H, eps, ptr<scalar_t>(a), ptr<scalar_t>(gi) + t * B * G, ptr<scalar_t>(g_hh),
-          ptr<scalar_t>(S_c) + jp * B * H, ptr<scalar_t>(g_c), ptr<scalar_t>(b_c),
-          ptr<scalar_t>(ahat_r), ptr<scalar_t>(rstd_a) + r * B, ptr<scalar_t>(act) + r * B * G,
-          ptr<scalar_t>(gt) + r * B * H,
-          blend ? ptr<scalar_t>(*new_c) + t * B * H : ptr<scalar_t>(S_c) + jn * B * H,
-          ptr<scalar_t>(chat) + r * B * H, ptr<scalar_t>(rstd_c) + r * B,
-          ptr<scalar_t>(y) + r * B * H,
-          blend ? ptr<scalar_t>(*new_h) + t * B * H : ptr<scalar_t>(S_h) + jn * B * H, in);
+          layer_norm, B, H, eps, ptr<scalar_t>(a), ptr<scalar_t>(gi, t * B * G),
+          ptr<scalar_t>(g_hh), ptr<scalar_t>(S_c, jp * B * H), ptr<scalar_t>(g_c),
+          ptr<scalar_t>(b_c), ptr<scalar_t>(ahat_r), ptr<scalar_t>(rstd_a, r * B),
+          ptr<scalar_t>(act, r * B * G), ptr<scalar_t>(gt, r * B * H),
+          blend ? ptr<scalar_t>(*new_c, t * B * H) : ptr<scalar_t>(S_c, jn * B * H),
+          ptr<scalar_t>(chat, r * B * H), ptr<scalar_t>(rstd_c, r * B), ptr<scalar_t>(y, r * B * H),
+          blend ? ptr<scalar_t>(*new_h, t * B * H) : ptr<scalar_t>(S_h, jn * B * H), in);
       if (!blend) continue;
       // zoneout / lengths: s_t = s_{t-1} + k_t (s'_t - s_{t-1}), the driver's torch.lerp
       for (int k = 0; k < 2; ++k) {
@@ -459,8 +493,8 @@ void ln_lstm_forward_loop(double eps, bool reverse, at::Tensor gi, at::Tensor w_
 // back_origin: W_hh^T packed for MKL and its origin (the product da W_hh by packed GEMM), or none
 // for at::mm with w_hh. Writes dg, da
 // (T, B, 4H) and adds to the gain and shift gradients; returns the gradients on (h0, c0).
-std::vector<at::Tensor> ln_lstm_backward_loop(
-    bool reverse, at::Tensor dy, at::Tensor dh_last, at::Tensor dc_last, at::Tensor w_hh,
+std::vector<at::Tensor> lstm_backward_loop(
+    bool layer_norm, bool reverse, at::Tensor dy, at::Tensor dh_last, at::Tensor dc_last, at::Tensor w_hh,
     std::optional<at::Tensor> back_packed, std::optional<at::Tensor> back_origin,
     std::optional<at::Tensor> hidden_mask, std::optional<at::Tensor> keep_h,
     std::optional<at::Tensor> keep_c, at::Tensor act, at::Tensor gt, at::Tensor y,
@@ -491,7 +525,7 @@ std::vector<at::Tensor> ln_lstm_backward_loop(
   at::Tensor dh = at::add(dh_last, dy.select(0, t0)).contiguous();
   at::Tensor dc = dc_last.contiguous().clone();
   at::Tensor dh_prev = at::empty_like(dh), dc_prev = at::empty_like(dc);
-  AT_DISPATCH_FLOATING_TYPES(dtype, "ln_lstm_backward_loop", [&] {
+  AT_DISPATCH_FLOATING_TYPES(dtype, "lstm_backward_loop", [&] {
     for (int64_t n = 0; n < T; ++n) {
       const int64_t t = reverse ? n : T - 1 - n;
       // zoneout / lengths: the gradient on s_t splits into k_t d (to the new state s'_t) and
@@ -503,22 +537,22 @@ std::vector<at::Tensor> ln_lstm_backward_loop(
       InputLN<scalar_t> in;
       if (input_ln) {
         in.g_ih = ptr<scalar_t>(*g_ih);
-        in.mean = ptr<scalar_t>(*stat_x) + t * B;
-        in.rstd = ptr<scalar_t>(*stat_x) + (T + t) * B;
+        in.mean = ptr<scalar_t>(*stat_x, t * B);
+        in.rstd = ptr<scalar_t>(*stat_x, (T + t) * B);
         in.xhat = ptr<scalar_t>(*xhat_x);
-        in.dx = ptr<scalar_t>(*dx) + t * B * G;
+        in.dx = ptr<scalar_t>(*dx, t * B * G);
         in.d_g_ih = ptr<scalar_t>(*d_g_ih);
         in.d_shift = ptr<scalar_t>(*d_shift);
       }
       backward_step<scalar_t>(
-          B, H, ptr<scalar_t>(dh_new), ptr<scalar_t>(dc_new), ptr<scalar_t>(act) + t * B * G,
-          ptr<scalar_t>(gt) + t * B * H, ptr<scalar_t>(y) + t * B * H,
-          ptr<scalar_t>(c_prev) + t * B * H, ptr<scalar_t>(chat) + t * B * H,
-          ptr<scalar_t>(rstd_c) + t * B, ptr<scalar_t>(g_c), ptr<scalar_t>(ahat) + t * B * G,
-          ptr<scalar_t>(rstd_a) + t * B, ptr<scalar_t>(g_hh),
-          ptr<scalar_t>(dg) + (dg_rows == T ? t : 0) * B * G, ptr<scalar_t>(da) + t * B * G,
+          layer_norm, B, H, ptr<scalar_t>(dh_new), ptr<scalar_t>(dc_new),
+          ptr<scalar_t>(act, t * B * G), ptr<scalar_t>(gt, t * B * H), ptr<scalar_t>(y, t * B * H),
+          ptr<scalar_t>(c_prev, t * B * H), ptr<scalar_t>(chat, t * B * H),
+          ptr<scalar_t>(rstd_c, t * B), ptr<scalar_t>(g_c), ptr<scalar_t>(ahat, t * B * G),
+          ptr<scalar_t>(rstd_a, t * B), ptr<scalar_t>(g_hh),
+          ptr<scalar_t>(dg, (dg_rows == T ? t : 0) * B * G), ptr<scalar_t>(da, t * B * G),
           ptr<scalar_t>(dz), ptr<scalar_t>(dc_prev), ptr<scalar_t>(d_g_hh), ptr<scalar_t>(d_g_c),
-          ptr<scalar_t>(d_b_c), input_ln ? ptr<scalar_t>(*x) + t * B * G : nullptr, in);
+          ptr<scalar_t>(d_b_c), input_ln ? ptr<scalar_t>(*x, t * B * G) : nullptr, in);
       // the h gradient before step t: through W_hh, plus the previous step's output gradient
       const at::Tensor da_t = da.select(0, t);
       const bool more = n + 1 < T;
@@ -546,9 +580,9 @@ std::vector<at::Tensor> ln_lstm_backward_loop(
 }
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
-  m.def("ln_lstm_forward", &ln_lstm_forward, "fused LN-LSTM step, forward (in place)");
-  m.def("ln_lstm_backward", &ln_lstm_backward, "fused LN-LSTM step, backward (in place)");
-  m.def("ln_lstm_forward_loop", &ln_lstm_forward_loop, "LN-LSTM forward over all steps (in place)");
-  m.def("ln_lstm_backward_loop", &ln_lstm_backward_loop,
-        "LN-LSTM backward over all steps; returns the gradients on (h0, c0)");
+  m.def("lstm_step_forward", &lstm_step_forward, "fused (LN-)LSTM step, forward (in place)");
+  m.def("lstm_step_backward", &lstm_step_backward, "fused (LN-)LSTM step, backward (in place)");
+  m.def("lstm_forward_loop", &lstm_forward_loop, "(LN-)LSTM forward over all steps (in place)");
+  m.def("lstm_backward_loop", &lstm_backward_loop,
+        "(LN-)LSTM backward over all steps; returns the gradients on (h0, c0)");
 }
