@@ -4,7 +4,7 @@
     python benchmarks/custom_cells.py --quick       # small shape, 2 repeats
     python benchmarks/custom_cells.py --threads 1   # pin the thread count (shared machines)
     python benchmarks/custom_cells.py --shapes small --threads 1 --repeats 9
-    python benchmarks/custom_cells.py --no-compiled # without the compiled CPU kernels' row
+    python benchmarks/custom_cells.py --no-compiled # without the compiled CPU kernels' rows
 
 Correctness first: on the benchmark's own weights and inputs, the rnnkit fast path and the fused
 LSTM must give torch.nn.LSTM's outputs and gradients, and the fused LayerNormLSTM must give the
@@ -14,11 +14,14 @@ Then forward (no grad) and forward+backward (sum of the outputs) are timed for:
 * ``torch.nn.LSTM``                 PyTorch's fused C++ kernels (the peer every ratio is against)
 * ``rnnkit.LSTM``                   rnnkit's fast path (the same kernels, via rnnkit.nn.native)
 * ``rnnkit.FusedLSTM``              our fused recurrence with hand-written BPTT (rnnkit.nn.fused)
+* ``... FusedLSTM (compiled ...)``  the fused LSTM with ``rnnkit.nn.cpu_kernels`` on (the time
+                                    loop and each step's work between the products in C++)
 * ``rnnkit.LayerNormLSTM``          the same machinery with layer norm (Ba et al. 2016)
 * ``... (compiled CPU kernels)``   the fused LayerNormLSTM with ``rnnkit.nn.cpu_kernels`` on: the
-                                    step between the matrix products as one compiled C++ loop
-                                    (built on first use, about a minute; the row is left out,
-                                    with the reason, where it cannot be built)
+                                    time loop, the layer norms and each step's work between the
+                                    products in C++ (built on first use, about a minute; the
+                                    compiled rows are left out, with the reason, where it cannot
+                                    be built)
 * ``loop LayerNormLSTM``            a cell module with nn.LayerNorm stepped by a Python loop over
                                     time, autograd for the backward: how users write it today
 * ``... (no workspace reuse)``      the fused LayerNormLSTM with ``FUSED_WORKSPACE`` turned off
@@ -55,6 +58,7 @@ from rnnkit.nn.fused import FUSED_WORKSPACE
 NO_REUSE = "rnnkit.LayerNormLSTM (no workspace reuse)"
 NO_PACK = "rnnkit.LayerNormLSTM (torch.mm per step)"
 COMPILED = "rnnkit.LayerNormLSTM (compiled CPU kernels)"
+FUSED_COMPILED = "rnnkit.FusedLSTM (compiled CPU kernels)"
 
 
 class LoopLayerNormLSTMCell(nn.Module):
@@ -113,6 +117,8 @@ def build(I: int, H: int, compiled: bool = True) -> dict[str, nn.Module]:
         m = cls(I, H)
         m.load_state_dict(ref.state_dict())
         models[name] = m
+    if compiled:
+        models[FUSED_COMPILED] = models["rnnkit.FusedLSTM"]  # the same module, kernels on
     ln = rnnkit.LayerNormLSTM(I, H)
     with torch.no_grad():  # gains and shifts away from 1 and 0, so the check tests them
         for name, p in ln.named_parameters():
@@ -154,7 +160,8 @@ def kernels_on():
 
 def variant(name: str):
     """The context a model's row is timed in."""
-    contexts = {NO_REUSE: workspace_off, NO_PACK: packing_off, COMPILED: kernels_on}
+    contexts = {NO_REUSE: workspace_off, NO_PACK: packing_off, COMPILED: kernels_on,
+                FUSED_COMPILED: kernels_on}
     return contexts.get(name, contextlib.nullcontext)()
 
 
@@ -189,7 +196,7 @@ def check(models: dict[str, nn.Module], x: torch.Tensor) -> None:
     pairs = [("rnnkit.LSTM", "torch.nn.LSTM"), ("rnnkit.FusedLSTM", "torch.nn.LSTM"),
              ("rnnkit.LayerNormLSTM", "loop LayerNormLSTM")]
     if COMPILED in models:
-        pairs.append((COMPILED, "loop LayerNormLSTM"))
+        pairs += [(COMPILED, "loop LayerNormLSTM"), (FUSED_COMPILED, "torch.nn.LSTM")]
     for ours, ref in pairs:
         with variant(ours):
             out_o, g_o = run(models[ours])
@@ -237,7 +244,7 @@ def main(argv=None) -> None:
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
     parser.add_argument("--shapes", choices=["both", *SHAPES], default="both")
     parser.add_argument("--no-compiled", action="store_true",
-                        help="leave out the compiled CPU kernels' row (no build)")
+                        help="leave out the compiled CPU kernels' rows (no build)")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -251,7 +258,7 @@ def main(argv=None) -> None:
         try:
             cpu_kernels.load()
         except cpu_kernels.CPUKernelsUnavailable as e:
-            print(f"(no compiled-kernels row: {e})")
+            print(f"(no compiled-kernels rows: {e})")
             compiled = False
     for shape_name, shape in shapes.items():
         T, B, I, H = shape
