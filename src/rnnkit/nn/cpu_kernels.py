@@ -3,14 +3,18 @@
     import rnnkit.nn.cpu_kernels as cpu_kernels
     cpu_kernels.enable()        # compiles once (about a minute), then cached; raises if it cannot
 
-What it does: in :mod:`rnnkit.nn.fused`, the layer-normalised LSTM's step does about a dozen small
-ATen ops between the per-step matrix products (two layer norms, the gate activations, the cell
-update). At small shapes each of them is a separate pass over memory that the matrix product has
-just pushed out of cache, plus Python dispatch: 10-30 us each (measured). ``csrc/ln_lstm.cpp`` does
-all of it in one loop per batch row (vectorised with ATen's ``Vectorized``, rows split over
-threads once a step has more than a few of them), forward and backward. The matrix products, the masks, the time loop and
-the weight gradients stay exactly as in ``fused.py``. ``tests/speed/test_cpu_kernels.py`` ties it to
-the eager kernel and to float64 gradcheck; ``benchmarks/custom_cells.py`` measures it.
+What it does: in :mod:`rnnkit.nn.fused`, the (layer-normalised) LSTM's step does about a dozen
+small ATen ops between the per-step matrix products (the layer norms, the gate activations, the
+cell update). At small shapes each of them is a separate pass over memory that the matrix product
+has just pushed out of cache, plus Python dispatch: 10-30 us each (measured). ``csrc/ln_lstm.cpp``
+does all of it in one loop per batch row (vectorised with ATen's ``Vectorized``, rows split over
+threads once a step has more than a few of them), forward and backward, and runs the time loop
+itself: the same per-step products, masks and blends (zoneout, lengths) as the Python driver, in
+the same order. With layer norm it also applies the input side's layer norm row by row. It serves
+``rnnkit.LayerNormLSTM`` and ``rnnkit.FusedLSTM`` (CPU, float32/float64); the weight gradients
+stay one matrix product each, as in ``fused.py``. ``tests/speed/test_cpu_kernels.py`` ties it to
+the eager kernels, the readable loop and float64 gradcheck; ``benchmarks/custom_cells.py``
+measures it.
 
 Why opt-in: it needs a C++ compiler and ``ninja`` (``pip install ninja``) at run time, and the first
 build takes about a minute (later processes load the cached build from PyTorch's extension folder,
