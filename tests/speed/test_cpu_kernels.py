@@ -54,6 +54,23 @@ def run(m, x, **kw):
     return (out, h, c, *grads)
 
 
+def assert_float32_as_accurate_as_eager(monkeypatch, run_model, m, x):
+    """``run_model(m, x)`` in float32 with the compiled kernels is as close to the float64 result
+    (eager) as the eager float32 run is: normwise error per output and gradient. The compiled
+    σ and tanh use ATen's exp_u20 (20 ulp): measured within 0.5-2x the eager error, itself a few
+    float32 ulps."""
+    exact_inputs = copy.deepcopy(m).double(), x.detach().double().requires_grad_()
+    monkeypatch.setattr(fused, "CPU_KERNELS", False)
+    exact = run_model(*exact_inputs)
+    errors = {}
+    for flag in (False, True):
+        monkeypatch.setattr(fused, "CPU_KERNELS", flag)
+        errors[flag] = torch.tensor([((a.double() - b).abs().max() / b.abs().max()).item()
+                                     for a, b in zip(run_model(m, x), exact)])
+    assert (errors[False] < 1e-5).all()  # the reference itself is sound
+    assert (errors[True] <= 3 * errors[False] + 1e-6).all(), (errors[True], errors[False])
+
+
 def test_kernel_choice(on):
     gi = torch.zeros(2, 3, 8)
     params = (torch.ones(8), torch.ones(2), torch.zeros(2))
@@ -100,20 +117,8 @@ def test_float32_as_accurate_as_eager(built, monkeypatch, T, B, I, H):
     kernel (normwise error per output and gradient). B=130 with 4H=256 is more than one parallel
     task (the grain is 8192 elements), so the row split is exercised where there are threads."""
     m = perturbed(I, H, dtype=torch.float32, seed=1)
-    m64 = copy.deepcopy(m).double()
     x = torch.randn(T, B, I, requires_grad=True)
-    x64 = x.detach().double().requires_grad_()
-    monkeypatch.setattr(fused, "CPU_KERNELS", False)
-    exact = run(m64, x64)
-    errors = {}
-    for flag in (False, True):
-        monkeypatch.setattr(fused, "CPU_KERNELS", flag)
-        errors[flag] = torch.tensor([((a.double() - b).abs().max() / b.abs().max()).item()
-                                     for a, b in zip(run(m, x), exact)])
-    assert (errors[False] < 1e-5).all()  # the reference itself is sound
-    # the compiled step's sigmoids and tanhs use ATen's exp_u20 (20 ulp): measured here within
-    # 0.5-2x the eager error, which is itself a few float32 ulps
-    assert (errors[True] <= 3 * errors[False] + 1e-6).all(), (errors[True], errors[False])
+    assert_float32_as_accurate_as_eager(monkeypatch, run, m, x)
 
 
 def test_inference_path_and_saturation(on):
@@ -280,16 +285,7 @@ def test_fused_lstm_layer_float32(built, monkeypatch):
         loss = out.sin().sum() + h.pow(2).sum() + (c * 0.7).cos().sum()
         return (out, h, c, *torch.autograd.grad(loss, [x, *model.parameters()]))
 
-    m64, x64 = copy.deepcopy(m).double(), x.detach().double().requires_grad_()
-    monkeypatch.setattr(fused, "CPU_KERNELS", False)
-    exact = run(m64, x64)
-    errors = {}
-    for flag in (False, True):
-        monkeypatch.setattr(fused, "CPU_KERNELS", flag)
-        errors[flag] = torch.tensor([((a.double() - b).abs().max() / b.abs().max()).item()
-                                     for a, b in zip(run(m, x), exact)])
-    assert (errors[False] < 1e-5).all()
-    assert (errors[True] <= 3 * errors[False] + 1e-6).all(), (errors[True], errors[False])
+    assert_float32_as_accurate_as_eager(monkeypatch, run, m, x)
     # without the dropouts it is torch.nn.LSTM (same weights, same state_dict keys)
     plain = rnnkit.FusedLSTM(5, 16, num_layers=2, bidirectional=True)
     ref = torch.nn.LSTM(5, 16, num_layers=2, bidirectional=True)
