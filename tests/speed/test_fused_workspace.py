@@ -79,3 +79,44 @@ def test_limit_zero_keeps_nothing(pool_limit):
     pool_limit.limit_bytes = 0
     _grads("ln_lstm", 0)
     assert pool_limit.held == 0 and not any(pool_limit.free.values())
+
+
+@pytest.mark.parametrize("compiled", [False, True], ids=["eager", "compiled"])
+def test_threads_share_the_pool_safely(compiled, pool_limit, monkeypatch):
+    """Four Python threads run fused calls at once (the compiled loop lets the GIL go), taking
+    and giving back buffers of the same shapes: every result equals the one-thread result, and
+    the pool's byte count ends equal to what it holds."""
+    import threading
+
+    import rnnkit.nn.cpu_kernels as cpu_kernels
+    import rnnkit.nn.fused as fused
+
+    if compiled:
+        try:
+            cpu_kernels.load()
+        except cpu_kernels.CPUKernelsUnavailable as e:
+            pytest.skip(f"compiled CPU kernels unavailable here: {e}")
+        monkeypatch.setattr(fused, "CPU_KERNELS", True)
+    cells = ["lstm", "ln_lstm"] * 2
+    expected = [[_grads(c, s) for s in range(3)] for c in cells]
+    pool_limit.limit_bytes = 1 << 30
+    results, errors = [None] * len(cells), []
+
+    def work(k):
+        try:
+            results[k] = [_grads(cells[k], s) for s in range(3) for _ in range(4)][::4]
+        except Exception as e:  # pragma: no cover - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(len(cells))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    for got, want in zip(results, expected):
+        for a_run, b_run in zip(got, want):
+            for a, b in zip(a_run, b_run):
+                torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+    held = sum(t.nbytes for kept in pool_limit.free.values() for t in kept)
+    assert pool_limit.held == held

@@ -57,6 +57,7 @@ Shapes: T time, B batch, H hidden, G = gates * H. ``gi`` (T, B, G), states (B, H
 from __future__ import annotations
 
 import functools
+import threading
 
 import torch
 import torch.nn.functional as F
@@ -114,33 +115,37 @@ class _Workspace:
     (after its backward, or at once under no_grad), so nothing in use is ever handed out twice.
     At most ``limit_bytes`` are kept (``FUSED_WORKSPACE.limit_bytes = 0`` turns it off), and
     ``clear()`` frees them. GPU tensors are not kept: PyTorch's CUDA allocator already caches.
+    One lock guards the lists and the byte count, so layers may run in several threads at once.
     """
 
     def __init__(self, limit_bytes: int = 512 << 20) -> None:
         self.limit_bytes = limit_bytes
         self.free: dict[tuple, list[Tensor]] = {}
         self.held = 0
+        self.lock = threading.Lock()
 
     def take(self, shape: tuple[int, ...], like: Tensor) -> Tensor:
         key = (tuple(shape), like.dtype, like.device)
-        if self.limit_bytes <= 0:  # turned off: what it still holds is not handed out either
-            return like.new_empty(shape)
-        try:
-            t = self.free[key].pop()  # pop is atomic under the GIL
-        except (KeyError, IndexError):
-            return like.new_empty(shape)
-        self.held -= t.nbytes
-        return t
+        if self.limit_bytes > 0:  # turned off: what it still holds is not handed out either
+            with self.lock:
+                kept = self.free.get(key)
+                if kept:
+                    t = kept.pop()
+                    self.held -= t.nbytes
+                    return t
+        return like.new_empty(shape)
 
     def give(self, tensors: list[Tensor]) -> None:
-        for t in tensors:
-            if t.device.type != "cpu" or self.held + t.nbytes > self.limit_bytes:
-                continue
-            self.free.setdefault((tuple(t.shape), t.dtype, t.device), []).append(t)
-            self.held += t.nbytes
+        with self.lock:
+            for t in tensors:
+                if t.device.type != "cpu" or self.held + t.nbytes > self.limit_bytes:
+                    continue
+                self.free.setdefault((tuple(t.shape), t.dtype, t.device), []).append(t)
+                self.held += t.nbytes
 
     def clear(self) -> None:
-        self.free, self.held = {}, 0
+        with self.lock:
+            self.free, self.held = {}, 0
 
 
 FUSED_WORKSPACE = _Workspace()

@@ -580,9 +580,15 @@ std::vector<at::Tensor> lstm_backward_loop(
 }
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
-  m.def("lstm_step_forward", &lstm_step_forward, "fused (LN-)LSTM step, forward (in place)");
-  m.def("lstm_step_backward", &lstm_step_backward, "fused (LN-)LSTM step, backward (in place)");
-  m.def("lstm_forward_loop", &lstm_forward_loop, "(LN-)LSTM forward over all steps (in place)");
+  // Nothing here touches Python objects once the arguments are converted, so the GIL is let go
+  // for the call, as ATen's own ops do: layers in several Python threads run at once.
+  using release = py::call_guard<py::gil_scoped_release>;
+  m.def("lstm_step_forward", &lstm_step_forward, "fused (LN-)LSTM step, forward (in place)",
+        release());
+  m.def("lstm_step_backward", &lstm_step_backward, "fused (LN-)LSTM step, backward (in place)",
+        release());
+  m.def("lstm_forward_loop", &lstm_forward_loop, "(LN-)LSTM forward over all steps (in place)",
+        release());
   m.def("lstm_backward_loop", &lstm_backward_loop,
-        "(LN-)LSTM backward over all steps; returns the gradients on (h0, c0)");
+        "(LN-)LSTM backward over all steps; returns the gradients on (h0, c0)", release());
 }
