@@ -20,28 +20,20 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from custom_cells import SHAPES, build, check, matmul_flops  # noqa: E402
+from matmul_rate import matmul_gflops  # noqa: E402
 from timing import time_layers  # noqa: E402
 
 MODELS = ("torch.nn.LSTM", "rnnkit.FusedLSTM", "rnnkit.LayerNormLSTM")
 
 
 def peak_gflops(dtype: torch.dtype, n: int = 2048, repeats: int = 5) -> float:
-    a = torch.randn(n, n).to(dtype)
-    b = torch.randn(n, n).to(dtype)
-    a @ b  # warm-up
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        a @ b
-        best = min(best, time.perf_counter() - t0)
-    return 2 * n**3 / best / 1e9
+    return matmul_gflops(torch.randn(n, n).to(dtype), torch.randn(n, n).to(dtype), repeats)
 
 
 class BF16Autocast(torch.nn.Module):

@@ -41,6 +41,7 @@ import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
+from matmul_rate import matmul_gflops  # noqa: E402
 
 from rnnkit.scratch import charlm  # noqa: E402
 from rnnkit.scratch.optim import Adagrad, clip_grad_value  # noqa: E402
@@ -181,13 +182,7 @@ def peak_gflops(n: int = 2048, repeats: int = 5) -> float:
     """NumPy float32 large-matrix-product rate with the current BLAS threads (best of repeats)."""
     rng = np.random.default_rng(0)
     a, b = (rng.standard_normal((n, n)).astype(np.float32) for _ in range(2))
-    a @ b  # warm-up
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        a @ b
-        best = min(best, time.perf_counter() - t0)
-    return 2.0 * n**3 / best / 1e9
+    return matmul_gflops(a, b, repeats)
 
 
 def measure(runners, seconds, rounds=5):

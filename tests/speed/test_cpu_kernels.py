@@ -378,6 +378,24 @@ def test_layer_uses_the_input_layer_norm_loop(on, monkeypatch):
     assert cells == ["ln_lstm_x"] * 4
 
 
+@pytest.mark.parametrize("compiled", [False, True], ids=["eager", "compiled"])
+def test_layer_projects_the_input_once(built, monkeypatch, compiled):
+    """Whichever cell LayerNormLSTM picks, W_ih x is computed once per layer and direction."""
+    calls = []
+    linear = torch.nn.functional.linear
+
+    def counting(*args, **kw):
+        calls.append(args[1].shape)
+        return linear(*args, **kw)
+
+    monkeypatch.setattr(fused, "CPU_KERNELS", compiled)
+    m = perturbed(3, 4, num_layers=2, bidirectional=True)
+    x = torch.randn(5, 2, 3, dtype=DT)
+    monkeypatch.setattr(torch.nn.functional, "linear", counting)
+    m(x)
+    assert len(calls) == 4, calls
+
+
 def test_unavailable_says_why(monkeypatch):
     from torch.utils import cpp_extension
 

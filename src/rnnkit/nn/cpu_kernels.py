@@ -106,7 +106,7 @@ def available() -> bool:
 
 
 def enable(verbose: bool = False) -> None:
-    """Build if needed, then use the compiled kernels in the fused LN-LSTM on CPU tensors."""
+    """Build if needed, then use the compiled kernels in the fused LSTM and LN-LSTM (CPU)."""
     from rnnkit.nn import fused
 
     load(verbose)

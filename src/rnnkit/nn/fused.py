@@ -21,8 +21,11 @@ CPU, so that a call does not page-fault its way through fresh memory (see :class
 The per-step products with ``W_hh`` go through :class:`_Product`: on CPU in float32 with MKL the
 forward's ``h_in W_hh^T`` uses ``W_hh`` packed once per call into MKL's internal GEMM layout
 (``torch.ops.mkl._mkl_linear``, the packed-weight path PyTorch's own compiler uses), measured
-1.2-1.5x faster per product than ``torch.mm`` at B=32..64 on this machine; elsewhere, and in
-backward, it is ``torch.mm``.
+1.2-1.5x faster per product than ``torch.mm`` at B=32..64 on this machine, and the backward's
+``da W_hh`` a second packing of ``W_hh^T``; elsewhere it is ``torch.mm``.
+
+With :mod:`rnnkit.nn.cpu_kernels` enabled, the LSTM and LN-LSTM kernels run the time loop itself
+in C++ (``forward_all`` / ``backward_all``), doing what the per-step driver below does, in order.
 
 The input projection ``gi = W_ih x + b`` is not part of the Function: the caller computes it for all
 steps in one matrix product (autograd then also does its backward as one product).
@@ -427,9 +430,10 @@ class _CompiledLSTMKernel(_Owner):
             self.chat = self.none
             self.rstd = (self.none, self.none)
 
-    def _ln_params(self):
-        """(γ_hh, γ_c, β_c), or three empty tensors for the plain LSTM."""
-        return self.params[:3] if self.ln else (self.none,) * 3
+    def _ln3(self, tensors: tuple) -> tuple:
+        """The first three of ``tensors`` (γ_hh, γ_c, β_c or their gradients), or three empty
+        tensors for the plain LSTM, which has none."""
+        return tensors[:3] if self.ln else (self.none,) * 3
 
     # Per-step views, made on first use: the whole loop (forward_all / backward_all) needs none.
 
@@ -449,7 +453,7 @@ class _CompiledLSTMKernel(_Owner):
         assert not self.input_ln, "the input layer norm runs in the whole loop only"
         gi, act, ahat, g, y, chat, rstd_a, rstd_c = self._fwd_views
         a = prod.mm(h_in, ahat[t])  # a may be ahat[t] itself: the kernel reads a row before it
-        g_hh, g_c, b_c = self._ln_params()  # writes â over it
+        g_hh, g_c, b_c = self._ln3(self.params)  # writes â over it
         self.ext.lstm_step_forward(
             self.ln, self.eps, a, gi[t], g_hh, prev[1], g_c, b_c,
             ahat[t] if self.ln else self.none, rstd_a[t], act[t], g[t], new[1], chat[t],
@@ -472,19 +476,16 @@ class _CompiledLSTMKernel(_Owner):
         # dγ_hh = Σ dgates ⊙ â, dγ_c = Σ dz ⊙ ĉ, dβ_c = Σ dz, added to by every step
         self.d_params = tuple(torch.zeros_like(p) for p in self.params)
 
-    def _d_ln_params(self):
-        return self.d_params[:3] if self.ln else (self.none,) * 3
-
     def backward_step(self, t, d_new):
         _, act, ahat, g, y, chat, rstd_a, rstd_c = self._fwd_views
         c_prev, dg, da = self._bwd_views
         dh, dc = (d.contiguous() for d in d_new)
-        g_hh, g_c, _ = self._ln_params()
+        g_hh, g_c, _ = self._ln3(self.params)
         dc_prev = torch.empty_like(dc)
         self.ext.lstm_step_backward(
             self.ln, dh, dc, act[t], g[t], y[t], c_prev[t], chat[t], rstd_c[t], g_c,
             ahat[t] if self.ln else self.none, rstd_a[t], g_hh, dg[t], da[t], self.dz, dc_prev,
-            *self._d_ln_params())
+            *self._ln3(self.d_params))
         return da[t], (None, dc_prev)
 
     # The whole time loop in C++: the same products, kernels and blends (zoneout, lengths) as the
@@ -492,7 +493,7 @@ class _CompiledLSTMKernel(_Owner):
     # NEW: the (T, B, H) buffers of the unblended new states, or None when nothing is blended.
 
     def forward_all(self, reverse, S, prod, hidden_mask, keeps, NEW):
-        g_hh, g_c, b_c = self._ln_params()
+        g_hh, g_c, b_c = self._ln3(self.params)
         x_ln = (*self.params[3:], self.stat_x) if self.input_ln else (None, None, None)
         w_mm = prod.fwd_w if prod.packed else prod.w_t
         self.ext.lstm_forward_loop(
@@ -501,7 +502,7 @@ class _CompiledLSTMKernel(_Owner):
             self.rstd[0], self.act, self.g, self.chat, self.rstd[1], self.y, *x_ln)
 
     def backward_all(self, reverse, dy, d_final, prod, hidden_mask, keeps):
-        g_hh, g_c, _ = self._ln_params()
+        g_hh, g_c, _ = self._ln3(self.params)
         back = prod.back_weights() if prod.packed and PACKED_BACK else (None, None)
         x_ln = (None,) * 7
         if self.input_ln:
@@ -510,7 +511,7 @@ class _CompiledLSTMKernel(_Owner):
             self.ln, reverse, dy, *d_final, prod.w_hh, *back, hidden_mask, *keeps, self.act,
             self.g, self.y, self.c_prev, self.chat, self.rstd[1], g_c,
             self.ahat if self.ln else self.none, self.rstd[0], g_hh, self.dg, self.da, self.dz,
-            *self._d_ln_params(), *x_ln)
+            *self._ln3(self.d_params), *x_ln)
 
     def finish(self):
         return self.dx if self.input_ln else self.dg, self.da, self.d_params
@@ -518,7 +519,7 @@ class _CompiledLSTMKernel(_Owner):
 
 #: use the compiled kernels of rnnkit.nn.cpu_kernels where they apply (set by cpu_kernels.enable())
 CPU_KERNELS = False
-#: let a kernel that can (the compiled LN-LSTM) run the whole time loop itself
+#: let a kernel that can (the compiled LSTM / LN-LSTM) run the whole time loop itself
 #: (set False to compare with the per-step Python driver: the results are the same bit for bit)
 WHOLE_LOOP = True
 
@@ -526,6 +527,12 @@ WHOLE_LOOP = True
 def compiled_applies(t: Tensor) -> bool:
     """Whether the compiled kernels are on and take tensors like ``t`` (CPU, float32/64)."""
     return CPU_KERNELS and t.device.type == "cpu" and t.dtype in (torch.float32, torch.float64)
+
+
+def input_ln_in_loop(x: Tensor) -> bool:
+    """Whether ``ln_lstm_x`` runs compiled on ``x = W_ih x_t`` (the input LN inside the whole
+    loop): where the layers hand it ``W_ih x`` instead of doing that layer norm themselves."""
+    return compiled_applies(x) and WHOLE_LOOP
 
 
 def _ln_lstm_kernel(gi: Tensor, params: tuple, save: bool = True):
@@ -561,7 +568,7 @@ class _InputLNLSTMKernel(_LNLSTMKernel):
 def _ln_lstm_x_kernel(x: Tensor, params: tuple, save: bool = True):
     """LN-LSTM given ``x = W_ih x_t`` before its layer norm: compiled (the input LN inside the
     whole loop) when enabled and applicable, else the eager kernel after a bulk layer norm."""
-    if compiled_applies(x) and WHOLE_LOOP:
+    if input_ln_in_loop(x):
         return _CompiledLSTMKernel(x, params, save, input_ln=True)
     return _InputLNLSTMKernel(x, params, save)
 
@@ -710,25 +717,7 @@ class _Recurrence(torch.autograd.Function):
         if whole:  # the kernel runs the time loop itself (compiled)
             kernel.forward_all(reverse, S, prod, hidden_mask, (keep_h, keep_c), NEW)
         else:
-            keeps = [k.unbind(0) if k is not None else None for k in (keep_h, keep_c)[:n_state]]
-            S_t = [s.unbind(0) for s in S]
-            NEW_t = [n.unbind(0) for n in NEW] if blend else None
-        r = 1 if reverse else 0
-        step = kernel.forward_step
-        for t in () if whole else range(T - 1, -1, -1) if reverse else range(T):
-            j_prev, j_new = t + r, t + 1 - r
-            prev = [s[j_prev] for s in S_t]
-            h_in = prev[0] if hidden_mask is None else prev[0] * hidden_mask
-            if not blend:
-                step(t, h_in, prod, prev, [s[j_new] for s in S_t])
-                continue
-            new = [n[t] for n in NEW_t]
-            step(t, h_in, prod, prev, new)
-            for k, keep in enumerate(keeps):  # s_t = s_{t-1} + k_t (s'_t - s_{t-1})
-                if keep is None:
-                    S_t[k][j_new].copy_(new[k])
-                else:
-                    torch.lerp(prev[k], new[k], keep[t], out=S_t[k][j_new])
+            _Recurrence._step_loop(kernel, prod, S, NEW, reverse, hidden_mask, (keep_h, keep_c))
 
         ctx.kernel, ctx.S, ctx.NEW, ctx.cell, ctx.reverse, ctx.prod = kernel, S, NEW, cell, reverse, prod
         ctx.whole = whole
@@ -737,6 +726,30 @@ class _Recurrence(torch.autograd.Function):
         out = out * valid if valid is not None else out.clone()
         j_last = 0 if reverse else T
         return (out, *(s[j_last].clone() for s in S))
+
+    @staticmethod
+    def _step_loop(kernel, prod, S, NEW, reverse, hidden_mask, keep):
+        """The forward's time loop in Python, one ``kernel.forward_step`` per step."""
+        T = S[0].shape[0] - 1
+        keeps = [k.unbind(0) if k is not None else None for k in keep[: len(S)]]
+        S_t = [s.unbind(0) for s in S]
+        NEW_t = [n.unbind(0) for n in NEW] if NEW is not None else None
+        r = 1 if reverse else 0
+        step = kernel.forward_step
+        for t in range(T - 1, -1, -1) if reverse else range(T):
+            j_prev, j_new = t + r, t + 1 - r
+            prev = [s[j_prev] for s in S_t]
+            h_in = prev[0] if hidden_mask is None else prev[0] * hidden_mask
+            if NEW_t is None:
+                step(t, h_in, prod, prev, [s[j_new] for s in S_t])
+                continue
+            new = [n[t] for n in NEW_t]
+            step(t, h_in, prod, prev, new)
+            for k, keep_k in enumerate(keeps):  # s_t = s_{t-1} + k_t (s'_t - s_{t-1})
+                if keep_k is None:
+                    S_t[k][j_new].copy_(new[k])
+                else:
+                    torch.lerp(prev[k], new[k], keep_k[t], out=S_t[k][j_new])
 
     @staticmethod
     @once_differentiable
@@ -748,8 +761,8 @@ class _Recurrence(torch.autograd.Function):
     def _backward(ctx, dy, *d_final):
         w_hh, hidden_mask, valid, keep_h, keep_c = ctx.saved_tensors
         kernel, S, NEW, reverse = ctx.kernel, ctx.S, ctx.NEW, ctx.reverse
-        _, n_state, _, pnames = CELLS[ctx.cell]
-        T, B, H = dy.shape
+        n_state = CELLS[ctx.cell][1]
+        T = dy.shape[0]
         prev_all = tuple(s[1:] if reverse else s[:-1] for s in S)  # (T, B, H) each
         new_all = NEW if NEW is not None else tuple(s[:-1] if reverse else s[1:] for s in S)
         kernel.prepare_backward(prev_all, new_all)
@@ -828,7 +841,8 @@ def fused_recurrence(
     ln_gru with ``b_ih`` only; for ln_lstm_x ``W_ih x`` alone, before the input layer norm).
     state: (h0,) or (h0, c0), each (B, H). w_hh (G, H). params: the cell's extra tensors in
     ``CELLS`` order (gru: ``b_hh``; ln_lstm: ``γ_hh, γ_c, β_c``; ln_lstm_x: those and ``γ_ih,
-    shift``, the input LN's gain and shift; ln_gru: ``γ_hh, b_hh``). hidden_mask (B, H); keep (T, B, 1 or H) or a tuple per state; valid (T, B, 1).
+    shift``, the input LN's gain and shift; ln_gru: ``γ_hh, b_hh``). hidden_mask (B, H); keep
+    (T, B, 1 or H) or a tuple per state; valid (T, B, 1).
     Returns (out (T, B, H), final state tuple).
     """
     if cell not in CELLS:

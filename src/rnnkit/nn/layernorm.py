@@ -121,16 +121,15 @@ class _LayerNormMixin(FusedMixin):
         return getattr(self, f"{base}_l{layer}" + ("_reverse" if reverse else ""), None)
 
     def _fused_inputs(self, x: Tensor, w: dict, layer: int, reverse: bool, loop: bool):
-        if self.mode == "LSTM" and not loop:
-            xp = F.linear(x, w["w_ih"])  # (T, B, G)
-            if fused.compiled_applies(xp) and fused.WHOLE_LOOP:
-                # the compiled loop applies γ_ih LN(·) + shift to each row as it goes
-                g_ih = self._ln("ln_ih_weight", layer, reverse)
-                shift, params = self._params(w, layer, reverse)
-                if shift is None:  # bias=False
-                    shift = torch.zeros_like(g_ih)
-                return "ln_lstm_x", xp, (*params, g_ih, shift)
-        return super()._fused_inputs(x, w, layer, reverse, loop)
+        g_ih = self._ln("ln_ih_weight", layer, reverse)
+        shift, params = self._params(w, layer, reverse)
+        xp = F.linear(x, w["w_ih"])  # (T, B, G): one matrix product for all T steps
+        if self.mode == "LSTM" and not loop and fused.input_ln_in_loop(xp):
+            # the compiled loop applies γ_ih LN(·) + shift to each row as it goes
+            shift = torch.zeros_like(g_ih) if shift is None else shift  # bias=False
+            return "ln_lstm_x", xp, (*params, g_ih, shift)
+        # γ_ih ⊙ LN(W_ih x) + shift for all T steps in one layer-norm pass
+        return self.fused_cell, F.layer_norm(xp, xp.shape[-1:], g_ih, shift, EPS), params
 
     def _params(self, w: dict, layer: int, reverse: bool):
         """(the input projection's shift, the cell's parameters in ``CELLS`` order)."""
@@ -143,14 +142,6 @@ class _LayerNormMixin(FusedMixin):
         if b_c is None:  # bias=False: no shift anywhere, a constant zero keeps one code path
             b_c = torch.zeros_like(g_c)
         return shift, (g_hh, g_c, b_c)
-
-    def _gi_and_params(self, x: Tensor, w: dict, layer: int, reverse: bool):
-        g_ih = self._ln("ln_ih_weight", layer, reverse)
-        G = g_ih.shape[0]
-        shift, params = self._params(w, layer, reverse)
-        # γ_ih ⊙ LN(W_ih x) + shift for all T steps: one matrix product, one layer-norm pass
-        gi = F.layer_norm(F.linear(x, w["w_ih"]), (G,), g_ih, shift, EPS)  # (T, B, G)
-        return gi, params
 
     def _reference_step(self, w_hh: Tensor, w: dict, params: tuple):
         if self.mode == "LSTM":

@@ -22,6 +22,7 @@
 #include <ATen/cpu/vec/vec.h>
 
 #include <cmath>
+#include <type_traits>
 
 namespace {
 
@@ -154,14 +155,13 @@ void forward_rows(int64_t b0, int64_t b1, int64_t H, double eps,
     const scalar_t* gr = gi + b * G;  // gi, or x when in.g_ih
     scalar_t* ah = ahat + b * G;
     scalar_t* ac = act + b * G;
-    scalar_t mean, rstd, mean_x = 0, rstd_x = 0;
+    scalar_t mean = 0, rstd = 0, mean_x = 0, rstd_x = 0;
     if (in.g_ih) {
       moments(gr, G, eps, mean_x, rstd_x);
       in.mean[b] = mean_x;
       in.rstd[b] = rstd_x;
     }
     const Vec mx(mean_x), rx(rstd_x);
-    mean = rstd = 0;
     if (LN) {
       moments(ar, G, eps, mean, rstd);
       rstd_a[b] = rstd;
@@ -286,6 +286,16 @@ void add_column_sums(int64_t B, int64_t n, const scalar_t* x, const scalar_t* w,
   });
 }
 
+// f(std::true_type{}) if ln else f(std::false_type{}): the runtime layer-norm flag as the
+// compile-time LN of the row functions, without writing their argument lists twice.
+template <typename F>
+void with_ln(bool ln, F&& f) {
+  if (ln)
+    f(std::true_type{});
+  else
+    f(std::false_type{});
+}
+
 // One step over all B rows (rows split over threads); pointers to (B, ·) blocks as forward_rows.
 template <typename scalar_t>
 void forward_step(bool ln, int64_t B, int64_t H, double eps, const scalar_t* a, const scalar_t* gi,
@@ -294,12 +304,11 @@ void forward_step(bool ln, int64_t B, int64_t H, double eps, const scalar_t* a, 
                   scalar_t* c_new, scalar_t* chat, scalar_t* rstd_c, scalar_t* y, scalar_t* h_new,
                   const InputLN<scalar_t>& in = {}) {
   at::parallel_for(0, B, row_grain(4 * H), [&](int64_t b0, int64_t b1) {
-    if (ln)
-      forward_rows<scalar_t, true>(b0, b1, H, eps, a, gi, g_hh, c_prev, g_c, b_c, ahat, rstd_a,
-                                   act, gt, c_new, chat, rstd_c, y, h_new, in);
-    else
-      forward_rows<scalar_t, false>(b0, b1, H, eps, a, gi, g_hh, c_prev, g_c, b_c, ahat, rstd_a,
-                                    act, gt, c_new, chat, rstd_c, y, h_new, in);
+    with_ln(ln, [&](auto LN) {
+      forward_rows<scalar_t, decltype(LN)::value>(b0, b1, H, eps, a, gi, g_hh, c_prev, g_c, b_c,
+                                                  ahat, rstd_a, act, gt, c_new, chat, rstd_c, y,
+                                                  h_new, in);
+    });
   });
 }
 
@@ -314,12 +323,11 @@ void backward_step(bool ln, int64_t B, int64_t H, const scalar_t* dh, const scal
                    scalar_t* dc_prev, scalar_t* d_g_hh, scalar_t* d_g_c, scalar_t* d_b_c,
                    const scalar_t* x = nullptr, const InputLN<scalar_t>& in = {}) {
   at::parallel_for(0, B, row_grain(4 * H), [&](int64_t b0, int64_t b1) {
-    if (ln)
-      backward_rows<scalar_t, true>(b0, b1, H, dh, dc, act, gt, y, c_prev, chat, rstd_c, g_c,
-                                    ahat, rstd_a, g_hh, dg, da, dz, dc_prev, x, in);
-    else
-      backward_rows<scalar_t, false>(b0, b1, H, dh, dc, act, gt, y, c_prev, chat, rstd_c, g_c,
-                                     ahat, rstd_a, g_hh, dg, da, dz, dc_prev, x, in);
+    with_ln(ln, [&](auto LN) {
+      backward_rows<scalar_t, decltype(LN)::value>(b0, b1, H, dh, dc, act, gt, y, c_prev, chat,
+                                                   rstd_c, g_c, ahat, rstd_a, g_hh, dg, da, dz,
+                                                   dc_prev, x, in);
+    });
   });
   if (!ln) return;  // the plain LSTM has no gains or shifts
   add_column_sums<scalar_t>(B, 4 * H, dg, ahat, d_g_hh);
@@ -359,10 +367,10 @@ at::Tensor mkl_linear(const at::Tensor& x, const at::Tensor& packed, const at::T
 // All arguments are contiguous CPU tensors of one floating dtype; outputs are written in place.
 // a, gi, ahat, act: (B, 4H); c_prev, gt, c_new, chat, y, h_new: (B, H); rstd_a, rstd_c: (B,).
 // layer_norm false: the plain LSTM; ahat, chat, the rstds and the gains may then be empty.
-void lstm_step_forward(bool layer_norm, double eps, at::Tensor a, at::Tensor gi, at::Tensor g_hh, at::Tensor c_prev,
-                     at::Tensor g_c, at::Tensor b_c, at::Tensor ahat, at::Tensor rstd_a,
-                     at::Tensor act, at::Tensor gt, at::Tensor c_new, at::Tensor chat,
-                     at::Tensor rstd_c, at::Tensor y, at::Tensor h_new) {
+void lstm_step_forward(bool layer_norm, double eps, at::Tensor a, at::Tensor gi, at::Tensor g_hh,
+                       at::Tensor c_prev, at::Tensor g_c, at::Tensor b_c, at::Tensor ahat,
+                       at::Tensor rstd_a, at::Tensor act, at::Tensor gt, at::Tensor c_new,
+                       at::Tensor chat, at::Tensor rstd_c, at::Tensor y, at::Tensor h_new) {
   const auto dtype = a.scalar_type();
   const int64_t B = a.size(0), H = c_prev.size(1);
   TORCH_CHECK(a.dim() == 2 && a.size(1) == 4 * H, "a must be (B, 4H)");
@@ -370,20 +378,22 @@ void lstm_step_forward(bool layer_norm, double eps, at::Tensor a, at::Tensor gi,
                   &rstd_c, &y, &h_new})
     check(*p, "every argument", dtype);
   AT_DISPATCH_FLOATING_TYPES(dtype, "lstm_step_forward", [&] {
-    forward_step<scalar_t>(layer_norm, B, H, eps, ptr<scalar_t>(a), ptr<scalar_t>(gi), ptr<scalar_t>(g_hh),
-                           ptr<scalar_t>(c_prev), ptr<scalar_t>(g_c), ptr<scalar_t>(b_c),
-                           ptr<scalar_t>(ahat), ptr<scalar_t>(rstd_a), ptr<scalar_t>(act),
-                           ptr<scalar_t>(gt), ptr<scalar_t>(c_new), ptr<scalar_t>(chat),
-                           ptr<scalar_t>(rstd_c), ptr<scalar_t>(y), ptr<scalar_t>(h_new));
+    forward_step<scalar_t>(layer_norm, B, H, eps, ptr<scalar_t>(a), ptr<scalar_t>(gi),
+                           ptr<scalar_t>(g_hh), ptr<scalar_t>(c_prev), ptr<scalar_t>(g_c),
+                           ptr<scalar_t>(b_c), ptr<scalar_t>(ahat), ptr<scalar_t>(rstd_a),
+                           ptr<scalar_t>(act), ptr<scalar_t>(gt), ptr<scalar_t>(c_new),
+                           ptr<scalar_t>(chat), ptr<scalar_t>(rstd_c), ptr<scalar_t>(y),
+                           ptr<scalar_t>(h_new));
   });
 }
 
 // The plain LSTM (layer_norm false) passes da = dg and leaves the LN inputs and dz empty.
-void lstm_step_backward(bool layer_norm, at::Tensor dh, at::Tensor dc, at::Tensor act, at::Tensor gt, at::Tensor y,
-                      at::Tensor c_prev, at::Tensor chat, at::Tensor rstd_c, at::Tensor g_c,
-                      at::Tensor ahat, at::Tensor rstd_a, at::Tensor g_hh, at::Tensor dg,
-                      at::Tensor da, at::Tensor dz, at::Tensor dc_prev, at::Tensor d_g_hh,
-                      at::Tensor d_g_c, at::Tensor d_b_c) {
+void lstm_step_backward(bool layer_norm, at::Tensor dh, at::Tensor dc, at::Tensor act,
+                        at::Tensor gt, at::Tensor y, at::Tensor c_prev, at::Tensor chat,
+                        at::Tensor rstd_c, at::Tensor g_c, at::Tensor ahat, at::Tensor rstd_a,
+                        at::Tensor g_hh, at::Tensor dg, at::Tensor da, at::Tensor dz,
+                        at::Tensor dc_prev, at::Tensor d_g_hh, at::Tensor d_g_c,
+                        at::Tensor d_b_c) {
   const auto dtype = act.scalar_type();
   const int64_t B = act.size(0), H = y.size(1);
   TORCH_CHECK(act.dim() == 2 && act.size(1) == 4 * H, "act must be (B, 4H)");
@@ -391,9 +401,9 @@ void lstm_step_backward(bool layer_norm, at::Tensor dh, at::Tensor dc, at::Tenso
                   &dg, &da, &dz, &dc_prev, &d_g_hh, &d_g_c, &d_b_c})
     check(*p, "every argument", dtype);
   AT_DISPATCH_FLOATING_TYPES(dtype, "lstm_step_backward", [&] {
-    backward_step<scalar_t>(layer_norm, B, H, ptr<scalar_t>(dh), ptr<scalar_t>(dc), ptr<scalar_t>(act),
-                            ptr<scalar_t>(gt), ptr<scalar_t>(y), ptr<scalar_t>(c_prev),
-                            ptr<scalar_t>(chat), ptr<scalar_t>(rstd_c), ptr<scalar_t>(g_c),
+    backward_step<scalar_t>(layer_norm, B, H, ptr<scalar_t>(dh), ptr<scalar_t>(dc),
+                            ptr<scalar_t>(act), ptr<scalar_t>(gt), ptr<scalar_t>(y),
+                            ptr<scalar_t>(c_prev), ptr<scalar_t>(chat), ptr<scalar_t>(rstd_c), ptr<scalar_t>(g_c),
                             ptr<scalar_t>(ahat), ptr<scalar_t>(rstd_a), ptr<scalar_t>(g_hh),
                             ptr<scalar_t>(dg), ptr<scalar_t>(da), ptr<scalar_t>(dz),
                             ptr<scalar_t>(dc_prev), ptr<scalar_t>(d_g_hh), ptr<scalar_t>(d_g_c),
@@ -417,14 +427,14 @@ void lstm_step_backward(bool layer_norm, at::Tensor dh, at::Tensor dc, at::Tenso
 // ---------------------------------------------------------------------------------------------
 
 void lstm_forward_loop(bool layer_norm, double eps, bool reverse, at::Tensor gi, at::Tensor w_hh,
-                          at::Tensor w_mm, bool packed, std::optional<at::Tensor> hidden_mask,
-                          std::optional<at::Tensor> keep_h, std::optional<at::Tensor> keep_c,
-                          std::optional<at::Tensor> new_h, std::optional<at::Tensor> new_c,
-                          at::Tensor S_h, at::Tensor S_c, at::Tensor g_hh, at::Tensor g_c,
-                          at::Tensor b_c, at::Tensor ahat, at::Tensor rstd_a, at::Tensor act,
-                          at::Tensor gt, at::Tensor chat, at::Tensor rstd_c, at::Tensor y,
-                          std::optional<at::Tensor> g_ih, std::optional<at::Tensor> shift,
-                          std::optional<at::Tensor> stat_x) {
+                       at::Tensor w_mm, bool packed, std::optional<at::Tensor> hidden_mask,
+                       std::optional<at::Tensor> keep_h, std::optional<at::Tensor> keep_c,
+                       std::optional<at::Tensor> new_h, std::optional<at::Tensor> new_c,
+                       at::Tensor S_h, at::Tensor S_c, at::Tensor g_hh, at::Tensor g_c,
+                       at::Tensor b_c, at::Tensor ahat, at::Tensor rstd_a, at::Tensor act,
+                       at::Tensor gt, at::Tensor chat, at::Tensor rstd_c, at::Tensor y,
+                       std::optional<at::Tensor> g_ih, std::optional<at::Tensor> shift,
+                       std::optional<at::Tensor> stat_x) {
   const auto dtype = gi.scalar_type();
   const int64_t T = gi.size(0), B = gi.size(1), H = S_h.size(2), G = 4 * H, R = act.size(0);
   TORCH_CHECK(gi.dim() == 3 && gi.size(2) == G, "gi must be (T, B, 4H)");
@@ -491,10 +501,11 @@ void lstm_forward_loop(bool layer_norm, double eps, bool reverse, at::Tensor gi,
 // gradient (any strides); dh_last, dc_last (B, H): the gradients on the final states; c_prev
 // (T, B, H): the cell state each step read; keep_h, keep_c as in the forward; back_packed,
 // back_origin: W_hh^T packed for MKL and its origin (the product da W_hh by packed GEMM), or none
-// for at::mm with w_hh. Writes dg, da
-// (T, B, 4H) and adds to the gain and shift gradients; returns the gradients on (h0, c0).
+// for at::mm with w_hh. Writes dg, da (T, B, 4H) and adds to the gain and shift gradients;
+// returns the gradients on (h0, c0).
 std::vector<at::Tensor> lstm_backward_loop(
-    bool layer_norm, bool reverse, at::Tensor dy, at::Tensor dh_last, at::Tensor dc_last, at::Tensor w_hh,
+    bool layer_norm, bool reverse, at::Tensor dy, at::Tensor dh_last, at::Tensor dc_last,
+    at::Tensor w_hh,
     std::optional<at::Tensor> back_packed, std::optional<at::Tensor> back_origin,
     std::optional<at::Tensor> hidden_mask, std::optional<at::Tensor> keep_h,
     std::optional<at::Tensor> keep_c, at::Tensor act, at::Tensor gt, at::Tensor y,
