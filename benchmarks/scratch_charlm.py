@@ -5,6 +5,8 @@ one-hot vectors, a Python loop over time for forward and backward, Adagrad. rnnk
 the same Elman network (H=100, seq_len=25, Adagrad, clipping) on B parallel streams: a row lookup
 for the input, one matmul per step for the recurrence (into preallocated arrays, in place), and
 the output layer fused with the softmax cross-entropy over all T*B rows in a (V, T*B) layout.
+The "K threads" rows split each batch's streams over K Python threads
+(rnnkit.scratch.parallel.BatchSplit, as ``charlm.train(threads=K)`` does), one BLAS thread each.
 
 First it checks that both compute the same loss and gradients on the same weights (B=1), then it
 times training steps and prints characters per second and the ratio. BLAS runs on one thread for
@@ -12,19 +14,20 @@ both by default (set BENCH_THREADS=2 to give the batched engine two; the min-cha
 matrix-vector products gain nothing from threads; on a machine busy with other jobs, two OpenBLAS
 threads made a step ~30x slower, as each thread waits for the other's core). The "bound" rows
 time only the matrix products a training step must do (recurrence forward and backward, dW_hh,
-the output layer and its two gradients): no engine of this design can be faster than that. ``--profile`` prints where one
-training step's time goes, phase by phase.
+the output layer and its two gradients), on one thread or on K threads for K slices of the batch:
+no engine of this design can be faster than that. ``--profile`` prints where one training step's
+time goes, phase by phase.
 
 The last lines put the target in the machine's own units: the matrix-product FLOPs per character
 of a training step (6 H^2 + 6 V H: the recurrence forward, its backward and dW_hh; the logits,
 their gradient into h and dW_ho), the GFLOP/s each row achieves, and the GFLOP/s that 100x the
 loop would take, against NumPy's float32 rate on a large (2048^2) product with the same BLAS
-threads: the most this machine's BLAS does, on the friendliest shape.
+threads: the most this machine's BLAS does, on the friendliest shape (times K for K threads).
 
-    .venv/bin/python benchmarks/scratch_charlm.py                 # B = 64, 256, 1024
-    .venv/bin/python benchmarks/scratch_charlm.py --batch 64 --seconds 5
+    .venv/bin/python benchmarks/scratch_charlm.py                 # B = 64, 256, 1024, 4096
+    .venv/bin/python benchmarks/scratch_charlm.py --batch 64 --seconds 5 --threads 1
     .venv/bin/python benchmarks/scratch_charlm.py --batch 64 256 --profile
-    BENCH_THREADS=2 .venv/bin/python benchmarks/scratch_charlm.py --batch 64 256
+    BENCH_THREADS=2 .venv/bin/python benchmarks/scratch_charlm.py --batch 64 256 --threads 1
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ os.environ.setdefault("MKL_NUM_THREADS", os.environ.get("BENCH_THREADS", "1"))
 import argparse  # noqa: E402
 import statistics  # noqa: E402
 import time  # noqa: E402
+from concurrent.futures import ThreadPoolExecutor  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
@@ -45,6 +49,7 @@ from matmul_rate import matmul_gflops  # noqa: E402
 
 from rnnkit.scratch import charlm  # noqa: E402
 from rnnkit.scratch.optim import Adagrad, clip_grad_value  # noqa: E402
+from rnnkit.scratch.parallel import BatchSplit  # noqa: E402
 
 CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "tinyshakespeare.txt"
 
@@ -130,11 +135,12 @@ def minchar_runner(text):
     return run
 
 
-def batched_runner(text, batch, dtype):
+def batched_runner(text, batch, dtype, threads=1):
     """The loop of charlm.train (Adagrad, clipping at 5 as min-char-rnn), without its setup."""
     model = charlm.CharLM(sorted(set(text)), 100, dtype=dtype, seed=0)
     X, Y = charlm.stream_batches(model.encode(text), batch, 25)
     opt = Adagrad(model.parameters(), lr=0.1)
+    split = BatchSplit(threads)
     st = {"state": None, "pos": 0}
 
     def run(n):
@@ -142,7 +148,8 @@ def batched_runner(text, batch, dtype):
             if st["pos"] + 25 > len(X):
                 st["state"], st["pos"] = None, 0
             pos = st["pos"]
-            _, grads, st["state"] = model.loss_and_grads(X[pos : pos + 25], Y[pos : pos + 25], st["state"])
+            _, grads, st["state"] = split(model.loss_and_grads, X[pos : pos + 25], Y[pos : pos + 25],
+                                          st["state"])
             clip_grad_value(grads, 5.0)
             opt.step(grads)
             st["pos"] = pos + 25
@@ -169,6 +176,17 @@ def matmul_runner(batch, dtype, V, H=100, T=25):
             d_logits.T @ flat  # d W_ho
             flat.T @ flat  # d W_hh
         return n * T * batch
+
+    return run
+
+
+def threaded_matmul_runner(batch, dtype, V, threads):
+    """The matrix products of a step split as BatchSplit splits it: K slices of B/K, K threads."""
+    runners = [matmul_runner(batch // threads, dtype, V) for _ in range(threads)]
+    pool = ThreadPoolExecutor(threads)
+
+    def run(n):
+        return sum(pool.map(lambda r: r(n), runners))
 
     return run
 
@@ -242,7 +260,9 @@ def profile(text, batch, steps=50):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--batch", type=int, nargs="*", default=[64, 256, 1024])
+    parser.add_argument("--batch", type=int, nargs="*", default=[64, 256, 1024, 4096])
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1,
+                        help="also time the engine with the batch split over this many threads")
     parser.add_argument("--seconds", type=float, default=4.0, help="time per configuration")
     parser.add_argument("--profile", action="store_true", help="time each phase of a step, then stop")
     args = parser.parse_args()
@@ -253,27 +273,36 @@ def main():
         for batch in args.batch:
             profile(text, batch)
         return
+    K = args.threads
     runners = {("min-char-rnn loop (B=1, float64)", 1): minchar_runner(text)}
     for batch in args.batch:
         for dtype in (np.float64, np.float32):
             name = f"rnnkit.scratch.charlm ({np.dtype(dtype).name})"
             runners[(name, batch)] = batched_runner(text, batch, dtype)
         runners[("bound: its matmuls alone (float32)", batch)] = matmul_runner(batch, np.float32, V)
+        if K > 1:
+            runners[(f"rnnkit.scratch.charlm, {K} threads (float32)", batch)] = batched_runner(
+                text, batch, np.float32, K)
+            runners[(f"bound: matmuls alone, {K} threads (float32)", batch)] = threaded_matmul_runner(
+                batch, np.float32, V, K)
     rates = measure(runners, args.seconds)
     peak = peak_gflops()
     base = rates[("min-char-rnn loop (B=1, float64)", 1)]
     fpc = flops_per_char(V)
     print(f"\nElman char LM, H=100, seq_len=25, V={V}, Adagrad; BLAS threads = "
           f"{os.environ['OPENBLAS_NUM_THREADS']}; median of 5 interleaved rounds")
-    print(f"| {'engine':<36} | {'B':>5} | {'chars/s':>10} | {'vs loop':>8} | {'GFLOP/s':>7} |")
-    print(f"|{'-' * 38}|{'-' * 6}:|{'-' * 11}:|{'-' * 9}:|{'-' * 8}:|")
+    print(f"| {'engine':<42} | {'B':>5} | {'chars/s':>10} | {'vs loop':>8} | {'GFLOP/s':>7} |")
+    print(f"|{'-' * 44}|{'-' * 6}:|{'-' * 11}:|{'-' * 9}:|{'-' * 8}:|")
     for (name, b), cps in rates.items():
-        print(f"| {name:<36} | {b:>5} | {cps:>10,.0f} | {cps / base:>7.1f}x | {cps * fpc / 1e9:>7.1f} |")
+        print(f"| {name:<42} | {b:>5} | {cps:>10,.0f} | {cps / base:>7.1f}x | {cps * fpc / 1e9:>7.1f} |")
     need = 100 * base * fpc / 1e9
     print(f"\nmatrix-product FLOPs per character: {fpc:,.0f} (6 H^2 + 6 V H)")
     print(f"100x the loop = {100 * base:,.0f} chars/s = {need:.1f} GFLOP/s of matrix products alone")
     print(f"NumPy float32 2048x2048 product, same threads: {peak:.1f} GFLOP/s "
           f"(100x needs {need / peak:.0%} of it, with nothing else in the step)")
+    if K > 1:
+        print(f"the same product in {K} threads at once, one BLAS thread each: {K * peak:.1f} GFLOP/s "
+              f"at most ({need / (K * peak):.0%} of that)")
 
 
 if __name__ == "__main__":

@@ -12,8 +12,8 @@ every backward formula: docs/bptt.md.
 
 Contents: cells (``rnn_step``, ``lstm_step``, ``gru_step`` and their backward; ``RNNCell``,
 ``LSTMCell``, ``GRUCell``), layers (``RNN``, ``LSTM``, ``GRU``), the Elman network (``Elman``),
-truncated BPTT (``bptt_chunks``, ``tbptt``), losses, optimisers and clipping, ``gradcheck``, and a
-character language model (``charlm``).
+truncated BPTT (``bptt_chunks``, ``tbptt``), losses, optimisers and clipping, ``gradcheck``, a
+character language model (``charlm``), and ``BatchSplit`` (a step's batch split over threads).
 """
 
 from rnnkit.scratch import charlm
@@ -36,6 +36,7 @@ from rnnkit.scratch.losses import (
 from rnnkit.scratch.lstm_cell import lstm_step, lstm_step_backward
 from rnnkit.scratch.module import Module
 from rnnkit.scratch.optim import SGD, Adagrad, Adam, clip_grad_norm, clip_grad_value
+from rnnkit.scratch.parallel import BatchSplit
 from rnnkit.scratch.rnn_cell import rnn_step, rnn_step_backward
 from rnnkit.scratch.tbptt import TBPTTStep, bptt_chunks, tbptt
 
@@ -45,5 +46,5 @@ __all__ = [
     "gru_step_backward", "bptt_chunks", "tbptt", "TBPTTStep", "cross_entropy",
     "cross_entropy_forward", "cross_entropy_backward", "mse", "mse_forward", "mse_backward",
     "log_softmax", "softmax", "SGD", "Adagrad", "Adam", "clip_grad_norm", "clip_grad_value",
-    "gradcheck",
+    "gradcheck", "BatchSplit",
 ]

@@ -30,6 +30,7 @@ from rnnkit.scratch.linear import init_linear, linear_backward, linear_forward
 from rnnkit.scratch.losses import cross_entropy_forward, log_softmax
 from rnnkit.scratch.module import Module, check_size
 from rnnkit.scratch.optim import SGD, Adagrad, Adam, clip_grad_norm, clip_grad_value
+from rnnkit.scratch.parallel import BatchSplit
 
 CELLS = {"rnn": RNN, "lstm": LSTM, "gru": GRU}
 OPTIMIZERS = {"adam": Adam, "adagrad": Adagrad, "sgd": SGD}
@@ -211,11 +212,14 @@ def train(
     seed: int = 0,
     model: CharLM | None = None,
     callback: Callable[[int, float, CharLM], None] | None = None,
+    threads: int = 1,
 ) -> TrainResult:
     """Train a :class:`CharLM` on ``text`` for ``steps`` chunks of ``seq_len`` x ``batch_size`` chars.
 
     The vocabulary is the sorted set of characters of ``text`` (or ``model``'s when one is given
-    to continue training). ``callback(step, loss, model)`` runs after every update.
+    to continue training). ``callback(step, loss, model)`` runs after every update. ``threads`` > 1
+    splits each batch's streams over that many threads (:class:`rnnkit.scratch.parallel.BatchSplit`:
+    the same gradients up to rounding; give each thread one BLAS thread).
     """
     if optimizer not in OPTIMIZERS:
         raise ValueError(f"optimizer must be one of {sorted(OPTIMIZERS)}, got {optimizer!r}")
@@ -228,19 +232,21 @@ def train(
     opt = OPTIMIZERS[optimizer](model.parameters(), lr=lr)
     result = TrainResult(model)
     state, pos = None, 0
-    for step in range(steps):
-        if pos + seq_len > len(X):  # end of the streams: start over from a zero state
-            state, pos = None, 0
-        loss, grads, state = model.loss_and_grads(X[pos : pos + seq_len], Y[pos : pos + seq_len], state)
-        pos += seq_len
-        if clip_value is not None:
-            clip_grad_value(grads, clip_value)
-        if clip_norm is not None:
-            clip_grad_norm(grads, clip_norm)
-        opt.step(grads)
-        result.losses.append(loss)
-        if callback is not None:
-            callback(step, loss, model)
+    with BatchSplit(threads) as split:
+        for step in range(steps):
+            if pos + seq_len > len(X):  # end of the streams: start over from a zero state
+                state, pos = None, 0
+            chunk = slice(pos, pos + seq_len)
+            loss, grads, state = split(model.loss_and_grads, X[chunk], Y[chunk], state)
+            pos += seq_len
+            if clip_value is not None:
+                clip_grad_value(grads, clip_value)
+            if clip_norm is not None:
+                clip_grad_norm(grads, clip_norm)
+            opt.step(grads)
+            result.losses.append(loss)
+            if callback is not None:
+                callback(step, loss, model)
     return result
 
 

@@ -1,0 +1,69 @@
+"""A batch split over threads gives the loss, gradients and state of the whole batch in one call."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+from scratch_helpers import rel_err
+
+from rnnkit.scratch import charlm
+from rnnkit.scratch.parallel import BatchSplit
+
+
+def _state(rng, cell, B, H):
+    h0 = rng.standard_normal((2, B, H))
+    return (h0, 0.5 * h0) if cell == "lstm" else h0
+
+
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+@pytest.mark.parametrize("threads", [2, 3, 16])  # 3 of B=7: uneven slices 2, 3, 2; 16 > B
+def test_split_equals_whole_batch(cell, threads):
+    V, H, T, B = 6, 5, 4, 7
+    model = charlm.CharLM("abcdef", H, cell=cell, num_layers=2, dtype=np.float64, seed=3)
+    rng = np.random.default_rng(0)
+    x, y = rng.integers(0, V, (T, B)), rng.integers(0, V, (T, B))
+    state = _state(rng, cell, B, H)
+    loss, grads, state_T = model.loss_and_grads(x, y, state)  # the oracle: tested against torch.nn
+    with BatchSplit(threads) as split:
+        s_loss, s_grads, s_state_T = split(model.loss_and_grads, x, y, state)
+    assert abs(s_loss - loss) < 1e-12 * loss
+    assert list(s_grads) == list(grads)
+    for name in grads:
+        assert s_grads[name].dtype == grads[name].dtype
+        assert rel_err(s_grads[name], grads[name]) < 1e-12, name
+    pairs = zip(s_state_T, state_T) if cell == "lstm" else [(s_state_T, state_T)]
+    for got, want in pairs:
+        assert rel_err(got, want) < 1e-12  # every stream's own state, in order (BLAS rounds B=1 apart)
+
+
+def test_split_runs_in_threads():
+    seen = set()
+    model = charlm.CharLM("abc", 4, dtype=np.float64, seed=0)
+    both = threading.Barrier(2, timeout=10)  # passes only when two slices run at the same time
+
+    def loss_and_grads(x, y, state):
+        seen.add(threading.current_thread().name)
+        both.wait()
+        return model.loss_and_grads(x, y, state)
+
+    x = np.zeros((3, 4), dtype=np.int64)
+    with BatchSplit(2) as split:
+        split(loss_and_grads, x, x, None)
+    assert len(seen) == 2 and all(name.startswith("rnnkit-scratch") for name in seen)
+
+
+def test_train_with_threads_follows_one_thread(tmp_path):
+    text = "the quick brown fox jumps over the lazy dog. " * 40
+    kw = dict(hidden_size=16, seq_len=10, batch_size=6, steps=8, dtype=np.float64, seed=0)
+    one, two = charlm.train(text, **kw), charlm.train(text, threads=2, **kw)
+    assert np.allclose(one.losses, two.losses, rtol=1e-10, atol=0)
+    for name, p in one.model.parameters().items():
+        assert rel_err(two.model.parameters()[name], p) < 1e-9, name
+
+
+@pytest.mark.parametrize("bad", [0, -1, 1.5, "2", True])
+def test_threads_must_be_a_positive_integer(bad):
+    with pytest.raises(ValueError, match=r"threads must be an integer >= 1, got"):
+        BatchSplit(bad)
