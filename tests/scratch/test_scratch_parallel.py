@@ -26,7 +26,7 @@ def test_split_equals_whole_batch(cell, threads):
     x, y = rng.integers(0, V, (T, B)), rng.integers(0, V, (T, B))
     state = _state(rng, cell, B, H)
     loss, grads, state_T = model.loss_and_grads(x, y, state)  # the oracle: tested against torch.nn
-    with BatchSplit(threads) as split:
+    with BatchSplit(threads, min_slice=1) as split:
         s_loss, s_grads, s_state_T = split(model.loss_and_grads, x, y, state)
     assert abs(s_loss - loss) < 1e-12 * loss
     assert list(s_grads) == list(grads)
@@ -49,15 +49,52 @@ def test_split_runs_in_threads():
         return model.loss_and_grads(x, y, state)
 
     x = np.zeros((3, 4), dtype=np.int64)
-    with BatchSplit(2) as split:
+    with BatchSplit(2, min_slice=2) as split:
         split(loss_and_grads, x, x, None)
     assert len(seen) == 2 and all(name.startswith("rnnkit-scratch") for name in seen)
 
 
-def test_train_with_threads_follows_one_thread(tmp_path):
-    text = "the quick brown fox jumps over the lazy dog. " * 40
-    kw = dict(hidden_size=16, seq_len=10, batch_size=6, steps=8, dtype=np.float64, seed=0)
-    one, two = charlm.train(text, **kw), charlm.train(text, threads=2, **kw)
+def test_small_batches_are_not_split():
+    calls = []
+
+    def loss_and_grads(x, y, state):
+        calls.append(x.shape[1])
+        return 0.0, {}, np.zeros((1, x.shape[1], 1))
+
+    x = np.zeros((3, 10), dtype=np.int64)
+    with BatchSplit(4, min_slice=4) as split:
+        split(loss_and_grads, x, x, None)  # 10 // 4 = 2 slices, not 4
+        split(loss_and_grads, x[:, :7], x[:, :7], None)  # one slice: the call as is
+    assert calls[:2] == [5, 5] and calls[2:] == [7]
+
+
+def test_blas_threads_are_limited_while_slices_run():
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    seen = []
+
+    def loss_and_grads(x, y, state):
+        seen.append({i["num_threads"] for i in threadpoolctl.threadpool_info() if i["user_api"] == "blas"})
+        return 0.0, {}, np.zeros((1, x.shape[1], 1))
+
+    x = np.zeros((2, 4), dtype=np.int64)
+    with BatchSplit(2, min_slice=2) as split:
+        # start from more BLAS threads than a slice may have, so the limit has to change something
+        with threadpoolctl.threadpool_limits(limits=split.blas_threads + 1, user_api="blas"):
+            before = threadpoolctl.threadpool_info()
+            split(loss_and_grads, x, x, None)
+            assert threadpoolctl.threadpool_info() == before  # restored afterwards
+    assert seen == [{split.blas_threads}] * 2
+
+
+def test_train_with_threads_follows_one_thread():
+    text = "the quick brown fox jumps over the lazy dog. " * 200
+    kw = dict(hidden_size=16, seq_len=10, batch_size=192, steps=6, dtype=np.float64, seed=0)
+    one = charlm.train(text, **kw)
+    split_model = charlm.CharLM(sorted(set(text)), 16, dtype=np.float64, seed=0)
+    batches, whole = [], split_model.loss_and_grads
+    split_model.loss_and_grads = lambda x, y, state: batches.append(x.shape[1]) or whole(x, y, state)
+    two = charlm.train(text, threads=2, model=split_model, **kw)
+    assert batches == [96, 96] * 6  # every step was split in two
     assert np.allclose(one.losses, two.losses, rtol=1e-10, atol=0)
     for name, p in one.model.parameters().items():
         assert rel_err(two.model.parameters()[name], p) < 1e-9, name
@@ -67,3 +104,13 @@ def test_train_with_threads_follows_one_thread(tmp_path):
 def test_threads_must_be_a_positive_integer(bad):
     with pytest.raises(ValueError, match=r"threads must be an integer >= 1, got"):
         BatchSplit(bad)
+    with pytest.raises(ValueError, match=r"min_slice must be an integer >= 1, got"):
+        BatchSplit(2, min_slice=bad)
+
+
+def test_warns_without_threadpoolctl(monkeypatch):
+    from rnnkit.scratch import parallel
+
+    monkeypatch.setattr(parallel, "ThreadpoolController", None)
+    with pytest.warns(RuntimeWarning, match="OPENBLAS_NUM_THREADS"):
+        BatchSplit(2).close()

@@ -10,8 +10,11 @@ equals the steps over slices B_1 + ... + B_K = B, combined:
 Threads, not processes: NumPy lets go of the GIL inside its array loops and BLAS calls, which is
 where a step spends its time once B is large, so K threads keep K cores busy. Whole-step slices
 also parallelise what BLAS threads cannot: tanh, softmax and the other element-wise passes, which
-NumPy runs on one core. Give each thread one BLAS thread (``OPENBLAS_NUM_THREADS=1``, or
-``threads x BLAS threads <= cores``): threads that wait for busy cores make a step much slower.
+NumPy runs on one core. Each thread must have its own cores: with NumPy's default BLAS threads
+(all cores) two threads were slower than one here (oversubscribed cores wait for each other). So
+while the slices run, BatchSplit limits BLAS to cores // threads threads each, through threadpoolctl
+(process-wide for that time, then restored); without threadpoolctl it warns once, and
+``OPENBLAS_NUM_THREADS=1`` does the same by hand.
 
     split = BatchSplit(2)
     loss, grads, state = split(model.loss_and_grads, x_idx, y_idx, state)    # x_idx (T, B)
@@ -19,33 +22,59 @@ NumPy runs on one core. Give each thread one BLAS thread (``OPENBLAS_NUM_THREADS
 
 from __future__ import annotations
 
+import os
+import warnings
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
 
 import numpy as np
+
+try:  # optional: NumPy alone is enough for rnnkit.scratch
+    from threadpoolctl import ThreadpoolController
+except ImportError:  # pragma: no cover - exercised by monkeypatching in the tests
+    ThreadpoolController = None
 
 
 class BatchSplit:
     """Run ``loss_and_grads(x, y, state) -> (loss, grads, state)`` on slices of the batch at once.
 
     x and y are (T, B) (axis 1 is the batch); a state is None, an array (L, B, H) or a tuple of
-    them (LSTM's (h, c)). With threads=1 it calls ``loss_and_grads`` unchanged.
+    them (LSTM's (h, c)). A batch is cut into at most ``threads`` slices of at least ``min_slice``
+    streams: smaller slices cost more in hand-offs than they gain (char LM, H=100, 2 cores: two
+    threads lose at B <= 128, gain from B = 192). With one slice it calls ``loss_and_grads`` as is.
     """
 
-    def __init__(self, threads: int):
-        if not isinstance(threads, int) or isinstance(threads, bool) or threads < 1:
-            raise ValueError(f"threads must be an integer >= 1, got {threads!r}")
-        self.threads = threads
-        self._pool = ThreadPoolExecutor(threads, thread_name_prefix="rnnkit-scratch") if threads > 1 else None
+    def __init__(self, threads: int, min_slice: int = 96):
+        for name, value in (("threads", threads), ("min_slice", min_slice)):
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+        self.threads, self.min_slice = threads, min_slice
+        self._pool = self._blas = None
+        if threads > 1:
+            self._pool = ThreadPoolExecutor(threads, thread_name_prefix="rnnkit-scratch")
+            self.blas_threads = max(1, _cores() // threads)
+            if ThreadpoolController is not None:
+                self._blas = ThreadpoolController()
+            else:
+                warnings.warn(
+                    f"threadpoolctl is not installed, so BatchSplit({threads}) cannot limit BLAS to "
+                    f"{self.blas_threads} thread(s) per slice: set OPENBLAS_NUM_THREADS="
+                    f"{self.blas_threads} before NumPy loads, or threads may fight for cores",
+                    RuntimeWarning, stacklevel=2,
+                )
 
     def __call__(self, loss_and_grads: Callable, x, y, state=None):
         B = x.shape[1]
-        if self._pool is None or B < 2:
+        parts = min(self.threads, B // self.min_slice)
+        if self._pool is None or parts < 2:
             return loss_and_grads(x, y, state)
-        bounds = np.linspace(0, B, min(self.threads, B) + 1).round().astype(int)
+        bounds = np.linspace(0, B, parts + 1).round().astype(int)
         slices = [slice(a, b) for a, b in zip(bounds[:-1], bounds[1:])]
-        jobs = [self._pool.submit(loss_and_grads, x[:, s], y[:, s], _take(state, s)) for s in slices]
-        results = [job.result() for job in jobs]  # (loss_k, grads_k, state_k), in slice order
+        limit = self._blas.limit(limits=self.blas_threads, user_api="blas") if self._blas else nullcontext()
+        with limit:
+            jobs = [self._pool.submit(loss_and_grads, x[:, s], y[:, s], _take(state, s)) for s in slices]
+            results = [job.result() for job in jobs]  # (loss_k, grads_k, state_k), in slice order
         weights = [(s.stop - s.start) / B for s in slices]
         loss = sum(w * r[0] for w, r in zip(weights, results))
         grads = {}
@@ -65,6 +94,14 @@ class BatchSplit:
 
     def __exit__(self, *exc):
         self.close()
+
+
+def _cores() -> int:
+    """CPU cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
 
 
 def _take(state, s: slice):
