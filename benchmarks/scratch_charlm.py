@@ -49,7 +49,7 @@ from matmul_rate import matmul_gflops  # noqa: E402
 
 from rnnkit.scratch import charlm  # noqa: E402
 from rnnkit.scratch.optim import Adagrad, clip_grad_value  # noqa: E402
-from rnnkit.scratch.parallel import BatchSplit  # noqa: E402
+from rnnkit.scratch.parallel import MIN_SLICE, BatchSplit  # noqa: E402
 
 CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "tinyshakespeare.txt"
 
@@ -280,7 +280,7 @@ def main():
             name = f"rnnkit.scratch.charlm ({np.dtype(dtype).name})"
             runners[(name, batch)] = batched_runner(text, batch, dtype)
         runners[("bound: its matmuls alone (float32)", batch)] = matmul_runner(batch, np.float32, V)
-        if K > 1:
+        if K > 1 and batch // K >= MIN_SLICE:  # smaller batches are not split
             runners[(f"rnnkit.scratch.charlm, {K} threads (float32)", batch)] = batched_runner(
                 text, batch, np.float32, K)
             runners[(f"bound: matmuls alone, {K} threads (float32)", batch)] = threaded_matmul_runner(

@@ -142,6 +142,34 @@ def test_numpy_engine_takes_the_same_steps_as_torch():
         torch.testing.assert_close(value, model.state_dict()[key], rtol=1e-4, atol=1e-5)
 
 
+def test_numpy_engine_split_over_threads_takes_the_same_steps():
+    """--numpy-threads 2 splits each batch in two and takes the steps of the whole batch."""
+    vocab = Vocab.from_text("abcdefgh")
+    one = NumpyEngine(vocab, TrainConfig(hidden_size=6, embed_size=0, engine="numpy"))
+    two = NumpyEngine(vocab, TrainConfig(hidden_size=6, embed_size=0, engine="numpy", numpy_threads=2))
+    slices, whole = [], two.model.loss_and_grads
+    two.model.loss_and_grads = lambda x, y, state: slices.append(x.shape[1]) or whole(x, y, state)
+    rng = np.random.default_rng(1)
+    for step in range(3):
+        x, y = rng.integers(0, 8, size=(2, 5, 200))  # (T, B): 200 streams, two slices of 100
+        la, na = one.train_step(x, y, reset=step == 0)
+        lb, nb = two.train_step(x, y, reset=step == 0)
+        assert la == pytest.approx(lb, rel=1e-5) and na == pytest.approx(nb, rel=1e-5)
+        one.apply(0.05)
+        two.apply(0.05)
+    assert slices == [100, 100] * 3
+    for key, value in one.weights().items():
+        torch.testing.assert_close(two.weights()[key], value, rtol=1e-5, atol=1e-6)
+
+
+def test_numpy_threads_flag_is_checked(corpus, tmp_path, capsys):
+    base = ["train", "--data", str(corpus), "--out", str(tmp_path / "x")]
+    assert main(base + ["--numpy-threads", "2"]) == 2
+    assert "--numpy-threads applies to --engine numpy only, got 2 with --engine torch" in capsys.readouterr().err
+    assert main(base + ["--engine", "numpy", "--numpy-threads", "0"]) == 2
+    assert "--numpy-threads must be an integer >= 1, got 0" in capsys.readouterr().err
+
+
 def test_numpy_engine_from_the_command_line(corpus, tmp_path, capsys):
     out = tmp_path / "np"
     argv = ["train", "--data", str(corpus), "--out", str(out), "--engine", "numpy",

@@ -43,6 +43,8 @@ HELP = {
     "device": "auto, cpu, cuda, cuda:N or mps",
     "precision": "fp32, or bf16 (autocast; the loss stays in float32)",
     "engine": "torch, or numpy (rnnkit.scratch: CPU, one-hot input, no dropout)",
+    "numpy_threads": "with --engine numpy: split each batch's streams over this many threads "
+                     "(helps small models on large batches)",
     "resume": "continue the run in --out from its last checkpoint",
 }
 

@@ -36,6 +36,9 @@ except ImportError:  # pragma: no cover - exercised by monkeypatching in the tes
     ThreadpoolController = None
 
 
+MIN_SLICE = 96  # streams; a slice smaller than this is not worth a thread (see BatchSplit)
+
+
 class BatchSplit:
     """Run ``loss_and_grads(x, y, state) -> (loss, grads, state)`` on slices of the batch at once.
 
@@ -45,7 +48,7 @@ class BatchSplit:
     threads lose at B <= 128, gain from B = 192). With one slice it calls ``loss_and_grads`` as is.
     """
 
-    def __init__(self, threads: int, min_slice: int = 96):
+    def __init__(self, threads: int, min_slice: int = MIN_SLICE):
         for name, value in (("threads", threads), ("min_slice", min_slice)):
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"{name} must be an integer >= 1, got {value!r}")

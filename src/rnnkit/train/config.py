@@ -54,6 +54,7 @@ class TrainConfig:
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
     precision: str = "fp32"  # fp32 | bf16 (autocast; the loss stays in float32)
     engine: str = "torch"  # torch | numpy (rnnkit.scratch: CPU, fp32, one-hot input, no dropout)
+    numpy_threads: int = 1  # --engine numpy: split each batch's streams over this many threads
     resume: bool = False  # continue the run in --out
 
     def shape(self) -> dict:
@@ -158,7 +159,7 @@ def check_config(cfg: TrainConfig) -> None:
         if getattr(cfg, name) not in allowed:
             bad(name, "one of " + ", ".join(allowed))
     for name in ("hidden_size", "num_layers", "seq_len", "batch_size", "max_iters", "eval_every",
-                 "log_every"):
+                 "log_every", "numpy_threads"):
         if getattr(cfg, name) < 1:
             bad(name.replace("_", "-"), "an integer >= 1")
     for name in ("embed_size", "warmup_iters", "decay_iters", "eval_chars", "sample_length"):
@@ -176,6 +177,9 @@ def check_config(cfg: TrainConfig) -> None:
         bad("lr", "> 0")
     if cfg.min_lr_ratio > 1:
         bad("min-lr-ratio", "in [0, 1]")
+    if cfg.engine != "numpy" and cfg.numpy_threads != 1:
+        raise ConfigError(f"--numpy-threads applies to --engine numpy only, got {cfg.numpy_threads} "
+                          f"with --engine {cfg.engine}")
     if cfg.engine == "numpy":
         for name, ok, need in (("precision", cfg.precision == "fp32", "fp32"),
                                ("dropout", cfg.dropout == 0.0, "0"),

@@ -149,6 +149,7 @@ class NumpyEngine:
     def __init__(self, vocab: Vocab, cfg: TrainConfig):
         from rnnkit.scratch.charlm import CharLM as ScratchLM
         from rnnkit.scratch.optim import Adam
+        from rnnkit.scratch.parallel import BatchSplit
 
         self.cfg = cfg
         self.model = ScratchLM(vocab.chars, cfg.hidden_size, cell=cfg.cell,
@@ -158,6 +159,7 @@ class NumpyEngine:
         self.opt = Adam(self.params, lr=cfg.lr, betas=(0.9, 0.99))
         self.grads: dict[str, np.ndarray] = {}
         self.state = None
+        self.split = BatchSplit(cfg.numpy_threads)  # numpy_threads = 1: the plain call
 
     @staticmethod
     def torch_name(name: str) -> str:
@@ -168,7 +170,7 @@ class NumpyEngine:
 
         if reset:
             self.state = None
-        loss, self.grads, self.state = self.model.loss_and_grads(x, y, self.state)
+        loss, self.grads, self.state = self.split(self.model.loss_and_grads, x, y, self.state)
         clip = self.cfg.grad_clip if self.cfg.grad_clip > 0 else math.inf
         norm = clip_grad_norm(self.grads, clip)
         return float(loss), float(norm)
