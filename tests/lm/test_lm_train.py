@@ -151,13 +151,13 @@ def test_numpy_engine_split_over_threads_takes_the_same_steps():
     two.model.loss_and_grads = lambda x, y, state: slices.append(x.shape[1]) or whole(x, y, state)
     rng = np.random.default_rng(1)
     for step in range(3):
-        x, y = rng.integers(0, 8, size=(2, 5, 200))  # (T, B): 200 streams, two slices of 100
+        x, y = rng.integers(0, 8, size=(2, 5, 256))  # (T, B): 256 streams, two slices of 128
         la, na = one.train_step(x, y, reset=step == 0)
         lb, nb = two.train_step(x, y, reset=step == 0)
         assert la == pytest.approx(lb, rel=1e-5) and na == pytest.approx(nb, rel=1e-5)
         one.apply(0.05)
         two.apply(0.05)
-    assert slices == [100, 100] * 3
+    assert slices == [128, 128] * 3
     for key, value in one.weights().items():
         torch.testing.assert_close(two.weights()[key], value, rtol=1e-5, atol=1e-6)
 

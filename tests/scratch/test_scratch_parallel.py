@@ -88,13 +88,13 @@ def test_blas_threads_are_limited_while_slices_run():
 
 def test_train_with_threads_follows_one_thread():
     text = "the quick brown fox jumps over the lazy dog. " * 200
-    kw = dict(hidden_size=16, seq_len=10, batch_size=192, steps=6, dtype=np.float64, seed=0)
+    kw = dict(hidden_size=16, seq_len=10, batch_size=256, steps=6, dtype=np.float64, seed=0)
     one = charlm.train(text, **kw)
     split_model = charlm.CharLM(sorted(set(text)), 16, dtype=np.float64, seed=0)
     batches, whole = [], split_model.loss_and_grads
     split_model.loss_and_grads = lambda x, y, state: batches.append(x.shape[1]) or whole(x, y, state)
     two = charlm.train(text, threads=2, model=split_model, **kw)
-    assert batches == [96, 96] * 6  # every step was split in two
+    assert batches == [128, 128] * 6  # every step was split in two
     assert np.allclose(one.losses, two.losses, rtol=1e-10, atol=0)
     for name, p in one.model.parameters().items():
         assert rel_err(two.model.parameters()[name], p) < 1e-9, name
