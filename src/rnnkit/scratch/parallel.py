@@ -68,9 +68,13 @@ class BatchSplit:
                     RuntimeWarning, stacklevel=2,
                 )
 
+    def parts(self, batch_size: int) -> int:
+        """How many slices a batch of ``batch_size`` streams is cut into (1: not split)."""
+        return max(1, min(self.threads, batch_size // self.min_slice))
+
     def __call__(self, loss_and_grads: Callable, x, y, state=None):
         B = x.shape[1]
-        parts = min(self.threads, B // self.min_slice)
+        parts = self.parts(B)
         if self._pool is None or parts < 2:
             return loss_and_grads(x, y, state)
         bounds = np.linspace(0, B, parts + 1).round().astype(int)

@@ -151,6 +151,10 @@ def train(cfg: TrainConfig, *, stream=None) -> TrainResult:
         distributed.init(info, device)
         torch.manual_seed(cfg.seed + info.rank)  # dropout masks differ between processes
     engine = TorchEngine(model, cfg, device, info) if cfg.engine == "torch" else NumpyEngine(vocab, cfg)
+    if main and cfg.numpy_threads > 1 and engine.split.parts(cfg.batch_size) == 1:
+        print(f"note: --numpy-threads {cfg.numpy_threads} does nothing here: a thread needs a slice "
+              f"of at least {engine.split.min_slice} streams, and --batch-size is {cfg.batch_size}",
+              file=stream)
     streams = Streams(train_ids, cfg.batch_size, cfg.seq_len, seed=cfg.seed, rank=info.rank,
                       world_size=info.world_size)
     metrics = Metrics(run_dir, enabled=main)
