@@ -13,7 +13,7 @@ also parallelise what BLAS threads cannot: tanh, softmax and the other element-w
 NumPy runs on one core. Each thread must have its own cores: with NumPy's default BLAS threads
 (all cores) two threads were slower than one here (oversubscribed cores wait for each other). So
 while the slices run, BatchSplit limits BLAS to cores // threads threads each, through threadpoolctl
-(process-wide for that time, then restored); without threadpoolctl it warns once, and
+(process-wide for that time, then restored); without threadpoolctl it warns, and
 ``OPENBLAS_NUM_THREADS=1`` does the same by hand.
 
     split = BatchSplit(2)
@@ -54,7 +54,7 @@ class BatchSplit:
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
         self.threads, self.min_slice = threads, min_slice
-        self._pool = self._blas = None
+        self._pool = self._blas = self.blas_threads = None
         if threads > 1:
             self._pool = ThreadPoolExecutor(threads, thread_name_prefix="rnnkit-scratch")
             self.blas_threads = max(1, _cores() // threads)
