@@ -45,6 +45,7 @@ import argparse
 import contextlib
 import copy
 import statistics
+from unittest import mock
 
 import torch
 from timing import SHAPES, time_layers
@@ -136,44 +137,18 @@ def build(I: int, H: int, compiled: bool = True) -> dict[str, nn.Module]:
     return models
 
 
-@contextlib.contextmanager
-def packing_off():
-    """rnnkit.nn.fused.PACKED_GEMM off for the duration (restored after)."""
-    old = fused.PACKED_GEMM
-    fused.PACKED_GEMM = False
-    try:
-        yield
-    finally:
-        fused.PACKED_GEMM = old
-
-
-@contextlib.contextmanager
-def kernels_on():
-    """rnnkit.nn.fused.CPU_KERNELS on for the duration (restored after)."""
-    old = fused.CPU_KERNELS
-    fused.CPU_KERNELS = True
-    try:
-        yield
-    finally:
-        fused.CPU_KERNELS = old
+#: the setting each variant row is timed with, as (object, attribute, value); restored after
+VARIANTS = {
+    NO_REUSE: (FUSED_WORKSPACE, "limit_bytes", 0),  # fresh buffers, none kept
+    NO_PACK: (fused, "PACKED_GEMM", False),  # torch.mm per step
+    COMPILED: (fused, "CPU_KERNELS", True),  # the compiled CPU kernels
+    FUSED_COMPILED: (fused, "CPU_KERNELS", True),
+}
 
 
 def variant(name: str):
-    """The context a model's row is timed in."""
-    contexts = {NO_REUSE: workspace_off, NO_PACK: packing_off, COMPILED: kernels_on,
-                FUSED_COMPILED: kernels_on}
-    return contexts.get(name, contextlib.nullcontext)()
-
-
-@contextlib.contextmanager
-def workspace_off():
-    """FUSED_WORKSPACE off for the duration: fresh buffers, none kept (restored after)."""
-    old = FUSED_WORKSPACE.limit_bytes
-    FUSED_WORKSPACE.limit_bytes = 0
-    try:
-        yield
-    finally:
-        FUSED_WORKSPACE.limit_bytes = old
+    """The context a model's row is timed in: its VARIANTS setting, or none."""
+    return mock.patch.object(*VARIANTS[name]) if name in VARIANTS else contextlib.nullcontext()
 
 
 def check(models: dict[str, nn.Module], x: torch.Tensor) -> None:
