@@ -27,6 +27,7 @@ threads: the most this machine's BLAS does, on the friendliest shape (times K fo
     .venv/bin/python benchmarks/scratch_charlm.py                 # B = 64, 256, 1024, 4096
     .venv/bin/python benchmarks/scratch_charlm.py --batch 64 --seconds 5 --threads 1
     .venv/bin/python benchmarks/scratch_charlm.py --batch 64 256 --profile
+    .venv/bin/python benchmarks/scratch_charlm.py --batch 128 256 512 1024 --min-slice 1   # where splitting pays
     BENCH_THREADS=2 .venv/bin/python benchmarks/scratch_charlm.py --batch 64 256 --threads 1
 """
 
@@ -135,12 +136,12 @@ def minchar_runner(text):
     return run
 
 
-def batched_runner(text, batch, dtype, threads=1):
+def batched_runner(text, batch, dtype, threads=1, min_slice=MIN_SLICE):
     """The loop of charlm.train (Adagrad, clipping at 5 as min-char-rnn), without its setup."""
     model = charlm.CharLM(sorted(set(text)), 100, dtype=dtype, seed=0)
     X, Y = charlm.stream_batches(model.encode(text), batch, 25)
     opt = Adagrad(model.parameters(), lr=0.1)
-    split = BatchSplit(threads)
+    split = BatchSplit(threads, min_slice)
     st = {"state": None, "pos": 0}
 
     def run(n):
@@ -263,6 +264,8 @@ def main():
     parser.add_argument("--batch", type=int, nargs="*", default=[64, 256, 1024, 4096])
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1,
                         help="also time the engine with the batch split over this many threads")
+    parser.add_argument("--min-slice", type=int, default=MIN_SLICE,
+                        help="the split's smallest slice (streams); 1 times the split at every B")
     parser.add_argument("--seconds", type=float, default=4.0, help="time per configuration")
     parser.add_argument("--profile", action="store_true", help="time each phase of a step, then stop")
     args = parser.parse_args()
@@ -280,9 +283,9 @@ def main():
             name = f"rnnkit.scratch.charlm ({np.dtype(dtype).name})"
             runners[(name, batch)] = batched_runner(text, batch, dtype)
         runners[("bound: its matmuls alone (float32)", batch)] = matmul_runner(batch, np.float32, V)
-        if K > 1 and batch // K >= MIN_SLICE:  # smaller batches are not split
+        if K > 1 and batch // K >= args.min_slice:  # smaller batches are not split
             runners[(f"rnnkit.scratch.charlm, {K} threads (float32)", batch)] = batched_runner(
-                text, batch, np.float32, K)
+                text, batch, np.float32, K, args.min_slice)
             runners[(f"bound: matmuls alone, {K} threads (float32)", batch)] = threaded_matmul_runner(
                 batch, np.float32, V, K)
     rates = measure(runners, args.seconds)
