@@ -13,8 +13,9 @@
 // The plain LSTM (layer_norm false, torch.nn.LSTM's cell): gates = gi + a and y = tanh(c').
 //
 // The formulas are those of fused.py's _LNLSTMKernel (and rnnkit.scratch); tests tie them.
-// Two levels: one step (the Python driver calls it per step where zoneout or lengths blend the
-// states), and the whole time loop with the per-step matrix products (everywhere else).
+// Two levels: the whole time loop with the per-step matrix products, zoneout and lengths (what
+// the layers use), and one step, which the Python driver calls per step only when
+// fused.WHOLE_LOOP is off (the comparison path the bit-equality tests run).
 
 #include <torch/extension.h>
 
