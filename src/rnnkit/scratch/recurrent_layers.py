@@ -20,6 +20,8 @@ Shapes: T time, B batch, I input, H hidden, P proj_size, H_out = P or H, L layer
 
 from __future__ import annotations
 
+from functools import partial
+
 import numpy as np
 
 from rnnkit.scratch.gru_cell import gru_step, gru_step_backward
@@ -47,13 +49,14 @@ def _zeros_like(state):
 
 
 class _Unrolled(RNNBase):
-    """The textbook loop over time, shared by RNN, LSTM and GRU; subclasses give the step."""
+    """The textbook loop over time, shared by RNN, LSTM and GRU; subclasses give the step.
 
-    def _step(self, x_t, state, p):  # -> (new state, cache): one step of the cell
-        raise NotImplementedError
+    ``step(x_t, state, params) -> (state_t, cache)`` and ``step_backward(d_state_t, cache) ->
+    (d_x_t, d_state_{t-1}, grads)`` are the cell file's functions themselves, called directly from
+    the loop, so in a debugger one ``up`` from inside the step shows the loop and its ``t``.
+    """
 
-    def _step_backward(self, d_state, cache):  # -> (d_x_t, d_state_{t-1}, grads)
-        raise NotImplementedError
+    step = step_backward = None  # set by each cell's class
 
     def _one_hot(self, idx_t):
         """Index input (B,) as one-hot rows (B, I): x_t W_ih^T then picks column idx of W_ih."""
@@ -67,7 +70,7 @@ class _Unrolled(RNNBase):
         state, caches, hs = state0, [], []
         for t in range(len(x)):
             x_t = self._one_hot(x[t]) if is_index else x[t]  # (B, I_l)
-            state, cache = self._step(x_t, state, p)  # the equations of one step
+            state, cache = self.step(x_t, state, p)  # the equations of one step
             caches.append(cache)
             hs.append(_hidden(state))  # h_t (B, H_out)
         return np.stack(hs), state, (caches, is_index, _zeros_like(state0))
@@ -80,7 +83,7 @@ class _Unrolled(RNNBase):
         for t in range(len(caches) - 1, -1, -1):
             if d_hs is not None:  # h_t is read by the layer above (d_hs[t]) and by step t+1
                 d_state = _add_to_hidden(d_state, d_hs[t])
-            d_xs[t], d_state, step_grads = self._step_backward(d_state, caches[t])
+            d_xs[t], d_state, step_grads = self.step_backward(d_state, caches[t])
             for name, value in step_grads.items():  # every step uses the same weights: add up
                 grads[name] = grads[name] + value if name in grads else value
         return (None if is_index else np.stack(d_xs)), d_state, grads
@@ -94,6 +97,7 @@ class RNN(_Unrolled):
     """
 
     gates = 1
+    step_backward = staticmethod(rnn_step_backward)
 
     def __init__(
         self, input_size, hidden_size, num_layers=1, *, bidirectional=False, bias=True,
@@ -101,16 +105,11 @@ class RNN(_Unrolled):
     ):
         _check_nonlinearity(nonlinearity)
         self.nonlinearity = nonlinearity
+        self.step = partial(rnn_step, nonlinearity=nonlinearity)  # (x_t, h, params) -> (h_t, cache)
         super().__init__(
             input_size, hidden_size, num_layers, bidirectional=bidirectional, bias=bias, dtype=dtype,
             seed=seed,
         )
-
-    def _step(self, x_t, h, p):
-        return rnn_step(x_t, h, p, self.nonlinearity)
-
-    def _step_backward(self, d_h, cache):
-        return rnn_step_backward(d_h, cache)
 
 
 class GRU(_Unrolled):
@@ -121,6 +120,7 @@ class GRU(_Unrolled):
     """
 
     gates = 3
+    step, step_backward = staticmethod(gru_step), staticmethod(gru_step_backward)
 
     def __init__(
         self, input_size, hidden_size, num_layers=1, *, bidirectional=False, bias=True,
@@ -130,12 +130,6 @@ class GRU(_Unrolled):
             input_size, hidden_size, num_layers, bidirectional=bidirectional, bias=bias, dtype=dtype,
             seed=seed,
         )
-
-    def _step(self, x_t, h, p):
-        return gru_step(x_t, h, p)
-
-    def _step_backward(self, d_h, cache):
-        return gru_step_backward(d_h, cache)
 
 
 class LSTM(_Unrolled):
@@ -148,6 +142,7 @@ class LSTM(_Unrolled):
     """
 
     gates = 4
+    step, step_backward = staticmethod(lstm_step), staticmethod(lstm_step_backward)
 
     def __init__(
         self, input_size, hidden_size, num_layers=1, *, bidirectional=False, bias=True, proj_size=0,
@@ -180,9 +175,3 @@ class LSTM(_Unrolled):
 
     def _stack_states(self, states):
         return np.stack([s[0] for s in states]), np.stack([s[1] for s in states])
-
-    def _step(self, x_t, state, p):
-        return lstm_step(x_t, state, p)
-
-    def _step_backward(self, d_state, cache):
-        return lstm_step_backward(d_state, cache)
