@@ -236,3 +236,16 @@ def test_textbook_layers_run_the_step_functions(kind):
     kw = {"num_layers": 2, "bidirectional": True}
     assert count_calls(SCRATCH[kind](I, H, seed=0, **kw), x) == {"step": T * 4, "backward": T * 4}
     assert count_calls(FAST[kind](I, H, seed=0, **kw), x) == {"step": 0, "backward": 0}
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+@pytest.mark.parametrize("kind", ["rnn", "lstm", "gru"])
+def test_float32_model_gives_float32_gradients_for_float64_upstream(kind, engine):
+    """d_output in another dtype is cast to the model's, so both engines return its dtype."""
+    model = ENGINES[engine][kind](I, H, num_layers=2, dtype=np.float32, seed=0)
+    x = np.random.default_rng(0).standard_normal((T, B, I))  # float64, cast on the way in
+    out, _, cache = model.forward(x)
+    d_x, d_hx, grads = model.backward(np.ones(out.shape, np.float64), cache)
+    assert d_x.dtype == np.float32
+    assert all(g.dtype == np.float32 for g in grads.values())
+    assert all(d.dtype == np.float32 for d in (d_hx if kind == "lstm" else (d_hx,)))

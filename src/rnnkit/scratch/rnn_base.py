@@ -172,7 +172,7 @@ class RNNBase(Module):
         B = cache["shape"][1]
         D, H_out = self.num_directions, self.output_size
         if d_output is not None:
-            d_output = to_numpy(d_output)
+            d_output = np.asarray(to_numpy(d_output), dtype=self.dtype)  # gradients in the model's dtype
             if d_output.shape != cache["out_shape"]:
                 raise ValueError(
                     f"d_output must have the output's shape. Expected {cache['out_shape']}, "
