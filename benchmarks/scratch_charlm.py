@@ -1,4 +1,4 @@
-"""Training speed of the NumPy character LM (rnnkit.scratch.charlm) against a min-char-rnn loop.
+"""Training speed of the NumPy character LM (rnnkit.scratch.fast) against a min-char-rnn loop.
 
 The peer is the way min-char-rnn (Karpathy, 2015) trains: one character at a time, batch 1, column
 one-hot vectors, a Python loop over time for forward and backward, Adagrad. rnnkit's engine runs
@@ -6,7 +6,8 @@ the same Elman network (H=100, seq_len=25, Adagrad, clipping) on B parallel stre
 for the input, one matmul per step for the recurrence (into preallocated arrays, in place), and
 the output layer fused with the softmax cross-entropy over all T*B rows in a (V, T*B) layout.
 The "K threads" rows split each batch's streams over K Python threads
-(rnnkit.scratch.parallel.BatchSplit, as ``charlm.train(threads=K)`` does), one BLAS thread each.
+(rnnkit.scratch.fast.BatchSplit, as ``charlm.fit(threads=K)`` does), one BLAS thread each. The
+engine timed is rnnkit.scratch.fast.FastNumpyCharLM, the model ``charlm.fit`` trains.
 
 First it checks that both compute the same loss and gradients on the same weights (B=1), then it
 times training steps and prints characters per second and the ratio. BLAS runs on one thread for
@@ -49,8 +50,8 @@ import numpy as np  # noqa: E402
 from matmul_rate import matmul_gflops  # noqa: E402
 
 from rnnkit.scratch import charlm  # noqa: E402
+from rnnkit.scratch.fast import MIN_SLICE, BatchSplit, FastNumpyCharLM  # noqa: E402
 from rnnkit.scratch.optim import Adagrad, clip_grad_value  # noqa: E402
-from rnnkit.scratch.parallel import MIN_SLICE, BatchSplit  # noqa: E402
 
 CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "tinyshakespeare.txt"
 
@@ -58,7 +59,7 @@ CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "tinys
 class MinCharRNN:
     """The min-char-rnn training step, written its way: batch 1, one character per loop turn."""
 
-    def __init__(self, model: charlm.CharLM):
+    def __init__(self, model: FastNumpyCharLM):
         p = model.parameters()  # the same weights as the batched model (its parameter layout)
         self.Wxh, self.Whh = p["weight_ih_l0"].astype(np.float64), p["weight_hh_l0"].astype(np.float64)
         self.bh = (p["bias_ih_l0"] + p["bias_hh_l0"]).astype(np.float64).reshape(-1, 1)
@@ -105,7 +106,7 @@ class MinCharRNN:
 
 def check(text):
     """Same weights, same 25 characters: the two implementations agree on loss and gradients."""
-    model = charlm.CharLM(sorted(set(text)), 100, dtype=np.float64, seed=0)
+    model = FastNumpyCharLM(sorted(set(text)), 100, dtype=np.float64, seed=0)
     idx = model.encode(text[:26])
     ref = MinCharRNN(model)
     loss_ref, g_ref, _ = ref.loss_fun(list(idx[:-1]), list(idx[1:]), np.zeros((100, 1)))
@@ -120,7 +121,7 @@ def check(text):
 
 def minchar_runner(text):
     """A function that trains the min-char-rnn loop for n chunks of 25 characters."""
-    model = charlm.CharLM(sorted(set(text)), 100, dtype=np.float64, seed=0)
+    model = FastNumpyCharLM(sorted(set(text)), 100, dtype=np.float64, seed=0)
     ref, idx = MinCharRNN(model), model.encode(text)
     st = {"h": np.zeros((100, 1)), "p": 0}
 
@@ -137,8 +138,8 @@ def minchar_runner(text):
 
 
 def batched_runner(text, batch, dtype, threads=1, min_slice=MIN_SLICE):
-    """The loop of charlm.train (Adagrad, clipping at 5 as min-char-rnn), without its setup."""
-    model = charlm.CharLM(sorted(set(text)), 100, dtype=dtype, seed=0)
+    """The loop of charlm.fit (Adagrad, clipping at 5 as min-char-rnn), without its setup."""
+    model = FastNumpyCharLM(sorted(set(text)), 100, dtype=dtype, seed=0)
     X, Y = charlm.stream_batches(model.encode(text), batch, 25)
     opt = Adagrad(model.parameters(), lr=0.1)
     split = BatchSplit(threads, min_slice)
@@ -220,7 +221,7 @@ def measure(runners, seconds, rounds=5):
 
 def profile(text, batch, steps=50):
     """Median milliseconds per training step of each phase, timed by hand around each call."""
-    model = charlm.CharLM(sorted(set(text)), 100, dtype=np.float32, seed=0)
+    model = FastNumpyCharLM(sorted(set(text)), 100, dtype=np.float32, seed=0)
     X, Y = charlm.stream_batches(model.encode(text), batch, 25)
     opt = Adagrad(model.parameters(), lr=0.1)
     phases = {k: [] for k in ("layer forward (lookup + loop)", "output layer + softmax loss, fwd+bwd",

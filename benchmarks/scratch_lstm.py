@@ -3,6 +3,11 @@
     .venv/bin/python benchmarks/scratch_lstm.py                  # LSTM, small core shape, 7 repeats
     .venv/bin/python benchmarks/scratch_lstm.py --cells LSTM GRU RNN --repeats 5
     BENCH_THREADS=2 .venv/bin/python benchmarks/scratch_lstm.py  # both on 2 threads
+    .venv/bin/python benchmarks/scratch_lstm.py --textbook       # also the textbook layer's rows
+
+The "scratch" rows time the speed-tuned layers (rnnkit.scratch.fast.LSTM, ...: what charlm.fit and
+``rnnkit train --engine numpy`` run); ``--textbook`` adds rows for the textbook layers
+(rnnkit.scratch.LSTM, ...: one lstm_step call per time step), against the same torch.nn timing.
 
 Shape: the small core benchmark shape of benchmarks/layers.py, T=128, B=32, I=64, H=256. It first
 checks that scratch's outputs and every gradient equal torch autograd on the same weights (float64
@@ -30,25 +35,26 @@ import torch  # noqa: E402
 from rnnkit import scratch  # noqa: E402
 
 SHAPE = (128, 32, 64, 256)  # T, B, I, H
-CELLS = {"LSTM": (scratch.LSTM, torch.nn.LSTM), "GRU": (scratch.GRU, torch.nn.GRU),
-         "RNN": (scratch.RNN, torch.nn.RNN)}
+CELLS = {"LSTM": (scratch.fast.LSTM, torch.nn.LSTM), "GRU": (scratch.fast.GRU, torch.nn.GRU),
+         "RNN": (scratch.fast.RNN, torch.nn.RNN)}
+TEXTBOOK = {"LSTM": scratch.LSTM, "GRU": scratch.GRU, "RNN": scratch.RNN}
 
 
 def _rel(a, b):
     return float(np.abs(a - b).max() / np.abs(b).max())
 
 
-def _pair(cell, I, H, dtype, **kw):
+def _pair(cell, I, H, dtype, textbook=False, **kw):
     ours_cls, ref_cls = CELLS[cell]
-    ours = ours_cls(I, H, dtype=dtype, seed=0, **kw)
+    ours = (TEXTBOOK[cell] if textbook else ours_cls)(I, H, dtype=dtype, seed=0, **kw)
     ref = ref_cls(I, H, dtype=getattr(torch, np.dtype(dtype).name), **kw)
     ref.load_state_dict({k: torch.from_numpy(v) for k, v in ours.state_dict().items()})
     return ours, ref
 
 
-def check(cell, T, B, I, H, dtype, tol, **kw):
+def check(cell, T, B, I, H, dtype, tol, textbook=False, **kw):
     """Outputs, d_x and every parameter gradient equal torch autograd (loss = sum of outputs)."""
-    ours, ref = _pair(cell, I, H, dtype, **kw)
+    ours, ref = _pair(cell, I, H, dtype, textbook, **kw)
     x = np.random.default_rng(0).standard_normal((T, B, I)).astype(dtype)
     out, _, cache = ours.forward(x)
     d_x, _, grads = ours.backward(np.ones_like(out), cache)
@@ -62,9 +68,9 @@ def check(cell, T, B, I, H, dtype, tol, **kw):
     return errors[worst]
 
 
-def bench(cell, dtype, repeats):
+def bench(cell, dtype, repeats, textbook=False):
     T, B, I, H = SHAPE
-    ours, ref = _pair(cell, I, H, dtype)
+    ours, ref = _pair(cell, I, H, dtype, textbook)
     x = np.random.default_rng(0).standard_normal((T, B, I)).astype(dtype)
     tx = torch.from_numpy(x)
     txg = tx.clone().requires_grad_(True)
@@ -103,23 +109,30 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cells", nargs="+", default=["LSTM"], choices=list(CELLS))
     parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--textbook", action="store_true",
+                        help="also time the textbook layers (one cell step per time step)")
     args = parser.parse_args()
     torch.set_num_threads(int(THREADS))
+    engines = (False, True) if args.textbook else (False,)
     for cell in args.cells:
         kw = {"proj_size": 3} if cell == "LSTM" else {}
-        e64 = check(cell, 7, 3, 5, 8, np.float64, 1e-10, num_layers=2, bidirectional=True, **kw)
-        e32 = check(cell, *SHAPE, np.float32, 1e-4)
-        print(f"check {cell}: equals torch autograd, float64 worst {e64:.1e} (2 layers, "
-              f"bidirectional), float32 worst {e32:.1e} at {SHAPE}")
+        for textbook in engines:
+            e64 = check(cell, 7, 3, 5, 8, np.float64, 1e-10, textbook, num_layers=2,
+                        bidirectional=True, **kw)
+            e32 = check(cell, *SHAPE, np.float32, 1e-4, textbook)
+            print(f"check {cell}{' (textbook)' if textbook else ''}: equals torch autograd, float64 "
+                  f"worst {e64:.1e} (2 layers, bidirectional), float32 worst {e32:.1e} at {SHAPE}")
     print(f"\nnumpy {np.__version__}, torch {torch.__version__}, {THREADS} thread(s), "
           f"shape (T, B, I, H) = {SHAPE}, median of {args.repeats}\n")
     print("| cell | dtype | pass | scratch ms | torch.nn ms | scratch / torch |")
     print("|---|---|---|---:|---:|---:|")
     for cell in args.cells:
-        for dtype in (np.float32, np.float64):
-            for kind, (ours, ref) in bench(cell, dtype, args.repeats).items():
-                print(f"| {cell} | {np.dtype(dtype).name} | {kind} | {ours * 1e3:.1f} | "
-                      f"{ref * 1e3:.1f} | {ours / ref:.2f}x |", flush=True)
+        for textbook in engines:
+            name = f"{cell} (textbook)" if textbook else cell
+            for dtype in (np.float32, np.float64):
+                for kind, (ours, ref) in bench(cell, dtype, args.repeats, textbook).items():
+                    print(f"| {name} | {np.dtype(dtype).name} | {kind} | {ours * 1e3:.1f} | "
+                          f"{ref * 1e3:.1f} | {ours / ref:.2f}x |", flush=True)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Single-step cells: against torch.nn cells (float64 autograd), and tied to the layers' fast loop."""
+"""Single-step cells: against torch.nn cells (float64 autograd), and tied to both engines' layer loops."""
 
 from __future__ import annotations
 
@@ -52,12 +52,14 @@ def _step_fns(kind, nonlinearity="tanh"):
     return scratch.gru_step, scratch.gru_step_backward
 
 
+@pytest.mark.parametrize("engine", ["textbook", "fast"])
 @pytest.mark.parametrize("kind,proj", [("rnn", 0), ("lstm", 0), ("lstm", P), ("gru", 0)])
-def test_layer_loop_equals_chained_steps(kind, proj):
-    """The fast unrolled loop of a layer equals the readable step, applied T times, both ways."""
+def test_layer_loop_equals_chained_steps(kind, proj, engine):
+    """A layer's loop (textbook or speed-tuned) equals the readable step, applied T times, both ways."""
     T = 4
     kw = {"proj_size": proj} if proj else {}
-    layer = {"rnn": scratch.RNN, "lstm": scratch.LSTM, "gru": scratch.GRU}[kind](I, H, seed=2, **kw)
+    layers = scratch if engine == "textbook" else scratch.fast
+    layer = {"rnn": layers.RNN, "lstm": layers.LSTM, "gru": layers.GRU}[kind](I, H, seed=2, **kw)
     p = {k[: -len("_l0")]: v for k, v in layer.parameters().items()}
     step, step_back = _step_fns(kind)
     rng = np.random.default_rng(1)

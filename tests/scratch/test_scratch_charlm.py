@@ -1,4 +1,5 @@
-"""The NumPy character language model: its loss falls on real text and it samples text."""
+"""The NumPy character language model: its loss falls on real text, it samples text, and both the
+textbook model (NumpyCharLM) and its tuned twin (fast.FastNumpyCharLM) equal torch autograd."""
 
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ def text():
 
 @pytest.fixture(scope="module")
 def trained(text):
-    return charlm.train(text, hidden_size=64, seq_len=25, batch_size=32, steps=150, lr=1e-2, seed=0)
+    return charlm.fit(text, hidden_size=64, seq_len=25, batch_size=32, steps=150, lr=1e-2, seed=0)
 
 
 def test_loss_falls_on_real_text(trained, text):
@@ -50,10 +51,11 @@ def test_samples_text(trained):
         model.sample(5, temperature=0.0)
 
 
-def test_model_api_and_errors():
-    model = scratch.CharLM("abc", 8, cell="lstm", num_layers=2, seed=0)
+@pytest.mark.parametrize("model_cls", [scratch.NumpyCharLM, scratch.fast.FastNumpyCharLM])
+def test_model_api_and_errors(model_cls):
+    model = model_cls("abc", 8, cell="lstm", num_layers=2, seed=0)
     assert model.decode(model.encode("cab")) == "cab"
-    again = scratch.CharLM(**model.config())
+    again = model_cls(**model.config())
     again.load_state_dict(model.state_dict())
     x = model.encode("abcab").reshape(-1, 1)
     assert np.array_equal(again.forward(x)[0], model.forward(x)[0])
@@ -62,17 +64,19 @@ def test_model_api_and_errors():
     with pytest.raises(ValueError, match="outside the vocabulary"):
         model.encode("abd")
     with pytest.raises(ValueError, match="cell must be one of"):
-        scratch.CharLM("abc", cell="transformer")
+        model_cls("abc", cell="transformer")
     with pytest.raises(ValueError, match="text too short"):
-        charlm.train("abcabc", batch_size=4, seq_len=25, steps=1)
+        charlm.fit("abcabc", batch_size=4, seq_len=25, steps=1)
 
 
+@pytest.mark.parametrize("model_cls", [scratch.NumpyCharLM, scratch.fast.FastNumpyCharLM])
 @pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
 @pytest.mark.parametrize("dtype,tol", [(np.float64, 1e-12), (np.float32, 2e-5)])
-def test_loss_and_grads_match_torch(cell, dtype, tol):
-    """The fused output layer + softmax loss, with a carried state, against torch.nn autograd."""
+def test_loss_and_grads_match_torch(cell, dtype, tol, model_cls):
+    """The output layer + softmax loss (textbook, or fused in the tuned model), with a carried
+    state, against torch.nn autograd."""
     V, H, T, B = 7, 5, 6, 3
-    model = charlm.CharLM("abcdefg", H, cell=cell, dtype=dtype, seed=1)
+    model = model_cls("abcdefg", H, cell=cell, dtype=dtype, seed=1)
     rng = np.random.default_rng(5)
     x, y = rng.integers(0, V, (T, B)), rng.integers(0, V, (T, B))
     h0 = rng.standard_normal((1, B, H)).astype(dtype)
@@ -103,8 +107,9 @@ def test_loss_and_grads_match_torch(cell, dtype, tol):
     assert rel_err(h_T, t_h_T.detach().numpy()) < tol
 
 
-def test_loss_and_grads_rejects_bad_targets():
-    model = charlm.CharLM("abc", 4, seed=0)
+@pytest.mark.parametrize("model_cls", [scratch.NumpyCharLM, scratch.fast.FastNumpyCharLM])
+def test_loss_and_grads_rejects_bad_targets(model_cls):
+    model = model_cls("abc", 4, seed=0)
     x = np.zeros((5, 2), dtype=np.int64)
     with pytest.raises(ValueError, match=r"y_idx must lie in \[0, 3\), got min 3, max 3"):
         model.loss_and_grads(x, np.full((5, 2), 3))

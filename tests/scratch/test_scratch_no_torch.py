@@ -32,8 +32,10 @@ BLOCKED = textwrap.dedent(
     out, (h, c), cache = lstm.forward(x)
     d_x, _, grads = lstm.backward(np.ones_like(out), cache)
     assert d_x.shape == x.shape and len(grads) == 16
-    model = scratch.CharLM("ab ", 8, seed=0)
+    model = scratch.NumpyCharLM("ab ", 8, seed=0)
     assert len(model.sample(10, seed=0)) == 10
+    fast = scratch.fast.FastNumpyCharLM("ab ", 8, seed=0)
+    assert len(fast.sample(10, seed=0)) == 10
     import rnnkit
     assert "torch" not in sys.modules, sorted(m for m in sys.modules if m.startswith("torch"))
     print("scratch ok without torch")

@@ -1,4 +1,4 @@
-"""A character-level language model trained by the NumPy engine alone.
+"""A character-level language model in NumPy: the textbook model, and the loop that trains it.
 
 min-char-rnn's job (Karpathy 2015), done with batches: B parallel streams of the text, chunks of
 ``seq_len`` steps with the state carried across chunks (truncated BPTT), a numerically stable
@@ -10,12 +10,16 @@ softmax, gradient clipping, and sampling with a temperature.
 Use::
 
     from rnnkit.scratch import charlm
-    result = charlm.train(text, hidden_size=100, seq_len=25, batch_size=64, steps=2000)
+    result = charlm.fit(text, hidden_size=100, seq_len=25, batch_size=64, steps=2000)
     result.losses[-1], result.model.sample(200, prime="ROMEO:", temperature=0.8)
 
-API: :class:`CharLM` (``loss_and_grads(x_idx, y_idx, state) -> (loss, grads, state)``,
+API: :class:`NumpyCharLM` (``loss_and_grads(x_idx, y_idx, state) -> (loss, grads, state)``,
 ``sample(n, prime, temperature, seed) -> str``, ``encode``/``decode``, ``config()``,
-``state_dict()``/``load_state_dict()``), :func:`train` -> :class:`TrainResult`, :func:`evaluate`.
+``state_dict()``/``load_state_dict()``), :func:`fit` -> :class:`FitResult`, :func:`evaluate`.
+:class:`NumpyCharLM` runs the textbook layers and loss (a step you can break in); :func:`fit`
+trains its speed-tuned twin :class:`rnnkit.scratch.fast.FastNumpyCharLM` (the same numbers,
+tests/scratch/fast/test_scratch_fast_equivalence.py) unless given a model. Old names (``CharLM``,
+``train``, ``TrainResult``) still work and warn.
 """
 
 from __future__ import annotations
@@ -25,24 +29,30 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from rnnkit.scratch.layers import GRU, LSTM, RNN
+from rnnkit.scratch.deprecation import renamed
 from rnnkit.scratch.linear import init_linear, linear_backward, linear_forward
-from rnnkit.scratch.losses import cross_entropy_forward, log_softmax
+from rnnkit.scratch.losses import cross_entropy_backward, cross_entropy_forward, log_softmax
 from rnnkit.scratch.module import Module, check_size
 from rnnkit.scratch.optim import SGD, Adagrad, Adam, clip_grad_norm, clip_grad_value
-from rnnkit.scratch.parallel import BatchSplit
+from rnnkit.scratch.recurrent_layers import GRU, LSTM, RNN
 
 CELLS = {"rnn": RNN, "lstm": LSTM, "gru": GRU}
 OPTIMIZERS = {"adam": Adam, "adagrad": Adagrad, "sgd": SGD}
 
 
-class CharLM(Module):
-    """One-hot characters -> recurrent layers -> logits over the vocabulary.
+class NumpyCharLM(Module):
+    """One-hot characters -> recurrent layers -> logits over the vocabulary, in textbook NumPy.
+
+        h_t = cell(x_t, h_{t-1})  (B, H)      logits_t = h_t W_ho^T + b_ho  (B, V)
 
     chars: the vocabulary (a string or a sequence of distinct characters; index = position).
     Parameters: the recurrent layer's torch names (``weight_ih_l0``, ...), then ``weight_ho`` (V, H)
-    and ``bias_ho`` (V,).
+    and ``bias_ho`` (V,); the same names and shapes as ``rnnkit.CharLM``'s (``rnn.``/``head.``).
+    The layers run the cell's step once per time step and the loss is the textbook softmax
+    cross-entropy; :class:`rnnkit.scratch.fast.FastNumpyCharLM` is the same model, speed-tuned.
     """
+
+    layer_classes = CELLS  # the recurrent layer per cell name; the tuned twin swaps in its own
 
     def __init__(
         self, chars: str | Sequence[str], hidden_size: int = 100, *, cell: str = "rnn",
@@ -62,14 +72,15 @@ class CharLM(Module):
         self._sorted_codes = codes[self._code_order]
         V = self.vocab_size = len(self.chars)
         rng = np.random.default_rng(seed)
-        self.rnn = CELLS[cell](V, hidden_size, num_layers, dtype=dtype, seed=rng.integers(2**63))
+        self.rnn = self.layer_classes[cell](V, hidden_size, num_layers, dtype=dtype,
+                                            seed=rng.integers(2**63))
         self.num_layers = self.rnn.num_layers
         w, b = init_linear(rng, hidden_size, V, True, self.dtype)
         self._params = dict(self.rnn.parameters())  # the same arrays as the layer's
         self._params["weight_ho"], self._params["bias_ho"] = w, b
 
     def config(self) -> dict:
-        """The constructor arguments, to rebuild the model: ``CharLM(**config)``."""
+        """The constructor arguments, to rebuild the model: ``NumpyCharLM(**config)``."""
         return {"chars": "".join(self.chars), "hidden_size": self.hidden_size, "cell": self.cell,
                 "num_layers": self.num_layers, "dtype": self.dtype.name}
 
@@ -110,44 +121,21 @@ class CharLM(Module):
 
         Returns (loss, grads, state): ``state`` is the final state, to carry into the next chunk.
         """
+        y_idx = self._check_targets(x_idx, y_idx)
+        logits, state, cache = self.forward(x_idx, state)  # (T, B, V)
+        loss, loss_cache = cross_entropy_forward(logits, y_idx)
+        grads = self.backward(cross_entropy_backward(1.0, loss_cache), cache)
+        return loss, grads, state
+
+    def _check_targets(self, x_idx, y_idx):
         y_idx = np.asarray(y_idx)
-        hs, state, rnn_cache = self.rnn.forward(x_idx, state)  # (T, B, H)
-        if y_idx.shape != hs.shape[:2] or not np.issubdtype(y_idx.dtype, np.integer):
-            raise ValueError(f"y_idx must be integers of x_idx's shape. Expected {hs.shape[:2]}, "
+        if y_idx.shape != np.shape(x_idx) or not np.issubdtype(y_idx.dtype, np.integer):
+            raise ValueError(f"y_idx must be integers of x_idx's shape. Expected {np.shape(x_idx)}, "
                              f"got {y_idx.shape} of {y_idx.dtype}")
-        if y_idx.min() < 0 or y_idx.max() >= self.vocab_size:
+        if y_idx.size and (y_idx.min() < 0 or y_idx.max() >= self.vocab_size):
             raise ValueError(f"y_idx must lie in [0, {self.vocab_size}), got min {y_idx.min()}, "
                              f"max {y_idx.max()}")
-        loss, d_hs, grads = self._head_loss_and_grads(hs, y_idx.reshape(-1))
-        _, _, rnn_grads = self.rnn.backward(d_hs, rnn_cache)
-        rnn_grads.update(grads)
-        return loss, rnn_grads, state
-
-    def _head_loss_and_grads(self, hs, y):
-        """Output layer and mean cross-entropy fused, forward and backward, in the (V, N) layout.
-
-        hs (T, B, H), y (N,) with N = T*B. The same numbers as ``linear_forward`` +
-        ``cross_entropy`` + ``linear_backward`` up to float rounding, but with the vocabulary
-        first: every per-row reduction of the softmax (max, sum of exp) then runs over V
-        contiguous rows of length N, which NumPy vectorises, instead of over short rows of V = 65
-        (several times slower). Returns (loss, d_hs (T, B, H), {weight_ho, bias_ho}).
-        """
-        w, b = self._params["weight_ho"], self._params["bias_ho"]
-        flat = hs.reshape(-1, hs.shape[-1])  # (N, H)
-        N = flat.shape[0]
-        cols = np.arange(N)
-        z = w @ flat.T  # (V, N) logits, transposed
-        z += b[:, None]
-        z -= z.max(axis=0)  # shift each row of logits by its max: exp never overflows
-        picked = z[y, cols]  # (N,) shifted logit of the target
-        np.exp(z, out=z)
-        s = z.sum(axis=0)  # (N,) sum of exp
-        loss = float(np.log(s).sum(dtype=np.float64) - picked.sum(dtype=np.float64)) / N
-        # d z = (softmax - onehot(y)) / N, built in z's buffer
-        z *= (1.0 / (N * s)).astype(z.dtype)
-        z[y, cols] -= z.dtype.type(1.0 / N)
-        d_hs = (z.T @ w).reshape(hs.shape)  # (T, B, H)
-        return loss, d_hs, {"weight_ho": z @ flat, "bias_ho": z.sum(axis=1)}  # (V, H), (V,)
+        return y_idx
 
     def sample(self, n: int, prime: str = "", temperature: float = 1.0, seed=None) -> str:
         """Generate n characters after ``prime`` (default: a random character from the vocabulary).
@@ -190,12 +178,14 @@ def stream_batches(idx: np.ndarray, batch_size: int, seq_len: int):
 
 
 @dataclass
-class TrainResult:
-    model: CharLM
+class FitResult:
+    """What :func:`fit` returns: the trained model and the loss of every step."""
+
+    model: NumpyCharLM
     losses: list[float] = field(default_factory=list)  # mean loss (nats/char) of every step
 
 
-def train(
+def fit(
     text: str,
     *,
     hidden_size: int = 100,
@@ -210,27 +200,33 @@ def train(
     clip_value: float | None = None,
     dtype=np.float32,
     seed: int = 0,
-    model: CharLM | None = None,
-    callback: Callable[[int, float, CharLM], None] | None = None,
+    model: NumpyCharLM | None = None,
+    callback: Callable[[int, float, NumpyCharLM], None] | None = None,
     threads: int = 1,
-) -> TrainResult:
-    """Train a :class:`CharLM` on ``text`` for ``steps`` chunks of ``seq_len`` x ``batch_size`` chars.
+) -> FitResult:
+    """Train a char LM on ``text`` for ``steps`` chunks of ``seq_len`` x ``batch_size`` characters.
 
-    The vocabulary is the sorted set of characters of ``text`` (or ``model``'s when one is given
-    to continue training). ``callback(step, loss, model)`` runs after every update. ``threads`` > 1
-    splits each batch's streams over that many threads (:class:`rnnkit.scratch.parallel.BatchSplit`:
-    the same gradients up to rounding; give each thread one BLAS thread).
+    Each step: loss and gradients of one chunk (state carried from the last), clipping, one
+    optimiser update. The model is ``model`` when given (to continue training, or a textbook
+    :class:`NumpyCharLM` to step through), else a new :class:`rnnkit.scratch.fast.FastNumpyCharLM`
+    (the textbook model's numbers, speed-tuned) on the sorted set of characters of ``text``.
+    ``callback(step, loss, model)`` runs after every update. ``threads`` > 1 splits each batch's
+    streams over that many threads (:class:`rnnkit.scratch.fast.BatchSplit`: the same gradients
+    up to rounding, each thread with its share of the BLAS threads).
     """
+    # imported here: rnnkit.scratch.fast builds on this module (its model subclasses NumpyCharLM)
+    from rnnkit.scratch.fast import BatchSplit, FastNumpyCharLM
+
     if optimizer not in OPTIMIZERS:
         raise ValueError(f"optimizer must be one of {sorted(OPTIMIZERS)}, got {optimizer!r}")
     steps = check_size("steps", steps, minimum=0)
     if model is None:
-        model = CharLM(sorted(set(text)), hidden_size, cell=cell, num_layers=num_layers, dtype=dtype,
-                       seed=seed)
+        model = FastNumpyCharLM(sorted(set(text)), hidden_size, cell=cell, num_layers=num_layers,
+                                dtype=dtype, seed=seed)
     X, Y = stream_batches(model.encode(text), check_size("batch_size", batch_size),
                           check_size("seq_len", seq_len))
     opt = OPTIMIZERS[optimizer](model.parameters(), lr=lr)
-    result = TrainResult(model)
+    result = FitResult(model)
     state, pos = None, 0
     with BatchSplit(threads) as split:
         for step in range(steps):
@@ -250,7 +246,7 @@ def train(
     return result
 
 
-def evaluate(model: CharLM, text: str, *, seq_len: int = 100, batch_size: int = 16) -> float:
+def evaluate(model: NumpyCharLM, text: str, *, seq_len: int = 100, batch_size: int = 16) -> float:
     """Mean cross-entropy (nats per character) of ``model`` on ``text``, state carried across chunks."""
     X, Y = stream_batches(model.encode(text), batch_size, seq_len)
     total, count, state = 0.0, 0, None
@@ -260,3 +256,11 @@ def evaluate(model: CharLM, text: str, *, seq_len: int = 100, batch_size: int = 
         total += loss
         count += Y[pos : pos + seq_len].size
     return total / count
+
+
+# The names before the textbook/tuned split: CharLM was the tuned model (fast layers, fused head)
+__getattr__ = renamed(__name__, {
+    "CharLM": "rnnkit.scratch.fast:FastNumpyCharLM",
+    "train": "rnnkit.scratch.charlm:fit",
+    "TrainResult": "rnnkit.scratch.charlm:FitResult",
+})

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from rnnkit.scratch.layers import RNN
 from rnnkit.scratch.linear import init_linear, linear_backward, linear_forward
 from rnnkit.scratch.module import Module, check_size, to_numpy
+from rnnkit.scratch.recurrent_layers import RNN
 
 _RNN_NAMES = {"weight_ih": "weight_ih_l0", "weight_hh": "weight_hh_l0",
               "bias_ih": "bias_ih_l0", "bias_hh": "bias_hh_l0"}

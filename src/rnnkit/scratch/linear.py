@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from rnnkit.scratch.ops import sum_rows
-
 
 def linear_forward(h, w, b=None):
     """y (..., O) = h (..., H) W^T + b."""
@@ -21,10 +19,10 @@ def linear_forward(h, w, b=None):
 
 def linear_backward(dy, h, w, with_bias=True):
     """(dh (..., H), dW (O, H), db (O,) or None) from dy (..., O)."""
-    dy2 = dy.reshape(-1, dy.shape[-1])  # (N, O)
-    dh = (dy2 @ w).reshape(h.shape)
-    dw = dy2.T @ h.reshape(-1, h.shape[-1])
-    db = sum_rows(dy2) if with_bias else None
+    dy2 = dy.reshape(-1, dy.shape[-1])  # (N, O), N = T*B rows
+    dh = (dy2 @ w).reshape(h.shape)  # (..., H)
+    dw = dy2.T @ h.reshape(-1, h.shape[-1])  # (O, H): summed over all N rows by the product
+    db = dy2.sum(axis=0) if with_bias else None  # (O,)
     return dh, dw, db
 
 

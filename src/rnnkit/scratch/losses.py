@@ -15,7 +15,6 @@ from __future__ import annotations
 import numpy as np
 
 from rnnkit.scratch.module import to_numpy
-from rnnkit.scratch.ops import row_max
 
 _REDUCTIONS = ("mean", "sum")
 
@@ -37,10 +36,10 @@ def softmax(z, axis=-1):
     return e / e.sum(axis=axis, keepdims=True)
 
 
-def cross_entropy_forward(logits, targets, ignore_index=-100, reduction="mean"):
-    """Softmax cross-entropy. logits (..., V), targets (...) integers in [0, V) or ``ignore_index``.
+def check_targets(logits, targets, ignore_index=-100, reduction="mean"):
+    """The checks of :func:`cross_entropy_forward`, before any work.
 
-    Returns (loss, cache). With reduction "mean" and every target ignored the loss is nan, as in torch.
+    Returns (z (N, V), y (N,), keep (N,) true on counted rows, the logits' shape (..., V)).
     """
     _check_reduction(reduction)
     logits, targets = to_numpy(logits), to_numpy(targets)
@@ -54,33 +53,39 @@ def cross_entropy_forward(logits, targets, ignore_index=-100, reduction="mean"):
     V = logits.shape[-1]
     z = logits.reshape(-1, V)  # (N, V)
     y = targets.reshape(-1)  # (N,)
-    keep = y != ignore_index
+    keep = y != ignore_index  # (N,) the counted rows
     bad = keep & ((y < 0) | (y >= V))
     if bad.any():
         raise ValueError(f"targets must lie in [0, {V}) or equal ignore_index={ignore_index}, got {y[bad][0]}")
-    # exp(z - max) once: the loss needs its row sums, the backward its ratio to them (softmax)
-    zmax = row_max(z)  # (N, 1)
-    e = np.exp(z - zmax)  # (N, V)
-    s = (e @ np.ones(V, e.dtype))[:, None]  # (N, 1) row sums, as one gemv
-    rows = np.flatnonzero(keep)
+    return z, y, keep, logits.shape
+
+
+def cross_entropy_forward(logits, targets, ignore_index=-100, reduction="mean"):
+    """Softmax cross-entropy: loss = -(1/N) sum_n log softmax(z_n)[y_n] over the N counted rows.
+
+    logits (..., V), targets (...) integers in [0, V) or ``ignore_index``. Returns (loss, cache).
+    With reduction "mean" and every target ignored the loss is nan, as in torch.
+    """
+    z, y, keep, shape = check_targets(logits, targets, ignore_index, reduction)
+    log_p = log_softmax(z)  # (N, V)
+    rows = np.flatnonzero(keep)  # (N_kept,)
     count = rows.size
-    total = -(z[rows, y[rows]] - zmax[rows, 0] - np.log(s[rows, 0])).sum()  # -sum log p[n, y_n]
+    total = -log_p[rows, y[rows]].sum()  # -sum_n log p[n, y_n]
     if reduction == "sum":
         loss = total
     else:
         loss = total / count if count else np.float64("nan")
-    cache = (e, s, y, keep, rows, count, reduction, logits.shape)
+    cache = (np.exp(log_p), y, rows, count, reduction, shape)  # exp(log p) = softmax(z)
     return float(loss), cache
 
 
 def cross_entropy_backward(d_loss, cache):
-    """d logits (..., V) from the upstream scalar gradient d_loss."""
-    e, s, y, keep, rows, count, reduction, shape = cache
+    """d logits (..., V) = d_loss * (softmax(z) - onehot(y)) / N on counted rows, 0 on ignored ones."""
+    p, y, rows, count, reduction, shape = cache
     scale = d_loss if reduction == "sum" else (d_loss / count if count else 0.0)
-    d = e * (scale / s).astype(e.dtype)  # scale * softmax, (N, V)
+    d = np.zeros_like(p)  # (N, V): ignored rows contribute nothing
+    d[rows] = p[rows] * scale
     d[rows, y[rows]] -= scale
-    if rows.size != len(y):
-        d[~keep] = 0.0  # ignored targets contribute nothing
     return d.reshape(shape)
 
 

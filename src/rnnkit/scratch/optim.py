@@ -4,10 +4,12 @@ Each optimiser holds the live parameter arrays by name (``model.parameters()``) 
 place on ``step(grads)``, where ``grads`` is keyed the same way (a missing name is skipped, like a
 parameter whose ``.grad`` is None). The update rules are torch.optim's, step for step:
 
-    SGD:      g += wd p;  b = μ b + g (b = g on the first step);  p -= lr (g + μ b if nesterov else b)
-    Adagrad:  g += wd p;  s += g^2;  p -= lr / (1 + (t-1) decay) * g / (sqrt(s) + eps)
-    Adam:     g += wd p;  m = β1 m + (1-β1) g;  v = β2 v + (1-β2) g^2
+    SGD:      dp += wd p;  b = μ b + dp (b = dp at first);  p -= lr (dp + μ b if nesterov else b)
+    Adagrad:  dp += wd p;  s += dp^2;  p -= lr / (1 + (t-1) decay) * dp / (sqrt(s) + eps)
+    Adam:     dp += wd p;  m = β1 m + (1-β1) dp;  v = β2 v + (1-β2) dp^2
               p -= lr / (1 - β1^t) * m / (sqrt(v) / sqrt(1 - β2^t) + eps)
+
+dp is the gradient of the loss with respect to p (docs/bptt.md's notation).
 
 References: Polyak 1964 (momentum); Duchi, Hazan & Singer 2011 (Adagrad); Kingma & Ba 2015 (Adam).
 """
@@ -37,14 +39,14 @@ class Optimizer:
         unknown = [k for k in grads if k not in self.params]
         if unknown:
             raise KeyError(f"gradients for unknown parameters: {unknown}")
-        for name, g in grads.items():
+        for name, dp in grads.items():
             p = self.params[name]
-            if g.shape != p.shape:
-                raise ValueError(f"gradient for {name} must have shape {p.shape}, got {g.shape}")
+            if dp.shape != p.shape:
+                raise ValueError(f"gradient for {name} must have shape {p.shape}, got {dp.shape}")
             self.state[name]["step"] += 1
-            self._update(p, np.asarray(g, dtype=p.dtype), self.state[name])
+            self._update(p, np.asarray(dp, dtype=p.dtype), self.state[name])
 
-    def _update(self, p, g, state):
+    def _update(self, p, dp, state):
         raise NotImplementedError
 
 
@@ -57,18 +59,18 @@ class SGD(Optimizer):
             raise ValueError("nesterov momentum needs momentum > 0")
         self.momentum, self.weight_decay, self.nesterov = momentum, weight_decay, nesterov
 
-    def _update(self, p, g, state):
+    def _update(self, p, dp, state):
         if self.weight_decay:
-            g = g + self.weight_decay * p
+            dp = dp + self.weight_decay * p
         if self.momentum:
             buf = state.get("momentum")
             if buf is None:
-                buf = state["momentum"] = g.copy()
+                buf = state["momentum"] = dp.copy()
             else:
                 buf *= self.momentum
-                buf += g
-            g = g + self.momentum * buf if self.nesterov else buf
-        p -= self.lr * g
+                buf += dp
+            dp = dp + self.momentum * buf if self.nesterov else buf
+        p -= self.lr * dp
 
 
 class Adagrad(Optimizer):
@@ -80,16 +82,16 @@ class Adagrad(Optimizer):
         self.lr_decay, self.weight_decay, self.eps = lr_decay, weight_decay, eps
         self.initial_accumulator_value = initial_accumulator_value
 
-    def _update(self, p, g, state):
+    def _update(self, p, dp, state):
         if self.weight_decay:
-            g = g + self.weight_decay * p
+            dp = dp + self.weight_decay * p
         s = state.get("sum")
         if s is None:
             s = state["sum"] = np.full_like(p, self.initial_accumulator_value)
-        s += np.square(g)
+        s += np.square(dp)
         clr = self.lr / (1 + (state["step"] - 1) * self.lr_decay)
-        # the same operations as p -= clr * g / (sqrt(s) + eps), in two scratch arrays
-        step, den = np.multiply(g, clr), np.sqrt(s)
+        # the same operations as p -= clr * dp / (sqrt(s) + eps), in two scratch arrays
+        step, den = np.multiply(dp, clr), np.sqrt(s)
         den += self.eps
         np.divide(step, den, out=step)
         p -= step
@@ -103,18 +105,18 @@ class Adam(Optimizer):
         self.beta1, self.beta2 = betas
         self.eps, self.weight_decay = eps, weight_decay
 
-    def _update(self, p, g, state):
+    def _update(self, p, dp, state):
         if self.weight_decay:
-            g = g + self.weight_decay * p
+            dp = dp + self.weight_decay * p
         if "m" not in state:
             state["m"], state["v"] = np.zeros_like(p), np.zeros_like(p)
         m, v = state["m"], state["v"]
         # in place, with two scratch arrays: the same operations as the formulas above
-        tmp = np.multiply(g, 1 - self.beta1)
+        tmp = np.multiply(dp, 1 - self.beta1)
         m *= self.beta1
         m += tmp
-        np.multiply(g, 1 - self.beta2, out=tmp)
-        tmp *= g
+        np.multiply(dp, 1 - self.beta2, out=tmp)
+        tmp *= dp
         v *= self.beta2
         v += tmp
         bc1 = 1 - self.beta1 ** state["step"]
@@ -133,17 +135,17 @@ def clip_grad_norm(grads: dict[str, np.ndarray], max_norm: float) -> float:
     Returns the norm before clipping. As torch.nn.utils.clip_grad_norm_: the scale is
     min(1, max_norm / (norm + 1e-6)).
     """
-    total = float(np.sqrt(sum(float(np.vdot(g, g)) for g in grads.values())))
+    total = float(np.sqrt(sum(float(np.vdot(dp, dp)) for dp in grads.values())))
     coef = max_norm / (total + 1e-6)
     if coef < 1.0:
-        for g in grads.values():
-            g *= coef
+        for dp in grads.values():
+            dp *= coef
     return total
 
 
 def clip_grad_value(grads: dict[str, np.ndarray], clip_value: float) -> None:
     """Clip every gradient entry in place to [-clip_value, clip_value] (min-char-rnn clips at 5)."""
-    for g in grads.values():
+    for dp in grads.values():
         # two ufuncs instead of np.clip, whose Python wrapper costs more than the work here
-        np.minimum(g, clip_value, out=g)
-        np.maximum(g, -clip_value, out=g)
+        np.minimum(dp, clip_value, out=dp)
+        np.maximum(dp, -clip_value, out=dp)

@@ -2,7 +2,8 @@
 
 Outputs, final states and the gradients for the input, the initial state and every parameter, for
 one-layer, multi-layer, bidirectional and projected configurations; float64 to 1e-10 and float32
-to 1e-4 (relative to the scale of each reference array).
+to 1e-4 (relative to the scale of each reference array). Both engines: the textbook layers
+(scratch.RNN, ...: one cell step per time step) and the speed-tuned ones (scratch.fast.RNN, ...).
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ CONFIGS = [
     ("gru", {"num_layers": 3, "bias": False}),
 ]
 SCRATCH = {"rnn": scratch.RNN, "lstm": scratch.LSTM, "gru": scratch.GRU}
+FAST = {"rnn": scratch.fast.RNN, "lstm": scratch.fast.LSTM, "gru": scratch.fast.GRU}
+ENGINES = {"textbook": SCRATCH, "fast": FAST}
 
 
 def _data(model, kind, dtype, seed=1):
@@ -46,8 +49,8 @@ def _data(model, kind, dtype, seed=1):
     return x, h0, d_out, d_hn
 
 
-def _compare(kind, kw, impl, dtype, tol):
-    model = SCRATCH[kind](I, H, dtype=dtype, seed=0, **kw)
+def _compare(kind, kw, impl, dtype, tol, engine="textbook"):
+    model = ENGINES[engine][kind](I, H, dtype=dtype, seed=0, **kw)
     oracle = make_torch_rnn(kind, impl, I, H, **kw).to(getattr(torch, np.dtype(dtype).name))
     oracle.load_state_dict(to_torch_state(model))  # scratch -> torch: same names and shapes
     x, hx, d_out, d_hn = _data(model, kind, dtype)
@@ -67,16 +70,18 @@ def _compare(kind, kw, impl, dtype, tol):
         assert rel_err(ours, ref) < tol, (name, rel_err(ours, ref))
 
 
+@pytest.mark.parametrize("engine", ENGINES)
 @pytest.mark.parametrize("impl", IMPLS)
 @pytest.mark.parametrize("kind,kw", CONFIGS, ids=[f"{k}-{'-'.join(f'{a}={b}' for a, b in kw.items())}" for k, kw in CONFIGS])
-def test_layer_matches_autograd_float64(kind, kw, impl):
-    _compare(kind, kw, impl, np.float64, 1e-10)
+def test_layer_matches_autograd_float64(kind, kw, impl, engine):
+    _compare(kind, kw, impl, np.float64, 1e-10, engine)
 
 
 @pytest.mark.filterwarnings("ignore:LSTM with projections is not supported")
+@pytest.mark.parametrize("engine", ENGINES)
 @pytest.mark.parametrize("kind,kw", [CONFIGS[2], CONFIGS[5], CONFIGS[8]], ids=["rnn", "lstm-proj", "gru"])
-def test_layer_matches_autograd_float32(kind, kw):
-    _compare(kind, kw, "torch.nn", np.float32, 1e-4)
+def test_layer_matches_autograd_float32(kind, kw, engine):
+    _compare(kind, kw, "torch.nn", np.float32, 1e-4, engine)
 
 
 @pytest.mark.parametrize("kind", ["rnn", "lstm", "gru"])
@@ -110,9 +115,10 @@ def test_state_dict_from_rnnkit_nn():
     assert rel_err(model.forward(x)[0], src(torch.from_numpy(x))[0].detach().numpy()) < 1e-12
 
 
-def test_float32_model_loads_float64_weights_and_default_state_is_zero():
-    model = scratch.GRU(I, H, dtype=np.float32, seed=0)
-    model64 = scratch.GRU(I, H, seed=1)
+@pytest.mark.parametrize("engine", ENGINES)
+def test_float32_model_loads_float64_weights_and_default_state_is_zero(engine):
+    model = ENGINES[engine]["gru"](I, H, dtype=np.float32, seed=0)
+    model64 = ENGINES[engine]["gru"](I, H, seed=1)
     model.load_state_dict(model64.state_dict())
     assert all(p.dtype == np.float32 for p in model.parameters().values())
     x = np.random.default_rng(0).standard_normal((T, B, I))
@@ -122,8 +128,9 @@ def test_float32_model_loads_float64_weights_and_default_state_is_zero():
     assert out.dtype == np.float32 and rel_err(out, model64.forward(x)[0]) < 1e-5
 
 
-def test_index_input_equals_one_hot():
-    model = scratch.LSTM(7, H, num_layers=2, bidirectional=True, seed=0)
+@pytest.mark.parametrize("engine", ENGINES)
+def test_index_input_equals_one_hot(engine):
+    model = ENGINES[engine]["lstm"](7, H, num_layers=2, bidirectional=True, seed=0)
     rng = np.random.default_rng(0)
     idx = rng.integers(0, 7, size=(T, B))
     one_hot = np.eye(7)[idx]  # (T, B, 7)
@@ -138,9 +145,10 @@ def test_index_input_equals_one_hot():
         assert rel_err(g_i[name], g_h[name]) < 1e-12, name
 
 
-def test_backward_with_only_state_gradient():
+@pytest.mark.parametrize("engine", ENGINES)
+def test_backward_with_only_state_gradient(engine):
     """d_output=None: the gradient enters through h_n alone (as a loss on the final state)."""
-    model = scratch.GRU(I, H, num_layers=2, seed=0)
+    model = ENGINES[engine]["gru"](I, H, num_layers=2, seed=0)
     oracle = make_torch_rnn("gru", "torch.nn", I, H, num_layers=2).double()
     oracle.load_state_dict(to_torch_state(model))
     x, h0, _, d_hn = _data(model, "gru", np.float64)
@@ -152,8 +160,10 @@ def test_backward_with_only_state_gradient():
     assert all(rel_err(grads[k], r_grads[k]) < 1e-10 for k in r_grads)
 
 
-def test_errors_say_expected_and_got():
-    lstm = scratch.LSTM(I, H, num_layers=2)
+@pytest.mark.parametrize("engine", ENGINES)
+def test_errors_say_expected_and_got(engine):
+    scratch_ = ENGINES[engine]
+    lstm = scratch_["lstm"](I, H, num_layers=2)
     with pytest.raises(ValueError, match="Expected 4, got 5"):
         lstm.forward(np.zeros((T, B, 5)))
     with pytest.raises(ValueError, match=r"Expected hx\[0\] size \(2, 3, 6\), got \(1, 3, 6\)"):
@@ -165,13 +175,13 @@ def test_errors_say_expected_and_got():
     with pytest.raises(ValueError, match=r"Expected values in \[0, 4\)"):
         lstm.forward(np.full((T, B), 4))
     with pytest.raises(ValueError, match="proj_size must be smaller"):
-        scratch.LSTM(I, H, proj_size=H)
+        scratch_["lstm"](I, H, proj_size=H)
     with pytest.raises(ValueError, match="nonlinearity"):
-        scratch.RNN(I, H, nonlinearity="sigmoid")
+        scratch_["rnn"](I, H, nonlinearity="sigmoid")
     with pytest.raises(TypeError, match="bidirectional must be a bool"):
-        scratch.RNN(I, H, bidirectional="relu")
+        scratch_["rnn"](I, H, bidirectional="relu")
     with pytest.raises(TypeError, match="float32 or float64"):
-        scratch.GRU(I, H, dtype=np.int32)
+        scratch_["gru"](I, H, dtype=np.int32)
     with pytest.raises(KeyError, match="missing"):
         lstm.load_state_dict({"weight_ih_l0": np.zeros((4 * H, I))})
     bad = lstm.state_dict()
@@ -190,3 +200,52 @@ def test_repr_and_initialisation_bounds():
         assert np.abs(p).max() <= 1 / np.sqrt(16)  # torch: U(-1/sqrt(H), 1/sqrt(H))
     assert np.array_equal(scratch.LSTM(I, 16, seed=3).state_dict()["weight_ih_l0"],
                           scratch.LSTM(I, 16, seed=3).state_dict()["weight_ih_l0"])
+    fast = scratch.fast.LSTM(I, 16, num_layers=2, bidirectional=True, seed=0)
+    assert repr(fast) == repr(model)  # the same layer, the same initial weights for a seed
+    assert all(np.array_equal(p, fast.parameters()[k]) for k, p in model.parameters().items())
+
+
+@pytest.mark.parametrize("kind", ["rnn", "lstm", "gru"])
+def test_textbook_layers_run_the_step_functions(kind):
+    """A breakpoint in rnn_step / lstm_step / gru_step (or their backward) stops once per time
+    step of every layer and direction: the textbook layers call them, the tuned ones do not."""
+    import sys
+
+    from rnnkit.scratch import gru_cell, lstm_cell, rnn_cell
+
+    module = {"rnn": rnn_cell, "lstm": lstm_cell, "gru": gru_cell}[kind]
+    step = getattr(module, f"{kind}_step")
+    codes = {step.__code__: "step", getattr(module, f"{kind}_step_backward").__code__: "backward"}
+
+    def count_calls(layer, x):
+        calls = {"step": 0, "backward": 0}
+
+        def profile(frame, event, arg):  # what a debugger's breakpoint hooks into: each call's frame
+            if event == "call" and frame.f_code in codes:
+                calls[codes[frame.f_code]] += 1
+
+        sys.setprofile(profile)
+        try:
+            out, _, cache = layer.forward(x)
+            layer.backward(np.ones_like(out), cache)
+        finally:
+            sys.setprofile(None)
+        return calls
+
+    x = np.random.default_rng(0).standard_normal((T, B, I))
+    kw = {"num_layers": 2, "bidirectional": True}
+    assert count_calls(SCRATCH[kind](I, H, seed=0, **kw), x) == {"step": T * 4, "backward": T * 4}
+    assert count_calls(FAST[kind](I, H, seed=0, **kw), x) == {"step": 0, "backward": 0}
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+@pytest.mark.parametrize("kind", ["rnn", "lstm", "gru"])
+def test_float32_model_gives_float32_gradients_for_float64_upstream(kind, engine):
+    """d_output in another dtype is cast to the model's, so both engines return its dtype."""
+    model = ENGINES[engine][kind](I, H, num_layers=2, dtype=np.float32, seed=0)
+    x = np.random.default_rng(0).standard_normal((T, B, I))  # float64, cast on the way in
+    out, _, cache = model.forward(x)
+    d_x, d_hx, grads = model.backward(np.ones(out.shape, np.float64), cache)
+    assert d_x.dtype == np.float32
+    assert all(g.dtype == np.float32 for g in grads.values())
+    assert all(d.dtype == np.float32 for d in (d_hx if kind == "lstm" else (d_hx,)))

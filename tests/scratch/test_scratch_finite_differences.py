@@ -71,8 +71,9 @@ def test_elman_network_passes_gradcheck():
     assert max(report.values()) < 1e-6, report
 
 
-def test_charlm_loss_passes_gradcheck():
-    model = scratch.CharLM("abcde", 4, cell="gru", num_layers=2, dtype=np.float64, seed=0)
+@pytest.mark.parametrize("model_cls", [scratch.NumpyCharLM, scratch.fast.FastNumpyCharLM])
+def test_charlm_loss_passes_gradcheck(model_cls):
+    model = model_cls("abcde", 4, cell="gru", num_layers=2, dtype=np.float64, seed=0)
     rng = np.random.default_rng(3)
     x, y = rng.integers(0, 5, (T, B)), rng.integers(0, 5, (T, B))
     report = scratch.gradcheck(lambda p: model.loss_and_grads(x, y)[:2], model.parameters())

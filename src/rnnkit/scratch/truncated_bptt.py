@@ -67,7 +67,7 @@ def bptt_chunks(model, x, loss_fn, k, hx=None):
 def tbptt(model, x, loss_fn, k1, k2, hx=None):
     """TBPTT(k1, k2) over x (T, B, ...): yields a :class:`TBPTTStep` every k1 steps (and at the end).
 
-    The stream is run in blocks of g = gcd(k1, k2) steps whose caches are kept for the last k2
+    The stream is run in blocks of gcd(k1, k2) steps whose caches are kept for the last k2
     steps, so the backward pass replays the history the forward pass really took. Backward uses
     the model's current weights (the same as forward's when the weights are not updated in between).
     """
@@ -78,11 +78,11 @@ def tbptt(model, x, loss_fn, k1, k2, hx=None):
             f"TBPTT(k1, k2) needs k2 >= k1 so every loss lies inside the window it is "
             f"backpropagated through. Expected k2 >= {k1}, got k2={k2}"
         )
-    g = gcd(k1, k2)
-    window = deque(maxlen=k2 // g)  # (start, stop, out, cache) of the last k2 steps
+    block = gcd(k1, k2)  # steps per forward call: every update and window edge falls on a block edge
+    window = deque(maxlen=k2 // block)  # (start, stop, out, cache) of the last k2 steps
     state, last_update, T = hx, 0, len(x)
-    for start in range(0, T, g):
-        stop = min(start + g, T)
+    for start in range(0, T, block):
+        stop = min(start + block, T)
         out, state, cache = model.forward(x[start:stop], state)
         window.append((start, stop, out, cache))
         if stop % k1 and stop != T:

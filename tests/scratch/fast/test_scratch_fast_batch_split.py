@@ -9,7 +9,7 @@ import pytest
 from scratch_helpers import rel_err
 
 from rnnkit.scratch import charlm
-from rnnkit.scratch.parallel import BatchSplit
+from rnnkit.scratch.fast import BatchSplit, FastNumpyCharLM
 
 
 def _state(rng, cell, B, H):
@@ -21,7 +21,7 @@ def _state(rng, cell, B, H):
 @pytest.mark.parametrize("threads", [2, 3, 16])  # 3 of B=7: uneven slices 2, 3, 2; 16 > B
 def test_split_equals_whole_batch(cell, threads):
     V, H, T, B = 6, 5, 4, 7
-    model = charlm.CharLM("abcdef", H, cell=cell, num_layers=2, dtype=np.float64, seed=3)
+    model = FastNumpyCharLM("abcdef", H, cell=cell, num_layers=2, dtype=np.float64, seed=3)
     rng = np.random.default_rng(0)
     x, y = rng.integers(0, V, (T, B)), rng.integers(0, V, (T, B))
     state = _state(rng, cell, B, H)
@@ -40,7 +40,7 @@ def test_split_equals_whole_batch(cell, threads):
 
 def test_split_runs_in_threads():
     seen = set()
-    model = charlm.CharLM("abc", 4, dtype=np.float64, seed=0)
+    model = FastNumpyCharLM("abc", 4, dtype=np.float64, seed=0)
     both = threading.Barrier(2, timeout=10)  # passes only when two slices run at the same time
 
     def loss_and_grads(x, y, state):
@@ -89,11 +89,11 @@ def test_blas_threads_are_limited_while_slices_run():
 def test_train_with_threads_follows_one_thread():
     text = "the quick brown fox jumps over the lazy dog. " * 200
     kw = dict(hidden_size=16, seq_len=10, batch_size=256, steps=6, dtype=np.float64, seed=0)
-    one = charlm.train(text, **kw)
-    split_model = charlm.CharLM(sorted(set(text)), 16, dtype=np.float64, seed=0)
+    one = charlm.fit(text, **kw)
+    split_model = FastNumpyCharLM(sorted(set(text)), 16, dtype=np.float64, seed=0)
     batches, whole = [], split_model.loss_and_grads
     split_model.loss_and_grads = lambda x, y, state: batches.append(x.shape[1]) or whole(x, y, state)
-    two = charlm.train(text, threads=2, model=split_model, **kw)
+    two = charlm.fit(text, threads=2, model=split_model, **kw)
     assert batches == [128, 128] * 6  # every step was split in two
     assert np.allclose(one.losses, two.losses, rtol=1e-10, atol=0)
     for name, p in one.model.parameters().items():
@@ -109,8 +109,8 @@ def test_threads_must_be_a_positive_integer(bad):
 
 
 def test_warns_without_threadpoolctl(monkeypatch):
-    from rnnkit.scratch import parallel
+    from rnnkit.scratch.fast import batch_split
 
-    monkeypatch.setattr(parallel, "ThreadpoolController", None)
+    monkeypatch.setattr(batch_split, "ThreadpoolController", None)
     with pytest.warns(RuntimeWarning, match="OPENBLAS_NUM_THREADS"):
         BatchSplit(2).close()
