@@ -92,3 +92,24 @@ def test_config_cells_match_the_models():
     from rnnkit.tasks.configs import CELLS as CONFIG_CELLS
 
     assert CONFIG_CELLS == CELLS
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "openpty"), reason="needs a pseudo-terminal")
+def test_a_terminal_without_a_width_gets_log_lines():
+    """A pty of 0 columns (some containers and CI runners) would draw tqdm's bar as nothing."""
+    import fcntl
+    import os
+    import struct
+    import termios
+
+    master, slave = os.openpty()
+    with os.fdopen(slave, "w") as stream:
+        try:
+            fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 0, 0, 0, 0))
+            assert StepProgress(3, "x", stream=stream)._bar is None
+            fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
+            bar = StepProgress(3, "x", stream=stream)
+            assert bar._bar is not None
+            bar.close()
+        finally:
+            os.close(master)

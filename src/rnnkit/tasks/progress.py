@@ -9,6 +9,7 @@ still says it ran.
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 
@@ -18,6 +19,17 @@ def format_seconds(seconds: float) -> str:
     m, s = divmod(max(0, int(round(seconds))), 60)
     h, m = divmod(m, 60)
     return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+
+
+def _terminal(stream) -> bool:
+    """A terminal a bar can be drawn on: a tty with a width (a pty of 0 columns, as some container
+    and CI runners give, would show tqdm's bar as nothing at all)."""
+    if not getattr(stream, "isatty", lambda: False)():
+        return False
+    try:
+        return os.get_terminal_size(stream.fileno()).columns > 0
+    except (AttributeError, OSError, ValueError):  # no file descriptor: trust isatty
+        return True
 
 
 class StepProgress:
@@ -35,7 +47,7 @@ class StepProgress:
         self._start = self._last = time.monotonic()
         self._first: float | None = None  # when step 1 ended: the rate is timed from there (the
         # first step also pays for building the model, the first evaluation, lazy imports)
-        if enabled and total > 0 and getattr(self.stream, "isatty", lambda: False)():
+        if enabled and total > 0 and _terminal(self.stream):
             from tqdm import tqdm
 
             self._bar = tqdm(total=total, desc=desc, unit="step", file=self.stream,
