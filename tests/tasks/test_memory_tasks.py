@@ -43,7 +43,7 @@ def test_cli_task_commands(tmp_path, capsys):
     cfg = json.loads((tmp_path / "copy" / "config.json").read_text())
     assert cfg["task"] == "copy" and cfg["num_symbols"] == 2 and cfg["kind"] == "memory_task"
     header = (tmp_path / "copy" / "metrics.csv").read_text().splitlines()[0]
-    assert header.split(",")[:3] == ["step", "train_loss", "eval_ce"]
+    assert header.split(",")[:4] == ["step", "train_ce", "eval_ce", "recall_accuracy"]
 
     assert main(["task", "reverse", "--steps", "3", "--eval-every", "3", "--eval-size", "8",
                  "--hidden-size", "8", "--show", "123"]) == 0

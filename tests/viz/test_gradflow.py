@@ -114,4 +114,4 @@ def test_cli_gradflow_writes_an_image(tmp_path, capsys):
     img = matplotlib.image.imread(out)
     assert img.shape[1] > 3 * img.shape[0] / 2  # three panels side by side
     assert main(["gradflow", "--cells", "rnn,tcn", "--out", str(out)]) == 2
-    assert "got tcn" in capsys.readouterr().err
+    assert "got 'rnn,tcn'" in capsys.readouterr().err

@@ -84,7 +84,7 @@ def test_cli_task_run_folder_then_curves_heatmap_gradflow(tmp_path, capsys):
     assert "<svg" in grad.read_text()
     capsys.readouterr()
     assert main(["curves", str(tmp_path / "nowhere")]) == 2
-    assert "no metrics.csv" in capsys.readouterr().err
+    assert "does not exist" in capsys.readouterr().err
     assert main(["heatmap", "--run", str(tmp_path), "--out", str(heat)]) == 2
 
 

@@ -1,20 +1,47 @@
 """``rnnkit task adding|copy|reverse|sort``: train on a synthetic task and report the metric against
-the trivial baseline. Flags map one to one onto the fields of the task's config dataclass."""
+the trivial baseline. Flags map one to one onto the fields of the task's config dataclass.
+
+Every flag (and ``--out-dir``, ``--show``) is checked before torch is even imported; training shows
+a progress bar on a terminal and log lines otherwise, and the evaluation rows go to stdout.
+"""
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import typing
 from pathlib import Path
 
 from rnnkit.cli import CLIError, user_errors
+from rnnkit.cli.paths import check_writable_folder
+from rnnkit.cli.runs import load_memory_run, read_run_json  # noqa: F401 (their old home)
 
 MEMORY = {"adding": "the adding problem (Hochreiter & Schmidhuber 1997): sum two marked numbers",
           "copy": "the copy task (Arjovsky et al. 2016): recall K symbols after a delay T"}
 TRANSDUCE = {"reverse": "encoder-decoder: reverse a digit string",
              "sort": "encoder-decoder: sort a digit string"}
+HELP = {
+    "cell": "recurrent cell: rnn (Elman, tanh), lstm or gru",
+    "length": "adding: sequence length T; copy: the delay T (sequences are T + 2K long)",
+    "num_symbols": "copy: K symbols to remember",
+    "hidden_size": "hidden units H per layer",
+    "embed_size": "token embedding size",
+    "num_layers": "stacked recurrent layers",
+    "batch_size": "sequences per training step",
+    "steps": "training steps (0: only evaluate the untrained model)",
+    "lr": "Adam learning rate",
+    "clip": "clip the gradient norm to this",
+    "eval_every": "evaluate on the held-out set every this many steps",
+    "eval_size": "held-out sequences",
+    "solve_ratio": "the run counts as solved below this fraction of the baseline",
+    "min_len": "shortest digit string",
+    "max_len": "longest digit string",
+    "cosine": "decay the learning rate to 0 over the steps",
+    "target": "stop once held-out exact match reaches this fraction",
+    "seed": "random seed of weights and data",
+    "device": "cpu, cuda, cuda:N or mps",
+}
+BASELINES = {"adding": "always predict 1.0", "copy": "memoryless (blanks, then a uniform guess)"}
 
 
 def add_config_flags(parser: argparse.ArgumentParser, cls, skip: tuple[str, ...] = ("task",)) -> None:
@@ -26,11 +53,12 @@ def add_config_flags(parser: argparse.ArgumentParser, cls, skip: tuple[str, ...]
         hint = hints[f.name]
         kind = next((t for t in (bool, int, float, str) if t is hint or t in typing.get_args(hint)), str)
         flag = "--" + f.name.replace("_", "-")
+        default = ("on" if f.default else "off") if kind is bool else f.default
+        text = f"{HELP.get(f.name, f.name.replace('_', ' '))} (default {default})"
         if kind is bool:
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None)
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=text)
         else:
-            parser.add_argument(flag, type=kind, default=None, metavar=f.name.upper(),
-                                help=f"(default: {f.default})")
+            parser.add_argument(flag, type=kind, default=None, metavar=f.name.upper(), help=text)
 
 
 def config_from_args(cls, args, **fixed):
@@ -41,64 +69,100 @@ def config_from_args(cls, args, **fixed):
         return cls(**values)
 
 
-def _set_threads(n: int | None) -> None:
-    if n:
-        import torch
+def _check_common(args) -> None:
+    """--threads and --out-dir, before any work."""
+    if args.threads is not None and args.threads < 1:
+        raise CLIError(f"--threads must be >= 1, got {args.threads}")
+    if args.out_dir:
+        out = Path(args.out_dir)
+        if out.exists() and not out.is_dir():
+            raise CLIError(f"--out-dir: {out} is a file; expected a folder")
+        if (out / "model.safetensors").exists():
+            raise CLIError(f"--out-dir: {out} already holds a run (model.safetensors); choose another folder")
+        check_writable_folder(out, f"--out-dir {out}")
 
-        torch.set_num_threads(n)
+
+def _start_torch(threads: int | None) -> None:
+    import torch
+
+    torch.set_num_threads(threads or 1)
+
+
+def _number(value) -> str:
+    return "     -" if value is None else f"{value:.4f}"  # no training loss before the first step
 
 
 def run_memory(args) -> int:
-    from rnnkit.tasks.memory import MemoryTaskConfig, train_memory_task
+    from rnnkit.tasks.configs import MemoryTaskConfig
+    from rnnkit.tasks.progress import StepProgress
 
-    _set_threads(args.threads)
     config = config_from_args(MemoryTaskConfig, args, task=args.task_name)
+    _check_common(args)
     unit = "MSE" if config.task == "adding" else "cross-entropy/step"
     print(f"rnnkit task {config.task}: cell={config.cell} T={config.length} hidden={config.hidden_size} "
-          f"steps={config.steps}")
+          f"steps={config.steps}", flush=True)
+    _start_torch(args.threads)
+    from rnnkit.tasks.memory import train_memory_task
 
-    def log(row):
-        acc = f"  recall acc {row['accuracy']:.3f}" if "accuracy" in row else ""
-        print(f"  step {row['step']:>6}  train {row['train_loss']:.4f}  eval {unit} {row['metric']:.4f}"
-              f"  (baseline {row['baseline']:.4f}){acc}  {row['seconds']:.0f}s", flush=True)
+    with StepProgress(config.steps, f"{config.task} {config.cell}", enabled=not args.quiet) as bar:
+        def log(row):
+            acc = f"  recall acc {row['accuracy']:.3f}" if "accuracy" in row else ""
+            bar.write(f"  step {row['step']:>6}  train {_number(row['train_loss'])}  eval {unit} "
+                      f"{row['metric']:.4f}  (baseline {row['baseline']:.4f}){acc}  {row['seconds']:.0f}s")
 
-    model, result = train_memory_task(config, log=None if args.quiet else log)
-    baseline_name = "always predict 1.0" if config.task == "adding" else "memoryless: blanks, then uniform guess"
+        model, result = train_memory_task(config, log=None if args.quiet else log, on_step=bar)
     print(f"{config.task} {config.cell} T={config.length}: {unit} {result.metric:.4f} vs baseline "
-          f"{result.baseline:.4f} ({baseline_name}) = {result.metric / result.baseline:.1%} of baseline -> "
+          f"{result.baseline:.4f} ({BASELINES[config.task]}) = {result.metric / result.baseline:.1%} of baseline -> "
           f"{'SOLVED' if result.solved else 'not solved'} (threshold {config.solve_ratio:.0%}), {result.seconds:.0f}s")
     if result.accuracy is not None:
         print(f"recalled symbols correct: {result.accuracy:.1%}")
     if args.out_dir:
-        # name the metric column by what it measures, so curves label it
-        column = "eval_mse" if config.task == "adding" else "eval_ce"
-        rows = [{(column if k == "metric" else k): v for k, v in row.items()} for row in result.history]
-        _save(args.out_dir, model, config, rows, {"kind": "memory_task", "solved": result.solved,
-                                                  "metric": result.metric, "baseline": result.baseline})
+        # name every column by what it measures, so `rnnkit curves` puts each on the right axis
+        word = "mse" if config.task == "adding" else "ce"
+        names = {"metric": f"eval_{word}", "train_loss": f"train_{word}", "baseline": f"baseline_{word}",
+                 "accuracy": "recall_accuracy"}
+        rows = [{names.get(k, k): v for k, v in row.items()} for row in result.history]
+        _save(args.out_dir, model, config, rows, {
+            "kind": "memory_task", "solved": result.solved, "metric": result.metric,
+            "baseline": result.baseline, "baseline_name": BASELINES[config.task]})
     return 0
 
 
+def _check_show(args) -> list[list[int]]:
+    """--show's strings as lists of digits 0..9 (checked here: the check needs no torch)."""
+    sources = []
+    for text in args.show or ():
+        if not text or any(c not in "0123456789" for c in text):
+            raise CLIError(f"--show takes strings of the digits 0-9, got {text!r}")
+        sources.append([int(c) for c in text])
+    return sources
+
+
 def run_transduction(args) -> int:
-    from rnnkit.tasks.train_transduction import TransductionConfig, train_transduction
+    from rnnkit.tasks.configs import TransductionConfig
+    from rnnkit.tasks.progress import StepProgress
 
-    _set_threads(args.threads)
     config = config_from_args(TransductionConfig, args, task=args.task_name)
+    _check_common(args)
+    show = _check_show(args)
     print(f"rnnkit task {config.task}: {config.cell} encoder-decoder, hidden={config.hidden_size}, "
-          f"digit strings of length {config.min_len}-{config.max_len}")
+          f"digit strings of length {config.min_len}-{config.max_len}, up to {config.steps} steps", flush=True)
+    _start_torch(args.threads)
+    from rnnkit.tasks.train_transduction import train_transduction
 
-    def log(row):
-        print(f"  step {row['step']:>6}  train {row['train_loss']:.4f}  exact match {row['exact_match']:.3f}"
-              f"  token acc {row['token_accuracy']:.3f}  {row['seconds']:.0f}s", flush=True)
+    with StepProgress(config.steps, f"{config.task} {config.cell}", enabled=not args.quiet) as bar:
+        def log(row):
+            bar.write(f"  step {row['step']:>6}  train {_number(row['train_loss'])}  exact match "
+                      f"{row['exact_match']:.3f}  token acc {row['token_accuracy']:.3f}  {row['seconds']:.0f}s")
 
-    model, result = train_transduction(config, log=None if args.quiet else log)
+        model, result = train_transduction(config, log=None if args.quiet else log, on_step=bar)
     print(f"{config.task}: exact match {result.exact_match:.1%} (token accuracy {result.token_accuracy:.1%}) "
           f"after {result.steps_run} steps, {result.seconds:.0f}s; trivial baseline: 0% exact match")
-    if args.show:
-        from rnnkit.tasks.transduction import decode_digits, encode_digits, make_transduction_batch
+    if show:
+        from rnnkit.tasks.transduction import decode_digits, make_transduction_batch
 
-        for text in args.show:
-            with user_errors():
-                batch = make_transduction_batch(config.task, [[i - 3 for i in encode_digits(text)]])
+        for text, digits in zip(args.show, show):
+            batch = make_transduction_batch(config.task, [digits])
             pred = model.greedy_decode(batch.src, batch.src_lengths, max_len=len(text) + 2)[0]
             print(f"  {text} -> {decode_digits(pred)}")
     if args.out_dir:
@@ -108,51 +172,22 @@ def run_transduction(args) -> int:
 
 
 def _save(out_dir: str, model, config, history, extra) -> None:
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
+    from rnnkit.data.atomic import atomic_write_bytes
     from rnnkit.tasks.runlog import write_run_folder
 
-    out = write_run_folder(out_dir, config, history, extra)
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(out / "model.safetensors"))
+    try:
+        out = write_run_folder(out_dir, config, history, extra)
+        atomic_write_bytes(out / "model.safetensors",
+                           save({k: v.contiguous() for k, v in model.state_dict().items()}))
+    except OSError as err:
+        raise CLIError(f"cannot write the run folder {out_dir}: {err.strerror or err}", code=1) from None
     print(f"run folder: {out} (config.json, metrics.csv, model.safetensors)")
 
 
-def read_run_json(run_dir: str | Path) -> dict:
-    """A run folder's config.json as a dict (any rnnkit run); CLIError if missing or not JSON."""
-    path = Path(run_dir) / "config.json"
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError as err:
-        raise CLIError(f"no config.json in {run_dir}") from err
-    except json.JSONDecodeError as err:
-        raise CLIError(f"{path} is not valid JSON: {err}") from err
-
-
-def load_memory_run(run_dir: str | Path, cfg: dict | None = None):
-    """The model and config of a run folder written by ``rnnkit task adding|copy --out-dir``.
-
-    ``cfg``: its config.json when the caller has already read it."""
-    from safetensors.torch import load_file
-
-    from rnnkit.tasks.memory import MemoryTaskConfig, build_memory_model
-
-    run = Path(run_dir)
-    cfg = read_run_json(run) if cfg is None else cfg
-    if cfg.get("kind") != "memory_task":
-        raise CLIError(f"{run} is not a memory-task run (expected kind 'memory_task', got {cfg.get('kind')!r})")
-    names = {f.name for f in dataclasses.fields(MemoryTaskConfig)}
-    config = MemoryTaskConfig(**{k: v for k, v in cfg.items() if k in names})
-    model = build_memory_model(config)
-    weights = run / "model.safetensors"
-    if not weights.is_file():
-        raise CLIError(f"no model.safetensors in {run}")
-    model.load_state_dict(load_file(str(weights)))
-    return model, config
-
-
 def register(sub) -> None:
-    from rnnkit.tasks.memory import MemoryTaskConfig
-    from rnnkit.tasks.train_transduction import TransductionConfig
+    from rnnkit.tasks.configs import MemoryTaskConfig, TransductionConfig
 
     p = sub.add_parser("task", help="train on a synthetic task (adding, copy, reverse, sort)",
                        description="Train on a synthetic task and report the metric against the trivial baseline.")
@@ -161,9 +196,14 @@ def register(sub) -> None:
         q = tasks.add_parser(name, help=help_, description=help_)
         cls = MemoryTaskConfig if name in MEMORY else TransductionConfig
         add_config_flags(q, cls)
-        q.add_argument("--out-dir", help="write a run folder: config.json, metrics.csv, model.safetensors")
-        q.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
-        q.add_argument("--quiet", action="store_true", help="print only the final line")
+        q.add_argument("--out-dir", help="write a run folder: config.json, metrics.csv, model.safetensors "
+                                         "(default: none)")
+        q.add_argument("--threads", type=int, default=None,
+                       help="torch threads (default 1: the task models are small, and on a busy machine "
+                            "more threads mostly wait for each other)")
+        q.add_argument("--quiet", action="store_true",
+                       help="print only the header and the result: no progress, no evaluation rows (default off)")
         if name in TRANSDUCE:
-            q.add_argument("--show", nargs="*", metavar="DIGITS", help="decode these strings after training")
+            q.add_argument("--show", nargs="*", metavar="DIGITS",
+                           help="decode these digit strings after training (default: none)")
         q.set_defaults(func=run_memory if name in MEMORY else run_transduction)

@@ -13,7 +13,6 @@ a :class:`~rnnkit.models.classifier.SequenceClassifier` with one output (adding)
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -23,47 +22,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from rnnkit.models.classifier import SequenceClassifier
-from rnnkit.models.tagger import CELLS, Tagger
+from rnnkit.models.tagger import Tagger
 from rnnkit.tasks.adding import adding_baseline, adding_batch
+from rnnkit.tasks.configs import MEMORY_TASKS, MemoryTaskConfig  # noqa: F401 (re-exported)
 from rnnkit.tasks.copying import VOCAB_SIZE, copy_baseline, copy_batch
 from rnnkit.tasks.losses import masked_cross_entropy
-
-MEMORY_TASKS = ("adding", "copy")
-
-
-@dataclass
-class MemoryTaskConfig:
-    """Settings of one training run: the budget of ``benchmarks/memory_tasks.py`` (a minute or two on
-    a laptop CPU at T = 50)."""
-
-    task: str = "adding"  # "adding" | "copy"
-    cell: str = "lstm"  # "rnn" | "lstm" | "gru"
-    length: int = 50  # adding: sequence length T; copy: the delay T (sequences are T + 2K long)
-    num_symbols: int = 10  # copy: K symbols to remember
-    hidden_size: int = 64
-    num_layers: int = 1
-    batch_size: int = 64
-    steps: int = 2000
-    lr: float = 3e-3
-    clip: float = 1.0  # max gradient norm
-    eval_every: int = 100
-    eval_size: int = 512
-    solve_ratio: float = 0.1  # solved when metric < solve_ratio * baseline
-    seed: int = 0
-    device: str = "cpu"
-
-    def __post_init__(self):
-        if self.task not in MEMORY_TASKS:
-            raise ValueError(f"task must be one of {', '.join(MEMORY_TASKS)}; got {self.task!r}")
-        if self.cell not in CELLS:
-            raise ValueError(f"cell must be one of {', '.join(CELLS)}; got {self.cell!r}")
-        for name in ("length", "hidden_size", "num_layers", "batch_size", "eval_every", "eval_size", "num_symbols"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.task == "adding" and self.length < 2:
-            raise ValueError(f"the adding problem needs length >= 2, got {self.length}")
-        if self.steps < 0:
-            raise ValueError(f"steps must be >= 0, got {self.steps}")
 
 
 @dataclass
@@ -132,8 +95,14 @@ def train_memory_task(
     config: MemoryTaskConfig,
     log: Callable[[dict], None] | None = None,
     model: nn.Module | None = None,
+    *,
+    on_step: Callable[[int, float], None] | None = None,
 ) -> tuple[nn.Module, MemoryTaskResult]:
-    """Train a model on a memory task; returns the model and the result (with the metric history)."""
+    """Train a model on a memory task; returns the model and the result (with the metric history).
+
+    ``log(row)`` receives each evaluation row (``train_loss`` is None before the first step);
+    ``on_step(step, loss)`` is called after every step with the smoothed training loss (a
+    progress bar, say)."""
     model = model if model is not None else build_memory_model(config)
     baseline = baseline_for(config)
     eval_gen = torch.Generator().manual_seed(10_000 + config.seed)  # held-out set, never trained on
@@ -142,7 +111,7 @@ def train_memory_task(
     opt = torch.optim.Adam(model.parameters(), lr=config.lr)
     history: list[dict] = []
     start = time.perf_counter()
-    running = math.nan
+    running: float | None = None  # no training loss before the first step
 
     def record(step: int):
         row = {"step": step, "train_loss": running, **evaluate_memory(model, config, x_eval, y_eval)}
@@ -161,7 +130,9 @@ def train_memory_task(
         opt.step()
         # smoothed training loss for the log (exponential average over ~20 steps)
         value = loss.item()
-        running = value if math.isnan(running) else 0.95 * running + 0.05 * value
+        running = value if running is None else 0.95 * running + 0.05 * value
+        if on_step is not None:
+            on_step(step, running)
         if step % config.eval_every == 0 or step == config.steps:
             record(step)
     final = history[-1]

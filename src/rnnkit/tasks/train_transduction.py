@@ -17,49 +17,16 @@ import torch
 from torch import Tensor, nn
 
 from rnnkit.models.seq2seq import Seq2Seq
-from rnnkit.models.tagger import CELLS
+from rnnkit.tasks.configs import TransductionConfig  # noqa: F401 (re-exported)
 from rnnkit.tasks.losses import masked_cross_entropy
 from rnnkit.tasks.transduction import (
     BOS,
     EOS,
     PAD,
-    TRANSDUCTIONS,
     VOCAB_SIZE,
     TransductionBatch,
     transduction_batch,
 )
-
-
-@dataclass
-class TransductionConfig:
-    task: str = "reverse"  # "reverse" | "sort"
-    cell: str = "gru"
-    min_len: int = 1
-    max_len: int = 8
-    hidden_size: int = 128
-    embed_size: int = 32
-    num_layers: int = 1
-    batch_size: int = 64
-    steps: int = 3000
-    lr: float = 3e-3
-    cosine: bool = True  # decay the learning rate to 0 over the steps (a stable final model)
-    clip: float = 1.0
-    eval_every: int = 250
-    eval_size: int = 500
-    target: float | None = 0.99  # stop early once exact match reaches this (None: run all steps)
-    seed: int = 0
-    device: str = "cpu"
-
-    def __post_init__(self):
-        if self.task not in TRANSDUCTIONS:
-            raise ValueError(f"task must be one of {', '.join(TRANSDUCTIONS)}; got {self.task!r}")
-        if self.cell not in CELLS:
-            raise ValueError(f"cell must be one of {', '.join(CELLS)}; got {self.cell!r}")
-        if not 1 <= self.min_len <= self.max_len:
-            raise ValueError(f"need 1 <= min_len <= max_len, got {self.min_len} and {self.max_len}")
-        for name in ("hidden_size", "embed_size", "num_layers", "batch_size", "eval_every", "eval_size"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
 
 
 @dataclass
@@ -112,11 +79,15 @@ def train_transduction(
     model: Seq2Seq | None = None,
     data: Callable[[int], TransductionBatch] | None = None,
     eval_batch: TransductionBatch | None = None,
+    *,
+    on_step: Callable[[int, float], None] | None = None,
 ) -> tuple[nn.Module, TransductionResult]:
     """Train with teacher forcing; evaluate exact match with greedy decoding every ``eval_every`` steps.
 
     ``data(step)`` may supply the training batches (a fixed tiny set, say) and ``eval_batch`` the
-    held-out set; by default both are drawn at random from the config's task.
+    held-out set; by default both are drawn at random from the config's task. ``log(row)`` receives
+    each evaluation row (``train_loss`` is None when no step has run); ``on_step(step, loss)`` is
+    called after every step with the smoothed training loss (a progress bar, say).
     """
     model = model if model is not None else build_seq2seq(config)
     gen = torch.Generator().manual_seed(config.seed)
@@ -131,7 +102,8 @@ def train_transduction(
     opt = torch.optim.Adam(model.parameters(), lr=config.lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(config.steps, 1)) if config.cosine else None
     history: list[dict] = []
-    start, running, step = time.perf_counter(), math.nan, 0
+    start, step = time.perf_counter(), 0
+    running: float | None = None  # no training loss before the first step
 
     def record(step: int) -> float:
         em, acc = exact_match(model, eval_batch)
@@ -151,7 +123,9 @@ def train_transduction(
         if sched is not None:
             sched.step()
         value = loss.item()
-        running = value if math.isnan(running) else 0.95 * running + 0.05 * value
+        running = value if running is None else 0.95 * running + 0.05 * value
+        if on_step is not None:
+            on_step(step, running)
         if step % config.eval_every == 0 or step == config.steps:
             if record(step) >= (config.target if config.target is not None else math.inf):
                 break

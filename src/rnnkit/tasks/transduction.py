@@ -19,11 +19,11 @@ import torch
 from jaxtyping import Int
 from torch import Tensor
 
+from rnnkit.tasks.configs import TRANSDUCTIONS
 from rnnkit.tasks.losses import IGNORE_INDEX
 
 PAD, BOS, EOS, DIGIT0 = 0, 1, 2, 3
 VOCAB_SIZE = DIGIT0 + 10
-TRANSDUCTIONS = ("reverse", "sort")
 
 
 def transduce(kind: str, digits: list[int]) -> list[int]:
@@ -37,7 +37,7 @@ def transduce(kind: str, digits: list[int]) -> list[int]:
 
 def encode_digits(text: str) -> list[int]:
     """'407' -> token ids [7, 3, 10]."""
-    if not text.isdigit():
+    if not text or any(c not in "0123456789" for c in text):  # str.isdigit also takes "²" and "١"
         raise ValueError(f"expected a string of digits 0-9, got {text!r}")
     return [DIGIT0 + int(c) for c in text]
 

@@ -237,10 +237,13 @@ def _sub(i: int) -> str:
 
 
 def save_diagram(g: UnrolledGraph, path: str | Path) -> Path:
-    """Draw the diagram into ``path`` (.png or .svg, chosen by the suffix)."""
+    """Draw the diagram into ``path`` (.png or .svg, chosen by the suffix), atomically."""
+    from rnnkit.data.atomic import atomic_write
+
     path = Path(path)
     if path.suffix.lower() not in (".png", ".svg"):
         raise ValueError(f"the diagram file must end in .png or .svg, got {path.name!r}")
+    fig = draw_diagram(g)
     path.parent.mkdir(parents=True, exist_ok=True)
-    draw_diagram(g).savefig(path)
+    atomic_write(path, lambda f: fig.savefig(f, format=path.suffix[1:].lower()))
     return path

@@ -177,17 +177,42 @@ def hidden_gradient_norms(
     return norms.reshape(L, D, -1).detach()  # (L, D, T)
 
 
+def log_limits(curves: dict[str, Tensor]) -> tuple[float, float]:
+    """Limits of a log axis that hold every finite positive value of the curves, with a third of a
+    decade to spare at both ends (taken from the data: a norm can fall by 10^8 or more)."""
+    values = torch.cat([torch.as_tensor(v).detach().double().flatten() for v in curves.values()])
+    shown = values[torch.isfinite(values) & (values > 0)]
+    if shown.numel() == 0:
+        return 0.1, 10.0
+    return float(shown.min()) / 3, float(shown.max()) * 3
+
+
 def plot_gradient_norms(
-    curves: dict[str, Tensor], title: str = "Gradient flow: ‖∂L/∂h_t‖ per time step", ax=None
+    curves: dict[str, Tensor],
+    title: str = "Gradient flow: ‖∂L/∂h_t‖ per time step",
+    ax=None,
+    ylim: tuple[float, float] | None = None,
 ) -> Figure:
-    """Line plot of gradient norm (log scale) against time step, one line per named curve (T,)."""
+    """Line plot of gradient norm (log scale) against time step, one line per named curve (T,).
+
+    The y limits come from the data (:func:`log_limits`, or ``ylim``), so every line stays inside
+    the axis. A norm of exactly 0 (underflow) has no place on a log scale: it is drawn on the bottom
+    edge, an infinite one on the top edge, and a note under the axis says so.
+    """
     fig = ax.figure if ax is not None else Figure(figsize=(7, 4), layout="constrained")
     ax = ax if ax is not None else fig.add_subplot()
+    bottom, top = ylim if ylim is not None else log_limits(curves)
+    edges = set()
     for name, values in curves.items():
-        v = torch.as_tensor(values).detach().double().clamp_min(1e-30)
-        ax.plot(range(len(v)), v.numpy(), label=name, linewidth=1.5)
+        v = torch.as_tensor(values).detach().double()
+        if (v <= 0).any():
+            edges.add("0 drawn on the bottom edge")
+        if (v == float("inf")).any():
+            edges.add("∞ drawn on the top edge")
+        ax.plot(range(len(v)), v.clamp(bottom, top).numpy(), label=name, linewidth=1.5)
     ax.set_yscale("log")
-    ax.set_xlabel("time step t")
+    ax.set_ylim(bottom, top)
+    ax.set_xlabel("time step t" + (f"\n(norms of {' and '.join(sorted(edges))})" if edges else ""))
     ax.set_ylabel("‖∂L/∂hₜ‖")
     ax.set_title(title, fontsize=10)
     ax.grid(True, which="major", alpha=0.3)

@@ -9,6 +9,8 @@ gradients), an LSTM's or GRU's stays level enough to learn the dependency.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import replace
 
 import torch
@@ -21,13 +23,20 @@ from rnnkit.tasks.memory import (
     memory_loss,
     train_memory_task,
 )
-from rnnkit.viz.gradflow import hidden_gradient_norms, plot_gradient_norms
+from rnnkit.viz.gradflow import hidden_gradient_norms, log_limits, plot_gradient_norms
 
 
 def memory_gradient_flow(
-    config: MemoryTaskConfig, cells: tuple[str, ...] = ("rnn", "lstm", "gru"), batch_size: int = 128
+    config: MemoryTaskConfig,
+    cells: tuple[str, ...] = ("rnn", "lstm", "gru"),
+    batch_size: int = 128,
+    *,
+    progress: Callable[[str], AbstractContextManager[Callable[[int, float], None]]] | None = None,
 ) -> dict[str, dict]:
-    """``{cell: {"before": (T,), "after": (T,), "result": MemoryTaskResult}}`` for the top layer."""
+    """``{cell: {"before": (T,), "after": (T,), "result": MemoryTaskResult}}`` for the top layer.
+
+    ``progress(cell)``, if given, is entered around that cell's training and yields its
+    ``on_step(step, loss)`` callback (a :class:`~rnnkit.tasks.progress.StepProgress`, say)."""
     out = {}
     for cell in cells:
         cfg = replace(config, cell=cell)
@@ -37,7 +46,8 @@ def memory_gradient_flow(
 
         model = build_memory_model(cfg)
         before = hidden_gradient_norms(model, loss)[-1, 0]  # (T,) top layer, forward direction
-        model, result = train_memory_task(cfg, model=model)
+        with progress(cell) if progress is not None else nullcontext() as on_step:
+            model, result = train_memory_task(cfg, model=model, on_step=on_step)
         after = hidden_gradient_norms(model, loss)[-1, 0]
         out[cell] = {"before": before, "after": after, "result": result}
     return out
@@ -48,6 +58,8 @@ def plot_memory_gradient_flow(flows: dict[str, dict], config: MemoryTaskConfig) 
     fig = Figure(figsize=(4.2 * len(flows), 3.8), layout="constrained")
     axes = [fig.add_subplot(1, len(flows), i + 1) for i in range(len(flows))]
     metric = "MSE" if config.task == "adding" else "CE"
+    # one scale for every panel, so the cells compare at a glance, wide enough for every line
+    ylim = log_limits({f"{c} {k}": f[k] for c, f in flows.items() for k in ("before", "after")})
     for ax, (cell, flow) in zip(axes, flows.items()):
         r = flow["result"]
         verdict = "solved" if r.solved else "not solved"
@@ -55,11 +67,8 @@ def plot_memory_gradient_flow(flows: dict[str, dict], config: MemoryTaskConfig) 
             {"before training": flow["before"], f"after {config.steps} steps": flow["after"]},
             title=f"{cell.upper()}: {metric} {r.metric:.3g} vs baseline {r.baseline:.3g} ({verdict})",
             ax=ax,
+            ylim=ylim,
         )
-    lows = [float(f[k].clamp_min(1e-30).min()) for f in flows.values() for k in ("before", "after")]
-    highs = [float(f[k].max()) for f in flows.values() for k in ("before", "after")]
-    for ax in axes:  # a shared scale so the cells compare at a glance
-        ax.set_ylim(max(min(lows), 1e-12) / 2, max(highs) * 2)
     what = "length" if config.task == "adding" else "delay"
     fig.suptitle(
         f"Gradient flow on the {config.task} task ({what} T={config.length}): loss at the end, ‖∂L/∂hₜ‖ for each t",
