@@ -51,7 +51,7 @@ def slots(tr: Trace) -> list[tuple[str, int, int]]:
 
 def _values(tr: Trace, slot: tuple[str, int, int]) -> np.ndarray:
     kind, layer, direction = slot
-    return tr[kind][layer, direction].double().numpy()  # (T, H)
+    return tr[kind][layer, direction].numpy().astype(np.float64)  # (T, H)
 
 
 def text_features(text: str) -> dict[str, np.ndarray]:
@@ -96,7 +96,7 @@ def correlations(values: np.ndarray, features: np.ndarray) -> np.ndarray:
     A constant column or feature has no correlation: 0."""
     x = values - values.mean(0)  # (T, H)
     f = features - features.mean(1, keepdims=True)  # (F, T)
-    denom = np.sqrt(np.outer((f * f).sum(1), (x * x).sum(0)))  # (F, H)
+    denom = np.sqrt(np.outer(np.einsum("ft,ft->f", f, f), np.einsum("th,th->h", x, x)))  # (F, H)
     with np.errstate(invalid="ignore", divide="ignore"):
         r = (f @ x) / denom
     return np.where(denom > 0, r, 0.0)
@@ -160,7 +160,7 @@ def saturation(tr: Trace, low: float = 0.1, high: float = 0.9) -> list[dict]:
     out = []
     for kind, layer, direction in slots(tr):
         if kind in SIGMOID_GATES:
-            v = _values(tr, (kind, layer, direction))
+            v = tr[kind][layer, direction].numpy()  # (T, H), no copy: only compared
             out.append({"kind": kind, "layer": layer, "direction": direction,
                         "left": (v < low).mean(0), "right": (v > high).mean(0)})
     return out

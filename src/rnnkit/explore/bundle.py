@@ -44,9 +44,9 @@ def check_text(text: str, vocab, what: str = "the text") -> None:
 def quantize(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """values (T, H) -> (q (H, T) uint8, lo (H,), hi (H,)), q = round((v - lo) / (hi - lo) * 255)."""
     lo, hi = values.min(0), values.max(0)
-    width = np.where(hi > lo, hi - lo, 1.0)
-    q = np.rint((values - lo) / width * 255.0).clip(0, 255).astype(np.uint8)
-    return np.ascontiguousarray(q.T), lo, hi
+    width = np.where(hi > lo, hi - lo, 1.0).astype(values.dtype)
+    q = np.rint((values - lo) * (255.0 / width)).clip(0, 255).astype(np.uint8)
+    return np.ascontiguousarray(q.T), lo.astype(np.float64), hi.astype(np.float64)
 
 
 def dequantize(q: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
@@ -67,7 +67,7 @@ def _hit(hit: analysis.Hit, index: dict) -> dict:
 def _slots(tr: Trace) -> list[dict]:
     out = []
     for kind, layer, direction in analysis.slots(tr):
-        v = tr[kind][layer, direction].double().numpy()  # (T, H)
+        v = tr[kind][layer, direction].numpy()  # (T, H), no copy
         q, lo, hi = quantize(v)
         style, scale = analysis.scale(kind, v)
         out.append({"kind": kind, "layer": layer, "direction": direction, "units": v.shape[1],

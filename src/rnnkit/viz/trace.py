@@ -126,10 +126,17 @@ def trace_layer(
     for li in range(layer.num_layers):
         dirs = [_direction(layer, cell, ln, inp, li, d, reference or ln) for d in range(D)]
         per_layer.append(dirs)
-        inp = torch.cat([run["h"] for run in dirs], dim=-1)  # (T, D*H_out): the next layer's input
-    states = {k: torch.stack([torch.stack([run[k] for run in dirs]) for dirs in per_layer])
-              for k in KINDS[cell]}  # (L, D, T, ·)
-    return states, inp
+        # (T, D*H_out): the next layer's input
+        inp = dirs[0]["h"] if D == 1 else torch.cat([run["h"] for run in dirs], dim=-1)
+    return {k: _stack([[run[k] for run in dirs] for dirs in per_layer]) for k in KINDS[cell]}, inp
+
+
+def _stack(rows: list[list[Tensor]]) -> Tensor:
+    """(L, D, T, ·) from each layer's and direction's (T, ·); a view when there is only one (a
+    copy of a 10,000-character trace costs as much as computing it)."""
+    if len(rows) == 1 and len(rows[0]) == 1:
+        return rows[0][0][None, None]
+    return torch.stack([torch.stack(row) for row in rows])
 
 
 def _direction(layer, cell: str, ln: bool, x: Tensor, li: int, d: int,
@@ -145,14 +152,14 @@ def _direction(layer, cell: str, ln: bool, x: Tensor, li: int, d: int,
     H = p["weight_hh"].shape[0] // {"lstm": 4, "gru": 3, "rnn": 1}[cell]
     h0, c0 = _initial(layer, li * D + d, p["weight_hh"], H)
     xs = x.flip(0) if d else x  # the reverse direction reads the text backwards
-    xp = F.linear(xs, p["weight_ih"])  # (T, G): the input projection of all steps at once
     shift = p["bias_ih"]
     if cell != "gru" and shift is not None:
         shift = shift + p["bias_hh"]  # LSTM and RNN add both biases before the nonlinearity
     if ln:
+        xp = F.linear(xs, p["weight_ih"])  # (T, G): the input projection of all steps at once
         xp = F.layer_norm(xp, xp.shape[-1:], p["ln_ih_weight"], shift, _LN_EPS)
-    elif shift is not None:
-        xp = xp + shift
+    else:
+        xp = F.linear(xs, p["weight_ih"], shift)  # (T, G)
     nonlinearity = getattr(layer, "nonlinearity", "tanh")
     if not reference:
         hs = _native_states(cell, p, xs, h0, c0, nonlinearity)
@@ -197,23 +204,32 @@ def _native_states(cell: str, p: dict, x: Tensor, h0: Tensor, c0: Tensor,
 
 def _gates_from_states(cell: str, xp: Tensor, hs: Tensor, h0: Tensor, c0: Tensor,
                        p: dict) -> dict[str, Tensor]:
-    """Every gate from the states: a_t depends on h_{t-1} only, so all T at once."""
+    """Every gate from the states: a_t depends on h_{t-1} only, so all T at once.
+
+    Computed in place in ``xp`` (this direction's own buffer): the gates are views of it.
+    """
     if cell == "rnn":
         return {"h": hs}
-    prev = torch.cat([h0[None], hs[:-1]])  # (T, H_out): h_{t-1}
+    w_hh, T = p["weight_hh"], xp.shape[0]
     if cell == "gru":
         H = xp.shape[1] // 3
-        gh = F.linear(prev, p["weight_hh"], p["bias_hh"])  # (T, 3H)
-        r = torch.sigmoid(xp[:, :H] + gh[:, :H])
-        z = torch.sigmoid(xp[:, H:2 * H] + gh[:, H:2 * H])
-        return {"h": hs, "r": r, "z": z, "n": torch.tanh(xp[:, 2 * H:] + r * gh[:, 2 * H:])}
-    a = torch.addmm(xp, prev, p["weight_hh"].t())  # (T, 4H)
-    i, f, g, o = a.chunk(4, dim=1)
-    i, f, g, o = torch.sigmoid(i), torch.sigmoid(f), torch.tanh(g), torch.sigmoid(o)
+        prev = torch.cat([h0[None], hs[:-1]])  # (T, H): h_{t-1}
+        gh = F.linear(prev, w_hh, p["bias_hh"])  # (T, 3H)
+        rz = xp[:, :2 * H].add_(gh[:, :2 * H]).sigmoid_()  # (T, 2H)
+        n = xp[:, 2 * H:].addcmul_(rz[:, :H], gh[:, 2 * H:]).tanh_()
+        return {"h": hs, "r": rz[:, :H], "z": rz[:, H:], "n": n}
+    H = xp.shape[1] // 4
+    xp[:1].addmm_(h0[None], w_hh.t())  # a_t = xp_t + W_hh h_{t-1}   (T, 4H)
+    xp[1:].addmm_(hs[:-1], w_hh.t())
+    gates = xp.view(T, 4, H)
+    gates[:, :2].sigmoid_()
+    gates[:, 2].tanh_()
+    gates[:, 3].sigmoid_()
+    i, f, g, o = gates.unbind(1)  # (T, H) each
     ig = i * g
     C = torch.empty_like(ig)  # (T, H)
     c = c0
-    for t in range(C.shape[0]):  # elementwise only: H multiply-adds per step
+    for t in range(T):  # elementwise only: H multiply-adds per step
         c = torch.addcmul(ig[t], f[t], c, out=C[t])
     return {"h": hs, "c": C, "i": i, "f": f, "g": g, "o": o}
 

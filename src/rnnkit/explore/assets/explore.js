@@ -359,6 +359,7 @@
     else select(state.slot < slots.length ? state.slot : 0, state.unit, true);
     document.body.dataset.ready = "1";
     document.body.dataset.loads = (+document.body.dataset.loads || 0) + 1;
+    if (performance.mark && !performance.getEntriesByName("rnnkit-ready").length) performance.mark("rnnkit-ready");
   }
 
   // ---- new text ------------------------------------------------------------------------------
