@@ -63,7 +63,7 @@ def run(args) -> int:
     except ValueError as err:
         raise CLIError(str(err)) from None
     print(f"tracing {len(text):,} characters of {source} through {args.run_dir} ...", flush=True)
-    explorer = Explorer(model, vocab, title=Path(args.run_dir).name)
+    explorer = Explorer(model, vocab, title=Path(args.run_dir).resolve().name)  # runs/latest: its run
     bundle = explorer.bundle(text)
     if args.html:
         path = write_html(args.html, bundle)
