@@ -99,9 +99,12 @@ def run_train(args) -> int:
         for ch in generate(model, vocab, prompt, cfg.sample_length, temperature=0.8, seed=cfg.seed):
             sys.stdout.write(ch)
         print("\n---")
-    longer = f"--max-iters {result.step * 2}"
-    if cfg.max_time:
-        longer += f" --max-time {cfg.max_time * 2:g}"
+    if result.stopped == "max_time":  # the clock ended it: more time, the same step limit
+        longer = f"--max-time {cfg.max_time * 2:g}"
+    else:
+        longer = f"--max-iters {result.step * 2}"
+        if cfg.max_time:
+            longer += f" --max-time {cfg.max_time * 2:g}"
     rnnkit = command_name()
     latest = link_name(result.run_dir)
     print(f"run folder: {result.run_dir}" + (f" (also {latest})" if latest else "") + "\nnext:\n"

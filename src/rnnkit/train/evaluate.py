@@ -44,7 +44,8 @@ def evaluate_run(run_dir: str | Path, data: str | None = None, split: str = "val
         raise CorpusError(f"{corpus.source}: the {split} split has {len(text)} character(s); "
                           "at least 2 are needed to score a prediction")
     ids = vocab.encode(text, f"{corpus.source} ({split} split)")
-    with WorkProgress(eval_predictions(len(ids)), f"scoring the {split} split",
+    what = {"val": "the validation split", "train": "the training split", "all": "the whole text"}
+    with WorkProgress(eval_predictions(len(ids)), f"scoring {what[split]}",
                       stream=stream) as progress:
         total, count = evaluate_model(model, ids, torch.device(device), progress)
     return EvalResult(total / count, count, corpus.source, split)

@@ -38,7 +38,7 @@ from rnnkit.train.device import check_precision, resolve_device
 from rnnkit.train.engines import NumpyEngine, TorchEngine, eval_predictions
 from rnnkit.train.metrics import Metrics
 from rnnkit.train.progress import Progress, WorkProgress, format_seconds
-from rnnkit.train.resume import check_resume, fingerprint, restore
+from rnnkit.train.resume import check_run_folder, check_vocab, fingerprint, restore
 from rnnkit.train.rundir import check_out, default_out, link_latest, make_run_dir
 from rnnkit.train.schedule import learning_rate
 from rnnkit.train.signals import StopSignals
@@ -95,6 +95,7 @@ def _check_setup(cfg: TrainConfig) -> tuple[distributed.DistInfo, torch.device, 
     run_dir = Path(cfg.out or default_out())
     if info.is_main:
         check_out(run_dir)
+    check_run_folder(run_dir, cfg)
     if cfg.engine == "torch":
         check_precision(cfg.precision, cfg.cell, input_size=cfg.embed_size or 16,
                         hidden_size=cfg.hidden_size, num_layers=cfg.num_layers, device=device)
@@ -110,12 +111,13 @@ class _Data:
 
 
 def _load_data(cfg: TrainConfig, run_dir: Path, note) -> _Data:
-    """The corpus, split and encoded; a resume's checks against the run folder."""
+    """The corpus, split and encoded; a resumed run's vocabulary checked against it."""
     corpus = load_corpus(cfg.data, note=note)
     train_text, val_text = check_corpus(corpus.text, seq_len=cfg.seq_len, batch_size=cfg.batch_size,
                                         val_fraction=cfg.val_fraction, source=corpus.source)
     vocab = Vocab.from_text(corpus.text)
-    check_resume(run_dir, cfg, vocab)
+    if cfg.resume:
+        check_vocab(run_dir, vocab)
     return _Data(corpus, vocab, vocab.encode(train_text), vocab.encode(val_text))
 
 

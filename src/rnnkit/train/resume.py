@@ -22,9 +22,9 @@ class RunExistsError(ConfigError):
         )
 
 
-def check_resume(run_dir: Path, cfg: TrainConfig, vocab: Vocab) -> None:
-    """Before any training: a resume needs a checkpoint with this vocabulary and model shape; a
-    fresh run needs a folder without one."""
+def check_run_folder(run_dir: Path, cfg: TrainConfig) -> None:
+    """Before any work: a fresh run needs a folder without a checkpoint; a resume needs one, made
+    with the same model shape and engine."""
     if not cfg.resume:
         if ckpt.has_checkpoint(run_dir):
             # (a folder with only config.json and vocab.json was stopped before its first save:
@@ -39,15 +39,6 @@ def check_resume(run_dir: Path, cfg: TrainConfig, vocab: Vocab) -> None:
                 "run the same command without --resume to start it again",
         )
     saved_cfg, _ = ckpt.read_config(run_dir)
-    saved_vocab = ckpt.read_vocab(run_dir)
-    if saved_vocab != vocab:
-        added = sorted(set(vocab.chars) - set(saved_vocab.chars))
-        removed = sorted(set(saved_vocab.chars) - set(vocab.chars))
-        raise ConfigError(
-            f"resume: the data's vocabulary differs from the run's ({len(vocab)} vs "
-            f"{len(saved_vocab)} characters; new: {''.join(added)[:20]!r}, missing: "
-            f"{''.join(removed)[:20]!r}); a checkpoint only continues on text with the same characters"
-        )
     for name in SHAPE_FIELDS:
         old, new = getattr(saved_cfg, name), getattr(cfg, name)
         if old != new:
@@ -59,6 +50,19 @@ def check_resume(run_dir: Path, cfg: TrainConfig, vocab: Vocab) -> None:
     if saved_cfg.engine != cfg.engine:
         raise ConfigError(f"resume: the run was trained with --engine {saved_cfg.engine}, "
                           f"not {cfg.engine}")
+
+
+def check_vocab(run_dir: Path, vocab: Vocab) -> None:
+    """A resumed run continues only on text with the characters it was trained on."""
+    saved_vocab = ckpt.read_vocab(run_dir)
+    if saved_vocab != vocab:
+        added = sorted(set(vocab.chars) - set(saved_vocab.chars))
+        removed = sorted(set(saved_vocab.chars) - set(vocab.chars))
+        raise ConfigError(
+            f"resume: the data's vocabulary differs from the run's ({len(vocab)} vs "
+            f"{len(saved_vocab)} characters; new: {''.join(added)[:20]!r}, missing: "
+            f"{''.join(removed)[:20]!r}); a checkpoint only continues on text with the same characters"
+        )
 
 
 def fingerprint(text: str) -> str:
