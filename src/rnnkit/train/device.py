@@ -42,9 +42,9 @@ def check_precision(precision: str, cell: str, *, input_size: int, hidden_size: 
     """Refuse ``bf16`` where the recurrent layer has no bfloat16 kernel, before any work.
 
     The probe is the layer training will run (same cell, sizes and kernel, a (2, 1) input), forward
-    and backward under bf16 autocast. Not every machine has one: oneDNN, torch's CPU kernel for the
-    LSTM under bf16, needs AVX-512 for it, so on an AVX2 CPU the first training step would fail with
-    "could not create a primitive descriptor for the LSTM forward propagation primitive".
+    and backward under bf16 autocast. Not every machine has one: oneDNN, torch's CPU kernel for an
+    LSTM under bf16, has none on an AVX2 CPU (without AVX-512), where the first training step would
+    fail with "could not create a primitive descriptor for the LSTM forward propagation primitive".
     """
     if precision != "bf16":
         return
