@@ -168,7 +168,7 @@ def test_readme_shell_commands_run(fresh_clone):
 
 def test_the_default_run_states_one_time_everywhere(capsys):
     """README, `rnnkit train --help`, TrainConfig's docstring and docs/charlm.md agree: 150 s of
-    training, about 3 minutes in all, the number TrainConfig really has."""
+    training, about 2 minutes in all, the number TrainConfig really has."""
     from rnnkit.cli import main
     from rnnkit.train import TrainConfig
 
@@ -183,5 +183,5 @@ def test_the_default_run_states_one_time_everywhere(capsys):
     }
     for where, text in texts.items():
         flat = " ".join(text.split())
-        assert "150 s of training" in flat and "about 3 minutes" in flat, where
-        assert not re.search(r"(about|~) ?(2|2\.5|two) min", flat), where
+        assert "150 s of training" in flat and "about 2 minutes" in flat, where
+        assert not re.search(r"(about|~) ?(3|2\.5|three) min", flat), where

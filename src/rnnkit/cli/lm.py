@@ -205,10 +205,10 @@ def register(sub) -> None:
     p = sub.add_parser(
         "train",
         help="train a character language model (default: on Python's docs, 150 s of training, "
-             "about 3 minutes in all)",
+             "about 2 minutes in all)",
         description="Train a character-level language model. Every flag is a TrainConfig field. "
                     "The defaults train on the built-in python-docs corpus for at most 150 s of "
-                    "training, about 3 minutes for the whole command on a 2-core CPU. "
+                    "training, about 2 minutes for the whole command on an idle 2-core CPU. "
                     "--max-time 0 makes a run step-based: the same numbers on every machine, and "
                     "--resume continues it bit for bit on CPU.",
     )

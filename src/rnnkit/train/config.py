@@ -1,7 +1,7 @@
 """The training configuration: one dataclass whose fields are the ``rnnkit train`` flags, one to one.
 
-Its defaults train on the built-in ``python-docs`` corpus for at most 150 s (about 3 minutes for
-the whole command on a 2-core CPU, start-up, final validation and sample included).
+Its defaults train on the built-in ``python-docs`` corpus for 2200 steps or at most 150 s of training
+(about 2 minutes for the whole command on an idle 2-core CPU).
 :data:`PRESETS` hold tuned recipes (``--preset shakespeare``); explicit flags override a preset, and
 on ``--resume`` the run's saved configuration is the base that flags override.
 """
@@ -35,7 +35,7 @@ class TrainConfig:
     ``TrainConfig(hidden_size=512)``.
 
     The defaults train a 1x384 LSTM on the built-in ``python-docs`` corpus for 2200 steps or 150 s
-    of training, whichever comes first (about 3 minutes for the whole command on a 2-core CPU),
+    of training, whichever comes first (about 2 minutes for the whole command on an idle 2-core CPU),
     the cosine decay following the clock so that a slower machine still ends annealed.
     ``max_time=0`` makes the run step-based: the same numbers on every machine, and ``resume=True``
     continues it bit for bit on CPU.
