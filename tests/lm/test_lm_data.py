@@ -147,8 +147,11 @@ def test_tinyshakespeare_offline_says_pass_a_file(tmp_path, monkeypatch):
     monkeypatch.setenv("RNNKIT_CACHE", str(tmp_path))
     monkeypatch.setattr(corpora, "TINYSHAKESPEARE_URL", "http://127.0.0.1:9/unreachable")
     (tmp_path / "tinyshakespeare.txt").write_bytes(b"corrupt cache entry")  # wrong checksum
+    notes = []
     with pytest.raises(CorpusError, match="cannot download tinyshakespeare.*--data PATH"):
-        load_corpus("tinyshakespeare")
+        load_corpus("tinyshakespeare", note=notes.append)
+    assert notes == [f"downloading tinyshakespeare (1.1 MB) from http://127.0.0.1:9/unreachable "
+                     f"into {tmp_path / 'tinyshakespeare.txt'}"]  # said before the wait
 
 
 # -- streams -------------------------------------------------------------------------------------

@@ -242,3 +242,56 @@ def test_run_stopped_before_its_first_save(corpus, tmp_path, capsys):
     assert code == 2 and "no checkpoint yet" in err and "without --resume" in err
     code, _ = run(train_argv(corpus, out, "--max-iters", "1"), capsys)  # starts it again
     assert code == 0 and (out / "state.pt").exists()
+
+
+def test_out_folder_is_checked_before_the_data_is_read(corpus, tmp_path, capsys, monkeypatch):
+    """A run folder that cannot be written is refused before any work (here: reading the data)."""
+    import tempfile
+
+    from rnnkit.train import loop
+
+    def no_work(*args, **kwargs):
+        raise AssertionError("the data was read before the run folder was checked")
+
+    def read_only(*args, **kwargs):
+        raise OSError(errno.EROFS, os.strerror(errno.EROFS))
+
+    monkeypatch.setattr(loop, "load_corpus", no_work)
+    monkeypatch.setattr(tempfile, "mkstemp", read_only)
+    code, err = run(train_argv(corpus, tmp_path / "deep" / "run"), capsys)
+    assert code == 2 and f"cannot write in {tmp_path}: Read-only file system" in err
+    assert err.count("\n") == 1 and not (tmp_path / "deep").exists()
+
+
+def test_out_under_a_file_is_checked_before_the_data_is_read(corpus, tmp_path, capsys,
+                                                              monkeypatch):
+    from rnnkit.train import loop
+
+    monkeypatch.setattr(loop, "load_corpus", lambda *a, **k: pytest.fail("data read first"))
+    file = write(tmp_path, "file", b"x")
+    code, err = run(train_argv(corpus, file / "sub" / "run"), capsys)
+    assert code == 2 and f"cannot create {file / 'sub' / 'run'}: {file} is a file" in err
+    code, err = run(train_argv(corpus, file), capsys)
+    assert code == 2 and "a file of that name is in the way" in err
+
+
+def test_damaged_state_gives_our_advice_not_torchs(trained, capsys):
+    pickled_object(trained / "state.pt")
+    code, err = run(["train", "--out", str(trained), "--resume", "--max-iters", "4"], capsys)
+    assert code == 2 and err.count("\n") == 1
+    assert "holds Python objects that rnnkit never writes" in err
+    assert "weights_only" not in err and "this run cannot be resumed" in err
+    truncate(trained / "state.pt")
+    code, err = run(["train", "--out", str(trained), "--resume", "--max-iters", "4"], capsys)
+    assert code == 2 and "truncated or damaged" in err and "weights_only" not in err
+
+
+def test_existing_run_and_resume_shape_are_checked_before_the_data_is_read(trained, corpus,
+                                                                            capsys, monkeypatch):
+    from rnnkit.train import loop
+
+    monkeypatch.setattr(loop, "load_corpus", lambda *a, **k: pytest.fail("data read first"))
+    code, err = run(train_argv(corpus, trained), capsys)
+    assert code == 2 and "already holds a run; pass --resume" in err
+    code, err = run(["train", "--out", str(trained), "--resume", "--hidden-size", "8"], capsys)
+    assert code == 2 and "has hidden-size 16, the flags ask for 8" in err

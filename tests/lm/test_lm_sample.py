@@ -136,3 +136,65 @@ def test_trained_model_beats_uniform(run_dir):
     _, vocab, _ = load_model(run_dir)
     assert res.loss < math.log(len(vocab)) - 0.5
     assert np.isfinite(res.bpc)
+
+
+class Clock:
+    """time.perf_counter for rnnkit.train.progress that moves on 2 s at every call."""
+
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        self.now += 2.0
+        return self.now
+
+
+def test_eval_and_long_samples_report_progress_when_slow(run_dir, corpus_text, tmp_path, capsys,
+                                                        monkeypatch):
+    """No silence over about 5 s: with every call 2 s apart, a line appears every third one."""
+    from rnnkit.train import progress
+
+    monkeypatch.setattr(progress.time, "perf_counter", Clock())
+    assert main(["sample", str(run_dir), "--length", "12", "--seed", "0"]) == 0
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert lines and all(line.startswith("sampling: ") for line in lines)
+    assert "/12 chars" in lines[0] and "left" in lines[0]
+    assert len(captured.out) == 1 + 12 + 1  # the text itself is untouched: prompt, 12, newline
+
+    longer = tmp_path / "longer.txt"  # 4 evaluation windows of 64 streams x 256 characters
+    longer.write_text(corpus_text * 10, encoding="utf-8")
+    assert main(["eval", str(run_dir), "--data", str(longer), "--split", "all"]) == 0
+    captured = capsys.readouterr()
+    assert "scoring the whole text: " in captured.err and "all loss" in captured.out
+
+
+def test_progress_counts_every_prediction(run_dir, corpus_text):
+    from rnnkit.train.engines import eval_predictions
+    from rnnkit.train.progress import WorkProgress
+
+    model, vocab, cfg = load_model(run_dir)
+    ids = vocab.encode(split_text(corpus_text, cfg.val_fraction)[1])
+    progress = WorkProgress(eval_predictions(len(ids)), "x", enabled=False)
+    _, count = evaluate_model(model, ids, torch.device("cpu"), progress)
+    assert progress.done == count == progress.total
+
+
+def test_progress_is_a_bar_on_a_terminal_and_quiet_when_quick():
+    import io
+
+    from rnnkit.train.progress import WorkProgress
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    stream = Terminal()
+    with WorkProgress(100, "scoring", stream=stream) as bar:
+        for _ in range(10):
+            bar.update(10)
+    assert "scoring" in stream.getvalue() and "\r" in stream.getvalue()
+    log = io.StringIO()
+    with WorkProgress(100, "scoring", stream=log) as quick:  # real clock: well under 5 s
+        quick.update(100)
+    assert log.getvalue() == ""

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import json
-import math
 
 import numpy as np
 import pytest
@@ -61,8 +60,8 @@ def test_default_data_is_the_builtin_corpus(tmp_path, capsys):
 def resume_argv(corpus, out, *extra):
     # two layers with dropout: the resumed run must also restore the dropout RNG; seq-len 32 with
     # 8 streams makes epochs of 21 windows, so 30 steps cross an epoch boundary (state reset,
-    # new offset)
-    return ["train", "--data", str(corpus), "--out", str(out), "--hidden-size", "16",
+    # new offset); --max-time 0: a step-based schedule, which is what makes the resume bit-exact
+    return ["train", "--data", str(corpus), "--out", str(out), "--max-time", "0", "--hidden-size", "16",
             "--embed-size", "8", "--num-layers", "2", "--dropout", "0.1", "--seq-len", "32",
             "--batch-size", "8", "--warmup-iters", "4", "--decay-iters", "30", "--eval-every",
             "7", "--log-every", "5", "--sample-length", "0", "--device", "cpu", *extra]
@@ -187,14 +186,6 @@ def test_numpy_engine_from_the_command_line(corpus, tmp_path, capsys):
     assert main(["train", "--data", str(corpus), "--out", str(tmp_path / "x"), "--engine", "numpy",
                  "--dropout", "0.2"]) == 2
     assert "--engine numpy needs --dropout 0" in capsys.readouterr().err
-
-
-def test_bf16_autocast_trains_with_a_float32_loss(corpus, tmp_path):
-    out = tmp_path / "bf16"
-    assert main(train_argv(corpus, out, "--max-iters", "3", "--precision", "bf16")) == 0
-    rows = list(csv.DictReader(open(out / "metrics.csv")))
-    assert all(math.isfinite(float(r["train_loss"])) for r in rows if r["train_loss"])
-    assert load_file(out / "model.safetensors")["head.weight"].dtype == torch.float32
 
 
 def test_schedule_warmup_then_cosine_to_the_floor():

@@ -11,6 +11,8 @@ import contextlib
 import importlib
 import os
 import pkgutil
+import shlex
+import shutil
 import sys
 
 from rnnkit._version import __version__
@@ -32,12 +34,33 @@ def user_errors(*types: type[BaseException]):
     try:
         yield
     except caught as err:
-        raise CLIError(str(err)) from err
+        raise CLIError(cli_message(err)) from err
+
+
+def cli_message(err: BaseException) -> str:
+    """A library error's message as the command line should word it (``err.cli`` when it has one:
+    a flag such as ``--resume`` where the library names the field ``resume=True``)."""
+    return getattr(err, "cli", None) or str(err)
+
+
+def command_name() -> str:
+    """How this command was called, for the next commands it prints: ``.venv/bin/rnnkit`` when the
+    user typed that (the venv is not active, so a bare ``rnnkit`` would not run), else ``rnnkit``."""
+    argv0 = sys.argv[0] if sys.argv else ""
+    if os.path.basename(argv0) != "rnnkit":
+        return "rnnkit"  # called through main() or python -m rnnkit
+    on_path = shutil.which("rnnkit")
+    if on_path and os.path.realpath(on_path) == os.path.realpath(argv0):
+        return "rnnkit"
+    return shlex.quote(argv0)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="rnnkit", description="Recurrent neural networks: train, sample, inspect, benchmark."
+        prog="rnnkit",
+        description="Recurrent neural networks you can read, verify and run: train, sample and "
+                    "evaluate a character language model, train on sequence tasks, draw diagrams and "
+                    "plots. `rnnkit info` describes this machine for bug reports.",
     )
     parser.add_argument("--version", action="version", version=f"rnnkit {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")

@@ -1,4 +1,4 @@
-"""``rnnkit train``, ``rnnkit sample``, ``rnnkit eval``: the character language model from the shell.
+"""``rnnkit train``, ``sample``, ``eval`` and ``runs``: the character language model from the shell.
 
 Argument parsing only. ``train``'s flags are the fields of :class:`rnnkit.train.TrainConfig`, one
 to one (``--hidden-size`` is ``hidden_size``); a flag left out keeps the default, the preset's value,
@@ -12,7 +12,7 @@ import shlex
 import sys
 from dataclasses import fields
 
-from rnnkit.cli import CLIError
+from rnnkit.cli import CLIError, cli_message, command_name
 
 HELP = {
     "data": "a UTF-8 text file, or a named corpus: python-docs (built in, the default), "
@@ -32,16 +32,18 @@ HELP = {
     "decay_iters": "steps of cosine decay (0: --max-iters)",
     "weight_decay": "AdamW weight decay on the weight matrices",
     "grad_clip": "clip the global gradient norm to this (0: off)",
-    "max_iters": "training steps",
-    "max_time": "stop after this many seconds of training, the schedule following the clock "
-                "(0: no limit)",
+    "max_iters": "training steps at most",
+    "max_time": "seconds of training at most (periodic validation included), the cosine decay "
+                "following the clock; 0: step-based, the same numbers on every machine and a "
+                "bit-exact --resume",
     "eval_every": "validate and save a checkpoint every this many steps",
     "eval_chars": "periodic validation on this many characters (0: the whole split)",
     "log_every": "steps between log lines",
     "sample_length": "characters to print after training (0: none)",
     "seed": "random seed",
     "device": "auto, cpu, cuda, cuda:N or mps",
-    "precision": "fp32, or bf16 (autocast; the loss stays in float32)",
+    "precision": "fp32; bf16 (autocast; the loss stays in float32); or fp64 (slow, for "
+                 "checking numbers)",
     "engine": "torch, or numpy (rnnkit.scratch: CPU, one-hot input, no dropout)",
     "numpy_threads": "with --engine numpy: split each batch's streams over this many threads "
                      "(helps small models on large batches)",
@@ -64,9 +66,9 @@ def _guard(func):
         try:
             return func(args)
         except user_errors as err:
-            raise CLIError(str(err)) from None
+            raise CLIError(cli_message(err)) from None
         except training_error as err:
-            raise CLIError(str(err), code=1) from None
+            raise CLIError(cli_message(err), code=1) from None
         except KeyboardInterrupt:
             print(f"\nrnnkit {args.command}: interrupted", file=sys.stderr)
             return 130
@@ -97,18 +99,38 @@ def run_train(args) -> int:
         for ch in generate(model, vocab, prompt, cfg.sample_length, temperature=0.8, seed=cfg.seed):
             sys.stdout.write(ch)
         print("\n---")
-    longer = f"--max-iters {result.step * 2}"
-    if cfg.max_time:
-        longer += f" --max-time {cfg.max_time * 2:g}"
-    print(f"run folder: {result.run_dir}\nnext:\n"
-          f"  rnnkit sample {run_dir} --prompt 'The ' --length 500 --temperature 0.8\n"
-          f"  rnnkit eval {run_dir}\n"
-          f"  rnnkit train --out {run_dir} --resume {longer}   (train longer)")
+    if result.stopped == "max_time":  # the clock ended it: more time, the same step limit
+        longer = f"--max-time {cfg.max_time * 2:g}"
+    else:
+        longer = f"--max-iters {result.step * 2}"
+        if cfg.max_time:
+            longer += f" --max-time {cfg.max_time * 2:g}"
+    rnnkit = command_name()
+    latest = link_name(result.run_dir)
+    print(f"run folder: {result.run_dir}" + (f" (also {latest})" if latest else "") + "\nnext:\n"
+          f"  {rnnkit} sample {run_dir} --prompt 'The ' --length 500 --temperature 0.8\n"
+          f"  {rnnkit} eval {run_dir}\n"
+          f"  {rnnkit} train --out {run_dir} --resume {longer}   (train longer)")
     return 0
+
+
+def link_name(run_dir) -> str | None:
+    """``runs/latest`` as the user would type it, when it points at ``run_dir``."""
+    from pathlib import Path
+
+    from rnnkit.train.rundir import LATEST
+
+    link = Path(run_dir).parent / LATEST
+    try:
+        same = link.is_symlink() and link.resolve() == Path(run_dir).resolve()
+    except OSError:
+        return None
+    return str(link) if same else None
 
 
 def run_sample(args) -> int:
     from rnnkit.train import default_prompt, generate, load_model, resolve_device
+    from rnnkit.train.progress import WorkProgress
     from rnnkit.train.sampling import check_options
 
     device = resolve_device(args.device)
@@ -118,10 +140,15 @@ def run_sample(args) -> int:
     vocab.encode(prompt, "the prompt")  # unknown characters: refuse before printing anything
     pieces = generate(model, vocab, prompt, args.length, temperature=args.temperature,
                       top_k=args.top_k, top_p=args.top_p, seed=args.seed)
+    # on a terminal the text itself shows progress; written to a file, a long sample reports on
+    # stderr instead
+    shown = sys.stdout.isatty()
     sys.stdout.write(prompt)
-    for ch in pieces:  # streamed: each character appears as soon as it is drawn
-        sys.stdout.write(ch)
-        sys.stdout.flush()
+    with WorkProgress(args.length, "sampling", enabled=not shown) as progress:
+        for ch in pieces:  # streamed: each character appears as soon as it is drawn
+            sys.stdout.write(ch)
+            sys.stdout.flush()
+            progress.update(1)
     sys.stdout.write("\n")
     return 0
 
@@ -129,9 +156,28 @@ def run_sample(args) -> int:
 def run_eval(args) -> int:
     from rnnkit.train import evaluate_run, resolve_device
 
-    res = evaluate_run(args.run_dir, args.data, args.split, resolve_device(args.device))
+    res = evaluate_run(args.run_dir, args.data, args.split, resolve_device(args.device),
+                       stream=sys.stderr)
     print(f"{res.split} loss {res.loss:.4f} nats/char, {res.bpc:.4f} bits/char "
           f"({res.chars:,} characters of {res.source})")
+    return 0
+
+
+def run_runs(args) -> int:
+    import time
+
+    from rnnkit.train import list_runs
+
+    runs = list_runs(args.folder)
+    if not runs:
+        print(f"no runs in {args.folder} yet (a run folder holds config.json)")
+    for r in runs:
+        step = "no checkpoint" if r.step is None else f"step {r.step}"
+        val = "" if r.val_loss is None else f", validation {r.val_loss:.4f}"
+        when = time.strftime("%Y-%m-%d %H:%M", time.localtime(r.modified))
+        latest = link_name(r.path)
+        mark = f"  <- {latest}" if latest else ""
+        print(f"{r.path}  {when}  {r.model}, data {r.data}: {step}{val}{mark}")
     return 0
 
 
@@ -157,10 +203,14 @@ def register(sub) -> None:
     cfg_cls = _config_class()
     defaults = cfg_cls()
     p = sub.add_parser(
-        "train", help="train a character language model (default: on Python's docs, ~2 minutes)",
-        description="Train a character-level language model. Every flag is a TrainConfig field; "
-                    "defaults train on the built-in python-docs corpus in about two minutes on a "
-                    "2-core CPU.",
+        "train",
+        help="train a character language model (default: on Python's docs, 150 s of training, "
+             "about 2 minutes in all)",
+        description="Train a character-level language model. Every flag is a TrainConfig field. "
+                    "The defaults train on the built-in python-docs corpus for at most 150 s of "
+                    "training, about 2 minutes for the whole command on an idle 2-core CPU. "
+                    "--max-time 0 makes a run step-based: the same numbers on every machine, and "
+                    "--resume continues it bit for bit on CPU.",
     )
     p.add_argument("--preset", default=None, help="a tuned recipe: shakespeare")
     for f in fields(cfg_cls):
@@ -198,3 +248,11 @@ def register(sub) -> None:
                    help="which part to score (default: val, the last 10%%)")
     p.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N or mps")
     p.set_defaults(func=_guard(run_eval))
+
+    p = sub.add_parser("runs", help="list the runs in a folder (default: runs), newest last",
+                       description="List the run folders in FOLDER, oldest first, with the step "
+                                   "of their checkpoint and their last validation loss; "
+                                   "runs/latest points at the newest.")
+    p.add_argument("folder", metavar="FOLDER", nargs="?", default="runs",
+                   help="the folder that holds the runs (default: runs)")
+    p.set_defaults(func=_guard(run_runs))

@@ -57,8 +57,11 @@ def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def fetch_tinyshakespeare(timeout: float = 30.0) -> str:
-    """The text of tinyshakespeare, from the cache or downloaded into it once."""
+def fetch_tinyshakespeare(timeout: float = 30.0, note=None) -> str:
+    """The text of tinyshakespeare, from the cache or downloaded into it once.
+
+    ``note(text)``, when given, is told before a download starts (it can take a while).
+    """
     path = cache_dir() / "tinyshakespeare.txt"
     if path.is_file():
         raw = path.read_bytes()
@@ -68,6 +71,8 @@ def fetch_tinyshakespeare(timeout: float = 30.0) -> str:
     hint = (
         "; if this machine is offline, download it elsewhere and pass the file with --data PATH"
     )
+    if note is not None:
+        note(f"downloading tinyshakespeare (1.1 MB) from {TINYSHAKESPEARE_URL} into {path}")
     try:
         with urllib.request.urlopen(TINYSHAKESPEARE_URL, timeout=timeout) as response:
             raw = response.read()
@@ -89,14 +94,15 @@ def fetch_tinyshakespeare(timeout: float = 30.0) -> str:
     return decode_text(raw, TINYSHAKESPEARE_URL)
 
 
-NAMED = {BUILTIN: python_docs_text, "tinyshakespeare": fetch_tinyshakespeare}
+# name -> function(note=None) returning the text (note: told about slow work before it starts)
+NAMED = {BUILTIN: lambda note=None: python_docs_text(), "tinyshakespeare": fetch_tinyshakespeare}
 
 
-def load_corpus(data: str) -> Corpus:
+def load_corpus(data: str, *, note=None) -> Corpus:
     """``data`` is a path to a UTF-8 text file or the name of a corpus in :data:`NAMED`.
 
     An existing path wins over a name, so a file called ``tinyshakespeare`` in the current folder is
-    read as a file.
+    read as a file. ``note(text)``, when given, hears about slow work (a download) before it starts.
     """
     if not data:
         raise CorpusError(f"no corpus given; pass --data PATH or one of: {', '.join(NAMED)}")
@@ -104,7 +110,7 @@ def load_corpus(data: str) -> Corpus:
     if path.exists():
         return Corpus(read_text(path), str(path))
     if data in NAMED:
-        return Corpus(NAMED[data](), data)
+        return Corpus(NAMED[data](note=note), data)
     raise CorpusError(
         f"no such file: {data} (and not a named corpus; named corpora: {', '.join(NAMED)})"
     )

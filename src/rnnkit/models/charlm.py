@@ -80,5 +80,6 @@ def detach_state(state: State) -> State:
 
 def loss_fn(logits: Float[Tensor, "T B V"], y: Int[Tensor, "T B"],
             reduction: str = "mean") -> Tensor:
-    """Cross-entropy in nats per character, computed in float32 whatever the logits' dtype."""
-    return F.cross_entropy(logits.float().flatten(0, 1), y.flatten(), reduction=reduction)
+    """Cross-entropy in nats per character, in float32 at least (bf16 logits are widened)."""
+    logits = logits.to(torch.promote_types(logits.dtype, torch.float32))
+    return F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction=reduction)

@@ -6,9 +6,11 @@
     print("".join(generate(model, vocab, "\\n", 200, temperature=0.8, seed=0)))
 
 Files: config (the dataclass behind the CLI flags, presets), loop (the training loop), engines
-(PyTorch and NumPy), schedule (warm-up + cosine), checkpoint (the run folder), metrics (CSV, PNG,
-TensorBoard), progress (tqdm or log lines), signals (Ctrl-C / SIGTERM), distributed (torchrun),
-evaluate and sampling (what ``rnnkit eval`` and ``rnnkit sample`` run).
+(PyTorch and NumPy), schedule (warm-up + cosine), device (``--device``, and whether ``--precision``
+runs there), checkpoint (the run folder's files), rundir (where runs go, ``runs/latest``, the list
+``rnnkit runs`` prints), resume (continuing a run), metrics (CSV, PNG, TensorBoard), progress (tqdm
+or log lines), signals (Ctrl-C / SIGTERM), distributed (torchrun), evaluate and sampling (what
+``rnnkit eval`` and ``rnnkit sample`` run).
 """
 
 from importlib import import_module
@@ -19,7 +21,9 @@ _LAZY = {
     "CheckpointError": "checkpoint", "load_model": "checkpoint",
     "PRESETS": "config", "ConfigError": "config", "TrainConfig": "config", "make_config": "config",
     "EvalResult": "evaluate", "evaluate_run": "evaluate",
-    "TrainingError": "loop", "TrainResult": "loop", "resolve_device": "loop", "train": "loop",
+    "TrainingError": "loop", "TrainResult": "loop", "train": "loop",
+    "check_precision": "device", "resolve_device": "device",
+    "RunExistsError": "resume", "list_runs": "rundir",
     "SamplingError": "sampling", "default_prompt": "sampling", "generate": "sampling",
 }
 

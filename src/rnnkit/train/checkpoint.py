@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import io
 import json
+import pickle
 from pathlib import Path
 
 import torch
@@ -66,8 +67,24 @@ def _first_line(err: BaseException) -> str:
     return (text[0] if text else type(err).__name__)[:200]
 
 
+def _first_sentence(err: BaseException) -> str:
+    return _first_line(err).split(". ")[0].rstrip(".")
+
+
 # ------------------------------------------------------------------------------------------------
 # config and vocabulary
+
+
+def _missing_folder(run_dir: Path) -> str:
+    if run_dir.exists():
+        return f"{run_dir} is a file, not a run folder"
+    if run_dir.is_symlink():  # a dangling runs/latest
+        return (f"no such run folder: {run_dir} points at {run_dir.readlink()}, which is gone; "
+                "`rnnkit runs` lists the runs there")
+    if run_dir.name == "latest":
+        return (f"no such run folder: {run_dir} (it appears when a run starts in "
+                f"{run_dir.parent}/; `rnnkit train` makes one)")
+    return f"no such run folder: {run_dir}"
 
 
 def write_config(run_dir: Path, cfg: TrainConfig, model_shape: dict) -> None:
@@ -78,7 +95,7 @@ def write_config(run_dir: Path, cfg: TrainConfig, model_shape: dict) -> None:
 def read_config(run_dir: Path) -> tuple[TrainConfig, dict]:
     """(config, model shape) of a run folder."""
     if not run_dir.is_dir():
-        raise CheckpointError(f"no such run folder: {run_dir}")
+        raise CheckpointError(_missing_folder(run_dir))
     _read(run_dir / CONFIG, "the run's configuration")  # missing or empty: say so
     try:
         return read_run_config(run_dir)
@@ -138,8 +155,15 @@ def load_state(run_dir: Path) -> dict:
         # weights_only: unpickle tensors and plain containers only, never arbitrary objects
         state = torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
     except Exception as err:  # a zip reader, unpickler or EOF error, depending on the damage
+        # torch's own message advises weights_only=False, i.e. running code from the file: the
+        # wrong advice for a file rnnkit wrote with tensors and plain containers only
+        if isinstance(err, pickle.UnpicklingError) and "Weights only" in str(err):
+            why = "it holds Python objects that rnnkit never writes, so none were loaded"
+        else:
+            why = f"truncated or damaged: {_first_sentence(err)}"
         raise CheckpointError(
-            f"{path} is not a readable training state (truncated or foreign?): {_first_line(err)}"
+            f"{path} is not a readable training state ({why}); this run cannot be resumed, but "
+            f"its {WEIGHTS} still samples and evaluates"
         ) from None
     if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
         raise CheckpointError(f"{path} is not an rnnkit training state (wrong format)")

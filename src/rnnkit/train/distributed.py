@@ -45,7 +45,11 @@ def init(info: DistInfo, device: torch.device) -> None:
 
 
 def shutdown(info: DistInfo) -> None:
+    """Leave together: rank 0 may still be scoring the validation split when the others finish,
+    and a process that tears its group down while a peer still holds the connections can abort
+    (seen with gloo: "terminate called without an active exception", exit -6)."""
     if info.enabled and dist.is_initialized():
+        dist.barrier()
         dist.destroy_process_group()
 
 

@@ -38,9 +38,17 @@ def eval_layout(n_ids: int) -> tuple[int, int]:
     return streams, max(1, min(256, (n_ids - 1) // streams))
 
 
+def eval_predictions(n_ids: int) -> int:
+    """How many predictions that pass scores: every stream's B L of them (see Streams.one_pass)."""
+    streams, _ = eval_layout(n_ids)
+    return streams * ((n_ids - 1) // streams)
+
+
 class TorchEngine:
     def __init__(self, model: CharLM, cfg: TrainConfig, device: torch.device, info: DistInfo):
-        self.model, self.cfg, self.device, self.info = model.to(device), cfg, device, info
+        self.dtype = torch.float64 if cfg.precision == "fp64" else torch.float32
+        self.model = model.to(device=device, dtype=self.dtype)
+        self.cfg, self.device, self.info = cfg, device, info
         self.net = model
         if info.enabled:
             from torch.nn.parallel import DistributedDataParallel
@@ -70,7 +78,7 @@ class TorchEngine:
             logits, state = self.net(xb, self.state)  # (T, B, V)
         loss = loss_fn(logits, yb)  # float32 even under bf16 autocast
         # the next window starts where this one ended, but gradients stop here (truncated BPTT)
-        self.state = tuple(s.float() for s in detach_state(state))
+        self.state = tuple(s.to(self.dtype) for s in detach_state(state))
         self.opt.zero_grad(set_to_none=True)
         loss.backward()  # under DDP this also averages gradients across processes
         clip = self.cfg.grad_clip if self.cfg.grad_clip > 0 else math.inf
@@ -83,15 +91,15 @@ class TorchEngine:
         self.opt.step()
 
     @torch.no_grad()
-    def evaluate(self, ids: np.ndarray) -> tuple[float, int]:
+    def evaluate(self, ids: np.ndarray, progress=None) -> tuple[float, int]:
         """Sum of -log p over one stateful pass of ``ids``, and the number of predictions.
 
-        Always in float32, so reported losses do not depend on the training precision.
+        In float32 (float64 for fp64 runs), so reported losses do not depend on bf16 training.
         """
         was_training = self.model.training
         self.model.eval()
         try:
-            return evaluate_model(self.model, ids, self.device)
+            return evaluate_model(self.model, ids, self.device, progress)
         finally:
             self.model.train(was_training)
 
@@ -126,12 +134,16 @@ class TorchEngine:
             return None
         per_rank = carried[0].size(1) // self.info.world_size
         lo = self.info.rank * per_rank
-        return tuple(s[:, lo : lo + per_rank].to(self.device) for s in carried)
+        return tuple(s[:, lo : lo + per_rank].to(self.device, self.dtype) for s in carried)
 
 
 @torch.no_grad()
-def evaluate_model(model: CharLM, ids: np.ndarray, device: torch.device) -> tuple[float, int]:
-    """(sum of -log p in nats, number of predictions) over one stateful pass of ``ids``."""
+def evaluate_model(model: CharLM, ids: np.ndarray, device: torch.device,
+                   progress=None) -> tuple[float, int]:
+    """(sum of -log p in nats, number of predictions) over one stateful pass of ``ids``.
+
+    ``progress``: a :class:`rnnkit.train.progress.WorkProgress` told the predictions scored.
+    """
     B, T = eval_layout(len(ids))
     total, count, state = 0.0, 0, None
     for batch in Streams(ids, B, T, shift=False).one_pass():
@@ -140,6 +152,8 @@ def evaluate_model(model: CharLM, ids: np.ndarray, device: torch.device) -> tupl
         logits, state = model(x, state)
         total += loss_fn(logits, y, reduction="sum").item()
         count += y.numel()
+        if progress is not None:
+            progress.update(y.numel())
     return total, count
 
 
@@ -183,7 +197,7 @@ class NumpyEngine:
         self.opt.lr = lr
         self.opt.step(self.grads)
 
-    def evaluate(self, ids: np.ndarray) -> tuple[float, int]:
+    def evaluate(self, ids: np.ndarray, progress=None) -> tuple[float, int]:
         from rnnkit.scratch.losses import cross_entropy_forward
 
         B, T = eval_layout(len(ids))
@@ -193,6 +207,8 @@ class NumpyEngine:
             loss, _ = cross_entropy_forward(logits, batch.y, reduction="sum")
             total += float(loss)
             count += batch.y.size
+            if progress is not None:
+                progress.update(batch.y.size)
         return total, count
 
     def weights(self) -> dict[str, Tensor]:

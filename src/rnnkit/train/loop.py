@@ -9,7 +9,10 @@ loss and saves a checkpoint; at the end it saves, then measures the loss on the 
 
 A checkpoint holds everything the next step depends on (weights, optimizer moments, step, stream
 position, carried state, RNG state), so ``k`` steps, a resume, and ``N - k`` more give the weights of
-``N`` steps straight, bit for bit on CPU (with a step-based schedule, i.e. without ``max_time``).
+``N`` steps straight, bit for bit on CPU, when the schedule is step-based (``max_time=0``).
+
+:func:`train` reads as its steps: check everything (:func:`_check_setup`, :func:`_load_data`), build
+the run (:class:`_Run`), train it (:meth:`_Run.train`), score it (:meth:`_Run.finish`).
 """
 
 from __future__ import annotations
@@ -23,17 +26,20 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from rnnkit.data.corpora import load_corpus
+from rnnkit.data.corpora import Corpus, load_corpus
 from rnnkit.data.streams import Streams
 from rnnkit.data.text import check_corpus
 from rnnkit.data.vocab import Vocab
 from rnnkit.models.charlm import CharLM
 from rnnkit.train import checkpoint as ckpt
 from rnnkit.train import distributed
-from rnnkit.train.config import SHAPE_FIELDS, ConfigError, TrainConfig, check_config
-from rnnkit.train.engines import NumpyEngine, TorchEngine
+from rnnkit.train.config import ConfigError, TrainConfig, check_config
+from rnnkit.train.device import check_precision, resolve_device
+from rnnkit.train.engines import NumpyEngine, TorchEngine, eval_predictions
 from rnnkit.train.metrics import Metrics
-from rnnkit.train.progress import Progress
+from rnnkit.train.progress import Progress, WorkProgress, format_seconds
+from rnnkit.train.resume import check_run_folder, check_vocab, fingerprint, restore
+from rnnkit.train.rundir import check_out, default_out, link_latest, make_run_dir
 from rnnkit.train.schedule import learning_rate
 from rnnkit.train.signals import StopSignals
 
@@ -57,65 +63,25 @@ class TrainResult:
         return None if self.val_loss is None else self.val_loss / LN2
 
 
-def resolve_device(name: str, info: distributed.DistInfo | None = None) -> torch.device:
-    info = info or distributed.DistInfo()
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cpu":
-        return torch.device("cpu")
-    if name == "cuda" or name.startswith("cuda:"):
-        if not torch.cuda.is_available():
-            build = " (this torch is a CPU-only build)" if torch.version.cuda is None else ""
-            raise ConfigError(
-                f"--device {name}: no CUDA GPU is available{build}; use --device cpu"
-            )
-        index = info.local_rank if name == "cuda" else name.split(":", 1)[1]
-        if not str(index).isdigit() or int(index) >= torch.cuda.device_count():
-            raise ConfigError(f"--device {name}: expected cuda:N with N < "
-                              f"{torch.cuda.device_count()} (the GPUs present)")
-        return torch.device("cuda", int(index))
-    if name == "mps":
-        if not torch.backends.mps.is_available():
-            raise ConfigError("--device mps: the Apple GPU backend is not available; use --device cpu")
-        return torch.device("mps")
-    raise ConfigError(f"--device must be auto, cpu, cuda, cuda:N or mps, got {name!r}")
-
-
-def default_out() -> str:
-    return time.strftime("runs/charlm-%Y%m%d-%H%M%S")
-
-
-def _check_resume(run_dir: Path, cfg: TrainConfig, vocab: Vocab) -> None:
-    """Refuse, before any training, a resume that would change the vocabulary or the model shape."""
-    if not ckpt.has_checkpoint(run_dir):
-        raise ConfigError(f"--resume: {run_dir} has no checkpoint yet (it stopped before its first "
-                          "save); run the same command without --resume to start it again")
-    saved_cfg, saved_shape = ckpt.read_config(run_dir)
-    saved_vocab = ckpt.read_vocab(run_dir)
-    if saved_vocab != vocab:
-        added = sorted(set(vocab.chars) - set(saved_vocab.chars))
-        removed = sorted(set(saved_vocab.chars) - set(vocab.chars))
-        raise ConfigError(
-            f"--resume: the data's vocabulary differs from the run's ({len(vocab)} vs "
-            f"{len(saved_vocab)} characters; new: {''.join(added)[:20]!r}, missing: "
-            f"{''.join(removed)[:20]!r}); a checkpoint only continues on text with the same characters"
-        )
-    for name in SHAPE_FIELDS:
-        old, new = getattr(saved_cfg, name), getattr(cfg, name)
-        if old != new:
-            raise ConfigError(
-                f"--resume: the run in {run_dir} has {name.replace('_', '-')} {old!r}, the flags "
-                f"ask for {new!r}; a checkpoint only continues with the same "
-                f"{', '.join(SHAPE_FIELDS)}"
-            )
-    if saved_cfg.engine != cfg.engine:
-        raise ConfigError(f"--resume: the run was trained with --engine {saved_cfg.engine}, "
-                          f"not {cfg.engine}")
-
-
 def train(cfg: TrainConfig, *, stream=None) -> TrainResult:
-    """Train (or resume) the run ``cfg`` describes; progress goes to ``stream`` (stderr)."""
+    """Train (or resume) the run ``cfg`` describes; progress goes to ``stream`` (stderr).
+
+    Everything that can be wrong (settings, processes, device, precision, the run folder, the data,
+    a resume that cannot continue) is reported before the model is built.
+    """
     stream = stream if stream is not None else sys.stderr
+    info, device, run_dir = _check_setup(cfg)
+    data = _load_data(cfg, run_dir, _printer(stream) if info.is_main else None)
+    run = _Run(cfg, info, device, run_dir, data, stream)
+    return run.finish(run.train())
+
+
+def _printer(stream):
+    return lambda text: print(text, file=stream, flush=True)
+
+
+def _check_setup(cfg: TrainConfig) -> tuple[distributed.DistInfo, torch.device, Path]:
+    """The checks that need no data: settings, processes, device, precision, the run folder."""
     check_config(cfg)
     info = distributed.from_environment()
     if info.enabled and cfg.engine != "torch":
@@ -127,189 +93,227 @@ def train(cfg: TrainConfig, *, stream=None) -> TrainResult:
                           f"({info.world_size}), got {cfg.batch_size}")
     device = resolve_device(cfg.device, info)
     run_dir = Path(cfg.out or default_out())
-    main = info.is_main
+    if info.is_main:
+        check_out(run_dir)
+    check_run_folder(run_dir, cfg)
+    if cfg.engine == "torch":
+        check_precision(cfg.precision, cfg.cell, input_size=cfg.embed_size or 16,
+                        hidden_size=cfg.hidden_size, num_layers=cfg.num_layers, device=device)
+    return info, device, run_dir
 
-    # -- data: everything that can be wrong with it is reported before the model is built
-    corpus = load_corpus(cfg.data)
+
+@dataclass
+class _Data:
+    corpus: Corpus
+    vocab: Vocab
+    train_ids: np.ndarray
+    val_ids: np.ndarray
+
+
+def _load_data(cfg: TrainConfig, run_dir: Path, note) -> _Data:
+    """The corpus, split and encoded; a resumed run's vocabulary checked against it."""
+    corpus = load_corpus(cfg.data, note=note)
     train_text, val_text = check_corpus(corpus.text, seq_len=cfg.seq_len, batch_size=cfg.batch_size,
                                         val_fraction=cfg.val_fraction, source=corpus.source)
     vocab = Vocab.from_text(corpus.text)
-    train_ids, val_ids = vocab.encode(train_text), vocab.encode(val_text)
     if cfg.resume:
-        _check_resume(run_dir, cfg, vocab)
-    elif ckpt.has_checkpoint(run_dir):
-        # (a folder with only config.json and vocab.json was stopped before its first save: it is
-        # started again)
-        raise ConfigError(f"{run_dir} already holds a run; pass --resume to continue it, or choose "
-                          "another --out")
+        check_vocab(run_dir, vocab)
+    return _Data(corpus, vocab, vocab.encode(train_text), vocab.encode(val_text))
 
-    # -- model, engine, streams (same seed: same initial weights on every process)
-    torch.manual_seed(cfg.seed)
-    model = CharLM(len(vocab), cell=cfg.cell, hidden_size=cfg.hidden_size,
-                   num_layers=cfg.num_layers, embed_size=cfg.embed_size, dropout=cfg.dropout)
-    if info.enabled:
-        distributed.init(info, device)
-        torch.manual_seed(cfg.seed + info.rank)  # dropout masks differ between processes
-    engine = TorchEngine(model, cfg, device, info) if cfg.engine == "torch" else NumpyEngine(vocab, cfg)
-    if main and cfg.numpy_threads > 1 and engine.split.parts(cfg.batch_size) == 1:
-        print(f"note: --numpy-threads {cfg.numpy_threads} does nothing here: a thread needs a slice "
-              f"of at least {engine.split.min_slice} streams, and --batch-size is {cfg.batch_size}",
-              file=stream)
-    streams = Streams(train_ids, cfg.batch_size, cfg.seq_len, seed=cfg.seed, rank=info.rank,
-                      world_size=info.world_size)
-    metrics = Metrics(run_dir, enabled=main)
-    step, elapsed, last_saved = 0, 0.0, None
-    if cfg.resume:
-        step, elapsed = _restore(run_dir, engine, streams, corpus.text, stream if main else None)
-        last_saved = step
-        metrics.load(step)
-    if main:
-        try:
-            run_dir.mkdir(parents=True, exist_ok=True)
-        except OSError as err:
-            raise ckpt.CheckpointError(f"cannot create {run_dir}: {err.strerror or err}") from None
-        # written first: a read-only or full folder is reported before any training
-        ckpt.write_config(run_dir, cfg, model.shape())
-        ckpt.write_vocab(run_dir, vocab)
 
-    def save() -> None:
-        nonlocal last_saved
-        state = engine.training_state()  # a collective under DDP: every process takes part
-        if main:
-            ckpt.save_weights(run_dir, engine.weights(), step)
-            ckpt.save_state(run_dir, {
-                "step": step, "elapsed": elapsed, "streams": streams.state_dict(),
-                "corpus_sha256": _fingerprint(corpus.text), **state,
+class _Window:
+    """The training loss and speed since the last log line."""
+
+    def __init__(self):
+        self.reset()
+
+    def reset(self) -> None:
+        self.loss, self.steps, self.start = 0.0, 0, time.perf_counter()
+
+    def add(self, loss: float) -> None:
+        self.loss, self.steps = self.loss + loss, self.steps + 1
+
+    @property
+    def mean(self) -> float:
+        return self.loss / self.steps
+
+
+class _Run:
+    """One training run: the engine, the streams, the clock; each method one part of the loop."""
+
+    def __init__(self, cfg: TrainConfig, info: distributed.DistInfo, device: torch.device,
+                 run_dir: Path, data: _Data, stream):
+        self.cfg, self.info, self.device, self.run_dir, self.data = cfg, info, device, run_dir, data
+        self.main, self.stream = info.is_main, stream
+        self.say = _printer(stream) if self.main else (lambda text: None)
+        self.model, self.engine = self._build()
+        self.streams = Streams(data.train_ids, cfg.batch_size, cfg.seq_len, seed=cfg.seed,
+                               rank=info.rank, world_size=info.world_size)
+        self.metrics = Metrics(run_dir, enabled=self.main)
+        self.step, self.elapsed, self.last_saved = 0, 0.0, None
+        if cfg.resume:
+            self._resume()
+        if self.main:
+            self._write_folder()
+        self.window, self.lr, self.norm = _Window(), 0.0, 0.0
+        self.progress = Progress(cfg.max_iters, self.step, every=cfg.log_every, enabled=self.main,
+                                 stream=stream)
+        self.progress.message(self._banner())
+
+    def _build(self) -> tuple[CharLM, TorchEngine | NumpyEngine]:
+        """Model and engine (same seed: same initial weights on every process)."""
+        cfg, info = self.cfg, self.info
+        torch.manual_seed(cfg.seed)
+        model = CharLM(len(self.data.vocab), cell=cfg.cell, hidden_size=cfg.hidden_size,
+                       num_layers=cfg.num_layers, embed_size=cfg.embed_size, dropout=cfg.dropout)
+        if info.enabled:
+            distributed.init(info, self.device)
+            torch.manual_seed(cfg.seed + info.rank)  # dropout masks differ between processes
+        if cfg.engine == "torch":
+            engine = TorchEngine(model, cfg, self.device, info)
+        else:
+            engine = NumpyEngine(self.data.vocab, cfg)
+            if cfg.numpy_threads > 1 and engine.split.parts(cfg.batch_size) == 1:
+                self.say(f"note: --numpy-threads {cfg.numpy_threads} does nothing here: a thread "
+                         f"needs a slice of at least {engine.split.min_slice} streams, and "
+                         f"--batch-size is {cfg.batch_size}")
+        return model, engine
+
+    def _resume(self) -> None:
+        self.step, self.elapsed = restore(self.run_dir, self.engine, self.streams,
+                                          self.data.corpus.text, self.say if self.main else None)
+        self.last_saved = self.step
+        self.metrics.load(self.step)
+        budget = (f", {format_seconds(self.elapsed)} of its {self.cfg.max_time:g} s budget used"
+                  if self.cfg.max_time else "")
+        self.say(f"resuming {self.run_dir} from its checkpoint at step {self.step} "
+                 f"(epoch {self.streams.epoch}){budget}; training to step {self.cfg.max_iters}")
+
+    def _write_folder(self) -> None:
+        """The run folder, config.json and vocab.json first: a read-only or full disk shows now."""
+        make_run_dir(self.run_dir)
+        ckpt.write_config(self.run_dir, self.cfg, self.model.shape())
+        ckpt.write_vocab(self.run_dir, self.data.vocab)
+        link_latest(self.run_dir)
+
+    def _banner(self) -> str:
+        cfg, data = self.cfg, self.data
+        n_params = sum(p.numel() for p in self.model.parameters())
+        budget = f"{cfg.max_iters} steps" + (f" or {cfg.max_time:g} s" if cfg.max_time else "")
+        return (f"charlm: {cfg.cell} {cfg.num_layers}x{cfg.hidden_size}, embed {cfg.embed_size}, "
+                f"{n_params:,} parameters, vocabulary {len(data.vocab)} | data "
+                f"{data.corpus.source}: {len(data.train_ids):,} train / {len(data.val_ids):,} "
+                f"validation characters | {cfg.engine} on {self.device} {cfg.precision}"
+                + (f" x{self.info.world_size} processes" if self.info.enabled else "")
+                + f" | {budget} | run folder {self.run_dir}")
+
+    def save(self) -> None:
+        state = self.engine.training_state()  # a collective under DDP: every process takes part
+        if self.main:
+            ckpt.save_weights(self.run_dir, self.engine.weights(), self.step)
+            ckpt.save_state(self.run_dir, {
+                "step": self.step, "elapsed": self.elapsed, "streams": self.streams.state_dict(),
+                "corpus_sha256": fingerprint(self.data.corpus.text), **state,
             })
-            metrics.write(plot=True)
-        last_saved = step
+            self.metrics.write(plot=True)
+        self.last_saved = self.step
 
-    n_params = sum(p.numel() for p in model.parameters())
-    progress = Progress(cfg.max_iters, step, every=cfg.log_every, enabled=main, stream=stream)
-    progress.message(
-        f"charlm: {cfg.cell} {cfg.num_layers}x{cfg.hidden_size}, embed {cfg.embed_size}, "
-        f"{n_params:,} parameters, vocabulary {len(vocab)} | data {corpus.source}: "
-        f"{len(train_ids):,} train / {len(val_ids):,} validation characters | {cfg.engine} on "
-        f"{device} {cfg.precision}" + (f" x{info.world_size} processes" if info.enabled else "")
-        + f" | run folder {run_dir}"
-    )
-
-    chars_per_step = cfg.batch_size * cfg.seq_len
-    decay_iters = cfg.decay_iters or cfg.max_iters
-    stopped = "max_iters"
-    window_loss, window_steps, window_start = 0.0, 0, time.perf_counter()
-    last_val = None
-    t0 = time.perf_counter() - elapsed
-    try:
-        with StopSignals(progress.message) as signals:
-            while step < cfg.max_iters:
-                elapsed = time.perf_counter() - t0
-                if cfg.max_time and elapsed >= cfg.max_time:
-                    stopped = "max_time"
-                    break
-                batch = streams.next()
-                loss, norm = engine.train_step(batch.x, batch.y, batch.reset)
-                loss_sum, stop = distributed.sum_across([loss, float(signals.requested)], info,
-                                                        device)
-                loss = loss_sum / info.world_size
-                if not (math.isfinite(loss) and math.isfinite(norm)):
-                    kept = (f"the last good checkpoint (step {last_saved}) is kept in {run_dir}"
-                            if last_saved is not None else "no checkpoint had been saved yet")
-                    raise TrainingError(
-                        f"the loss became non-finite at step {step + 1} (loss {loss}, gradient "
-                        f"norm {norm}); training stopped and {kept}; try a lower --lr"
-                    )
-                lr = learning_rate(step, lr=cfg.lr, warmup_iters=cfg.warmup_iters,
-                                   decay_iters=decay_iters, min_lr_ratio=cfg.min_lr_ratio,
-                                   elapsed=elapsed, max_time=cfg.max_time)
-                engine.apply(lr)
-                step += 1
-                window_loss, window_steps = window_loss + loss, window_steps + 1
-
-                now = time.perf_counter()
-                elapsed = now - t0
-                rate = window_steps * chars_per_step / max(now - window_start, 1e-9)
-                eta = (cfg.max_iters - step) * chars_per_step / max(rate, 1e-9)
-                if cfg.max_time:
-                    eta = min(eta, max(0.0, cfg.max_time - elapsed))
-                progress.update(step, loss=window_loss / window_steps, chars_per_s=rate, lr=lr,
-                                eta=eta)
-                if step % cfg.log_every == 0:
-                    metrics.log(step=step, epoch=streams.epoch, elapsed_s=round(elapsed, 3), lr=lr,
-                                train_loss=window_loss / window_steps, chars_per_s=round(rate),
-                                grad_norm=norm)
-                    window_loss, window_steps, window_start = 0.0, 0, time.perf_counter()
-                if step % cfg.eval_every == 0 and step < cfg.max_iters:
-                    last_val = _validate(engine, val_ids, cfg.eval_chars, main)
-                    if main:
-                        progress.message(f"step {step}: validation loss {last_val:.4f} nats/char "
-                                         f"({last_val / LN2:.4f} bits/char)")
-                        metrics.log(step=step, epoch=streams.epoch, elapsed_s=round(elapsed, 3),
-                                    val_loss=last_val, val_bpc=last_val / LN2)
-                    save()
-                if stop:
-                    stopped = "interrupted"
-                    break
-            elapsed = time.perf_counter() - t0
-            if last_saved != step:
-                save()
-    finally:
-        progress.close()
-
-    result = TrainResult(run_dir, step, stopped, None, is_main=main)
-    if stopped != "interrupted":
-        # the whole validation split, outside the training-time budget
-        val = _validate(engine, val_ids, 0, main)
-        if main:
-            result.val_loss = val
-            metrics.log(step=step, epoch=streams.epoch, elapsed_s=round(elapsed, 3), val_loss=val,
-                        val_bpc=val / LN2)
-            metrics.write(plot=True)
-    metrics.close()
-    distributed.shutdown(info)
-    return result
-
-
-def _validate(engine, val_ids: np.ndarray, max_chars: int, main: bool) -> float | None:
-    if not main:
-        return None
-    ids = val_ids[: max_chars + 1] if max_chars else val_ids
-    total, count = engine.evaluate(ids)
-    return total / count
-
-
-def _fingerprint(text: str) -> str:
-    import hashlib
-
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-
-def _restore(run_dir: Path, engine, streams: Streams, text: str, stream) -> tuple[int, float]:
-    """Load weights and training state into ``engine`` and ``streams``; returns (step, elapsed)."""
-    weights, w_step = ckpt.load_weights(run_dir)
-    state = ckpt.load_state(run_dir)
-    try:
-        step, elapsed = int(state["step"]), float(state["elapsed"])
-        position = state["streams"]
-    except (KeyError, TypeError, ValueError):
-        raise ckpt.CheckpointError(f"{run_dir / ckpt.STATE} lacks the step, clock or stream "
-                                   "position") from None
-    if w_step is not None and w_step != step:
-        raise ckpt.CheckpointError(
-            f"{run_dir}: {ckpt.WEIGHTS} is from step {w_step} but {ckpt.STATE} from step {step} "
-            "(the last save was cut short); cannot resume exactly"
-        )
-    engine.load_weights(weights, run_dir / ckpt.WEIGHTS)
-    engine.load_training_state(state)
-    if state.get("corpus_sha256") == _fingerprint(text):
+    def train(self) -> str:
+        """Steps until max_iters, max_time or a stop signal; returns which of them ended it."""
+        cfg, stopped = self.cfg, "max_iters"
+        self.t0 = time.perf_counter() - self.elapsed
         try:
-            streams.load_state_dict(position)
-        except (KeyError, TypeError, ValueError) as err:
-            raise ckpt.CheckpointError(f"{run_dir / ckpt.STATE}: {err}") from None
-    else:
-        # same characters, different text: the old stream positions mean nothing here
-        engine.load_training_state({**state, "carried": []})
-        if stream is not None:
-            print("note: the text differs from the one this run was trained on; the streams "
-                  "start again from its beginning", file=stream)
-    return step, elapsed
+            with StopSignals(self.progress.message) as signals:
+                while self.step < cfg.max_iters:
+                    self.elapsed = time.perf_counter() - self.t0
+                    if cfg.max_time and self.elapsed >= cfg.max_time:
+                        stopped = "max_time"
+                        break
+                    stop = self._train_step(signals.requested)
+                    self._report()
+                    if self.step % cfg.eval_every == 0 and self.step < cfg.max_iters:
+                        self._validate_and_save()
+                    if stop:
+                        stopped = "interrupted"
+                        break
+                self.elapsed = time.perf_counter() - self.t0
+                if self.last_saved != self.step:
+                    self.save()
+        finally:
+            self.progress.close()
+        return stopped
+
+    def _train_step(self, stop_requested: bool) -> bool:
+        """One window forward and backward, one update; True when any process was asked to stop."""
+        cfg, batch = self.cfg, self.streams.next()
+        loss, norm = self.engine.train_step(batch.x, batch.y, batch.reset)
+        loss_sum, stop = distributed.sum_across([loss, float(stop_requested)], self.info,
+                                                self.device)
+        loss = loss_sum / self.info.world_size
+        if not (math.isfinite(loss) and math.isfinite(norm)):
+            kept = (f"the last good checkpoint (step {self.last_saved}) is kept in {self.run_dir}"
+                    if self.last_saved is not None else "no checkpoint had been saved yet")
+            raise TrainingError(
+                f"the loss became non-finite at step {self.step + 1} (loss {loss}, gradient norm "
+                f"{norm}); training stopped and {kept}; try a lower --lr"
+            )
+        self.lr = learning_rate(self.step, lr=cfg.lr, warmup_iters=cfg.warmup_iters,
+                                decay_iters=cfg.decay_iters or cfg.max_iters,
+                                min_lr_ratio=cfg.min_lr_ratio, elapsed=self.elapsed,
+                                max_time=cfg.max_time)
+        self.engine.apply(self.lr)
+        self.step, self.norm = self.step + 1, norm
+        self.window.add(loss)
+        return bool(stop)
+
+    def _report(self) -> None:
+        """The progress bar or log line; a metrics row every log_every steps."""
+        cfg, now = self.cfg, time.perf_counter()
+        self.elapsed = now - self.t0
+        chars_per_step = cfg.batch_size * cfg.seq_len
+        rate = self.window.steps * chars_per_step / max(now - self.window.start, 1e-9)
+        eta = (cfg.max_iters - self.step) * chars_per_step / max(rate, 1e-9)
+        if cfg.max_time:
+            eta = min(eta, max(0.0, cfg.max_time - self.elapsed))
+        self.progress.update(self.step, loss=self.window.mean, chars_per_s=rate, lr=self.lr,
+                             eta=eta)
+        if self.step % cfg.log_every == 0:
+            self.metrics.log(step=self.step, epoch=self.streams.epoch,
+                             elapsed_s=round(self.elapsed, 3), lr=self.lr,
+                             train_loss=self.window.mean, chars_per_s=round(rate),
+                             grad_norm=self.norm)
+            self.window.reset()
+
+    def _validate_and_save(self) -> None:
+        val = self._validate(self.cfg.eval_chars, "validation")
+        if self.main:
+            self.progress.message(f"step {self.step}: validation loss {val:.4f} nats/char "
+                                  f"({val / LN2:.4f} bits/char)")
+            self._log_val(val)
+        self.save()
+
+    def _validate(self, max_chars: int, what: str) -> float | None:
+        """Mean loss on the first ``max_chars`` of the validation split (0: all); main process."""
+        if not self.main:
+            return None
+        ids = self.data.val_ids[: max_chars + 1] if max_chars else self.data.val_ids
+        with WorkProgress(eval_predictions(len(ids)), what, stream=self.stream) as progress:
+            total, count = self.engine.evaluate(ids, progress)
+        return total / count
+
+    def _log_val(self, val: float) -> None:
+        self.metrics.log(step=self.step, epoch=self.streams.epoch,
+                         elapsed_s=round(self.elapsed, 3), val_loss=val, val_bpc=val / LN2)
+
+    def finish(self, stopped: str) -> TrainResult:
+        """Unless interrupted, score the whole validation split (outside the time budget)."""
+        result = TrainResult(self.run_dir, self.step, stopped, None, is_main=self.main)
+        if stopped != "interrupted":
+            val = self._validate(0, "final validation, the whole split")
+            if self.main:
+                result.val_loss = val
+                self._log_val(val)
+                self.metrics.write(plot=True)
+        self.metrics.close()
+        distributed.shutdown(self.info)
+        return result

@@ -56,3 +56,51 @@ class Progress:
         if self._bar is not None:
             self._bar.close()
             self._bar = None
+
+
+class WorkProgress:
+    """Progress of one piece of work counted in units (characters scored, characters drawn).
+
+    A tqdm bar when the stream is a terminal; otherwise a log line once ``interval`` seconds have
+    passed since the last one (work shorter than that prints nothing), so no log is silent longer.
+    """
+
+    def __init__(self, total: int, what: str, *, unit: str = "chars", stream=None,
+                 enabled: bool = True, interval: float = 5.0):
+        self.stream = stream if stream is not None else sys.stderr
+        self.total, self.what, self.unit = total, what, unit
+        self.enabled, self.interval, self.done = enabled and total > 0, interval, 0
+        self._bar = None
+        self._start = self._last = time.perf_counter()
+        if self.enabled and getattr(self.stream, "isatty", lambda: False)():
+            from tqdm.auto import tqdm
+
+            self._bar = tqdm(total=total, desc=what, unit=f" {unit}", unit_scale=True, leave=False,
+                             file=self.stream, dynamic_ncols=True)
+
+    def update(self, n: int) -> None:
+        self.done += n
+        if not self.enabled:
+            return
+        if self._bar is not None:
+            self._bar.update(n)
+            return
+        now = time.perf_counter()
+        if now - self._last >= self.interval:
+            self._last = now
+            rate = self.done / max(now - self._start, 1e-9)
+            left = (self.total - self.done) / max(rate, 1e-9)
+            print(f"{self.what}: {self.done:,}/{self.total:,} {self.unit} "
+                  f"({100 * self.done / self.total:.0f}%), {format_seconds(left)} left",
+                  file=self.stream, flush=True)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
+    def __enter__(self) -> WorkProgress:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
