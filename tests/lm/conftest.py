@@ -7,11 +7,6 @@ import torch
 
 from rnnkit.data.corpora import python_docs_text
 
-# A model this small trains a step in about a millisecond; the tests check plumbing and exactness,
-# not quality. --max-time 0: step-based, so the numbers do not depend on the machine's speed.
-TINY = ["--hidden-size", "16", "--embed-size", "8", "--seq-len", "8", "--batch-size", "4",
-        "--log-every", "1", "--sample-length", "0", "--device", "cpu", "--max-time", "0"]
-
 
 @pytest.fixture(autouse=True)
 def one_thread():

@@ -8,7 +8,7 @@ import os
 
 import pytest
 import torch
-from conftest import TINY
+from lm_helpers import TINY
 
 from rnnkit.cli import main
 from rnnkit.train import engines

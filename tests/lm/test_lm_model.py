@@ -53,7 +53,7 @@ def test_carried_state_equals_one_long_pass(cell):
 @pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
 def test_one_hot_model_matches_numpy_engine(cell):
     """embed_size=0 is the NumPy engine's model: its weights load under torch names, same logits."""
-    from rnnkit.scratch.charlm import CharLM as ScratchLM
+    from rnnkit.scratch import NumpyCharLM as ScratchLM
 
     chars = "abcdefghijk"
     scratch = ScratchLM(chars, 8, cell=cell, num_layers=2, dtype=np.float64, seed=0)

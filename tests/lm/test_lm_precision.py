@@ -11,7 +11,7 @@ import sys
 
 import pytest
 import torch
-from conftest import TINY
+from lm_helpers import TINY
 from safetensors.torch import load_file
 
 from rnnkit.cli import main

@@ -6,7 +6,7 @@ import os
 import sys
 
 import pytest
-from conftest import TINY
+from lm_helpers import TINY
 
 from rnnkit.cli import main
 from rnnkit.train import RunExistsError, TrainConfig, train

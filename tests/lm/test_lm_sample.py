@@ -8,7 +8,7 @@ import re
 import numpy as np
 import pytest
 import torch
-from conftest import TINY
+from lm_helpers import TINY
 
 from rnnkit.cli import main
 from rnnkit.data.text import split_text

@@ -10,7 +10,7 @@ import time
 
 import pytest
 import torch
-from conftest import TINY
+from lm_helpers import TINY
 
 from rnnkit.cli import main
 from rnnkit.train import signals as signals_module

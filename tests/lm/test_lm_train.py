@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from conftest import TINY
+from lm_helpers import TINY
 from safetensors.torch import load_file
 
 from rnnkit.cli import main

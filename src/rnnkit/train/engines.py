@@ -158,16 +158,16 @@ def evaluate_model(model: CharLM, ids: np.ndarray, device: torch.device,
 
 
 class NumpyEngine:
-    """The same loop on :class:`rnnkit.scratch.charlm.CharLM`: one-hot input, hand-written BPTT."""
+    """The same loop on :class:`rnnkit.scratch.fast.FastNumpyCharLM` (the speed-tuned NumPy engine,
+    tied to the textbook ``rnnkit.scratch`` by tests/scratch/fast): one-hot input, hand-written BPTT."""
 
     def __init__(self, vocab: Vocab, cfg: TrainConfig):
-        from rnnkit.scratch.charlm import CharLM as ScratchLM
+        from rnnkit.scratch.fast import BatchSplit, FastNumpyCharLM
         from rnnkit.scratch.optim import Adam
-        from rnnkit.scratch.parallel import BatchSplit
 
         self.cfg = cfg
-        self.model = ScratchLM(vocab.chars, cfg.hidden_size, cell=cfg.cell,
-                               num_layers=cfg.num_layers, dtype=np.float32, seed=cfg.seed)
+        self.model = FastNumpyCharLM(vocab.chars, cfg.hidden_size, cell=cfg.cell,
+                                     num_layers=cfg.num_layers, dtype=np.float32, seed=cfg.seed)
         self.params = self.model.parameters()
         # torch.optim.AdamW = decoupled decay (in apply) + Adam without weight decay
         self.opt = Adam(self.params, lr=cfg.lr, betas=(0.9, 0.99))
@@ -198,7 +198,7 @@ class NumpyEngine:
         self.opt.step(self.grads)
 
     def evaluate(self, ids: np.ndarray, progress=None) -> tuple[float, int]:
-        from rnnkit.scratch.losses import cross_entropy_forward
+        from rnnkit.scratch.fast import cross_entropy_forward
 
         B, T = eval_layout(len(ids))
         total, count, state = 0.0, 0, None
