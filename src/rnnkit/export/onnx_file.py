@@ -14,8 +14,8 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
-from onnxscript import ir
 import torch
+from onnxscript import ir
 from torch import Tensor, nn
 
 from rnnkit._version import __version__
