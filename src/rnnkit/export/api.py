@@ -186,9 +186,12 @@ def quiet_exporters():
 
 
 def export_program(program: Program, inputs: dict, separate_states: bool):
-    """``torch.export.export`` of the program on the named inputs (in slot order)."""
-    args = tuple(inputs[s.name] for s in program.slots)
-    shapes = _by_signature(program, dynamic_shapes(program, inputs, separate_states))
+    """``torch.export.export`` of the program on the named inputs that are not None (in slot
+    order): the traced program takes exactly those."""
+    program.given = tuple(s.name for s in program.slots if inputs[s.name] is not None)
+    args = tuple(inputs[n] for n in program.given)
+    spec = dynamic_shapes(program, inputs, separate_states)
+    shapes = _by_signature(program, tuple(d for d in spec if d is not None))
     # no_grad: an inference graph; with gradients on, scan also traces its backward (slow)
     with quiet_exporters(), torch.no_grad():
         return torch.export.export(program, args, dynamic_shapes=shapes, strict=False)

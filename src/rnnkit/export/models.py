@@ -55,7 +55,7 @@ class CharLMProgram(Program):
             return (logits.squeeze(0), *state)
         return flatten(self.model(inputs["x"], state))
 
-    def forward(self, x: Tensor, *states):
+    def run(self, x: Tensor, *states):
         m = self.model
         e = m.embed(x) if m.embed is not None else F.one_hot(x, m.vocab_size).to(m.head.weight.dtype)
         y, *h_n = self.rnn(e, *states)  # (T, B, H) or streaming (B, H)
@@ -86,7 +86,7 @@ class TaggerProgram(Program):
     def eager(self, inputs):
         return flatten(self.model(inputs["x"], inputs.get("lengths")))
 
-    def forward(self, x: Tensor, lengths: Tensor | None = None):
+    def run(self, x: Tensor, lengths: Tensor | None = None):
         m = self.model
         if m.embed is not None:
             x = m.embed(x)  # (B, T, I)
@@ -125,7 +125,7 @@ class Seq2SeqProgram(Program):
     def eager(self, inputs):
         return flatten(self.model(inputs["src"], inputs.get("src_lengths"), inputs["tgt_in"]))
 
-    def forward(self, src: Tensor, src_lengths: Tensor | None, tgt_in: Tensor):
+    def run(self, src: Tensor, src_lengths: Tensor | None, tgt_in: Tensor):
         m = self.model
         n_state = 2 if m.encoder.mode == "LSTM" else 1
         _, *state = self.encoder(m.embed(src), *(None,) * n_state, src_lengths)

@@ -44,6 +44,8 @@ class OptionalInputs(nn.Module):
         self.batch_axis = axes["B"]
         self.time_axis = axes.get("T", axes.get("S"))
 
+        self.given: tuple[str, ...] | None = None
+
     def forward(self, *args: Tensor | None):
         x, out = args[0], []
         for slot, value in zip(self.slots, args):
@@ -72,7 +74,8 @@ def to_onnx(model: nn.Module, path, example: dict | None = None, *, streaming: b
     top = OptionalInputs(program)
     ep = export_program(top, inputs, separate_states=True)
     log("torch.onnx: converting to ONNX")
-    with quiet_exporters():
+    # no_grad: otherwise the exporter's passes make scan trace its backward too (slow, unused)
+    with quiet_exporters(), torch.no_grad():
         onnx_program = torch.onnx.export(
             ep, tuple(inputs[s.name] for s in program.slots), dynamo=True, verbose=False,
             input_names=[s.name for s in program.slots], output_names=program.outputs,

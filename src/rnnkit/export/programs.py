@@ -66,6 +66,18 @@ class Program(nn.Module):
         if target not in TARGETS:
             raise ValueError(f"target must be one of {', '.join(TARGETS)}; got {target!r}")
         self.target, self.streaming = target, streaming
+        #: the inputs a traced program takes (in slot order); None: all of them
+        self.given: tuple[str, ...] | None = None
+
+    def forward(self, *args: Tensor | None):
+        """The inputs in slot order: all of them, or exactly those named in ``given``."""
+        if self.given is not None and len(args) != len(self.slots):
+            named = dict(zip(self.given, args))
+            args = tuple(named.get(s.name) for s in self.slots)
+        return self.run(*args)
+
+    def run(self, *args: Tensor | None) -> tuple[Tensor, ...]:
+        raise NotImplementedError
 
     @property
     def onnx(self) -> bool:
@@ -177,7 +189,7 @@ class StackProgram(Program):
         rows = s.num_layers * s.directions
         return tuple(like.new_zeros(rows, batch, n) for n in [s.out_size, s.hidden_size][: s.n_state])
 
-    def forward(self, x: Tensor, *rest):
+    def run(self, x: Tensor, *rest):
         states, lengths = rest[: self.stack.n_state], rest[self.stack.n_state:]
         lengths = lengths[0] if lengths else None
         if self.batch_first:
@@ -239,7 +251,7 @@ class CellProgram(Program):
     def eager(self, inputs):
         return flatten(self.cell(inputs["input"], _states(inputs, ("h", "c")[: len(self.outputs)])))
 
-    def forward(self, x: Tensor, *states):
+    def run(self, x: Tensor, *states):
         if states[0] is None:
             states = tuple(x.new_zeros(x.shape[0], self.cell.hidden_size) for _ in states)
         return tuple(cell_forward(self.kind, _params(self.cell), x, tuple(states)))
@@ -317,7 +329,7 @@ class HiddenProgram(Program):
             return layer.h0.unsqueeze(0).expand(batch, H)
         return like.new_zeros(batch, H)
 
-    def forward(self, x: Tensor, h0: Tensor | None = None, lengths: Tensor | None = None):
+    def run(self, x: Tensor, h0: Tensor | None = None, lengths: Tensor | None = None):
         if self.batch_first:
             x = x.transpose(0, 1)  # (T, B, I)
         batch = x.shape[0] if self.streaming else x.shape[1]

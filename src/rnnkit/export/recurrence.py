@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from rnnkit.export.scan import State, linear_scan, time_loop, valid_mask
+from rnnkit.export.scan import Lane, State, linear_scan, scan_lanes, time_loop, valid_mask
 from rnnkit.nn.cells import gru_step, lstm_step, rnn_step
 from rnnkit.nn.layernorm import layer_norm, ln_gru_step, ln_lstm_step
 
@@ -95,13 +95,13 @@ def make_step(kind: str, p: Params, sfx: str):
     return lambda g, s: ln_lstm_step(g[0], s[0], s[1], w_hh, g_hh, g_c, b_c, w_hr)
 
 
-def run_direction(
-    stack: Stack, p: Params, sfx: str, x: Tensor, state: State, valid: Tensor | None, reverse: bool
-) -> tuple[Tensor, State]:
-    """One layer, one direction: x (T, B, I), state of (B, ·) -> (out (T, B, H_out), state)."""
+def lane(stack: Stack, p: Params, sfx: str, x: Tensor, state: State, valid: Tensor | None,
+         reverse: bool = False) -> Lane:
+    """One direction of one layer as a scan lane; the reverse direction reads x flipped in time."""
     gi = input_projection(stack.kind, p, sfx, x)  # (T, B, G)
-    step = make_step(stack.kind, p, sfx)
-    return time_loop(step, (gi,), state, valid, reverse, stack.keep[: stack.n_state])
+    if reverse:
+        gi, valid = gi.flip(0), (None if valid is None else valid.flip(0))
+    return Lane(make_step(stack.kind, p, sfx), (gi,), state, valid, stack.keep[: stack.n_state])
 
 
 def run_stack(
@@ -110,16 +110,18 @@ def run_stack(
     """All layers and directions. x (T, B, I), hx tuple of (L*D, B, ·) -> (out, h_n tuple).
 
     out (T, B, D*H_out), zero past each length; h_n, c_n (L*D, B, ·) at each last valid step.
+    Both directions of a layer run in one scan. Reading a flipped sequence with the same masks
+    is what the reverse direction does in eager: each sequence starts at its own last valid step.
     """
     valid = valid_mask(lengths, x.shape[0])
     D = stack.directions
     finals: list[list[Tensor]] = [[] for _ in hx]
     for layer in range(stack.num_layers):
-        outs = []
-        for d in range(D):
-            state = tuple(h[layer * D + d] for h in hx)
-            out, state = run_direction(stack, p, stack.suffix(layer, d), x, state, valid, d == 1)
-            outs.append(out)
+        lanes = [lane(stack, p, stack.suffix(layer, d), x, tuple(h[layer * D + d] for h in hx),
+                      valid, reverse=d == 1) for d in range(D)]
+        results = scan_lanes(lanes)
+        outs = [out.flip(0) if d == 1 else out for d, (out, _) in enumerate(results)]
+        for _, state in results:
             for k, s in enumerate(state):
                 finals[k].append(s)
         x = outs[0] if D == 1 else torch.cat(outs, dim=2)  # (T, B, D*H_out)

@@ -21,6 +21,7 @@ Shapes: T time, B batch, G the step input's features (gates * H), H state featur
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
@@ -39,6 +40,56 @@ def valid_mask(lengths: Tensor | None, steps) -> Tensor | None:
     return (t[:, None] < lengths[None, :]).unsqueeze(-1)  # (T, B, 1)
 
 
+@dataclass
+class Lane:
+    """One recurrence inside a scan: its step, per-step inputs xs (T, B, ·), initial state,
+    mask ``valid`` (T, B, 1) bool or None, and zoneout's update fraction per state (or None)."""
+
+    step: Step
+    xs: tuple[Tensor, ...]
+    state: State
+    valid: Tensor | None = None
+    keep: tuple[float, ...] | None = None
+
+
+def scan_lanes(lanes: Sequence[Lane], reverse: bool = False) -> list[tuple[Tensor, State]]:
+    """Run several recurrences over the same time axis in ONE scan (both directions of a
+    bidirectional layer: the reverse one gets its inputs flipped). Returns (out, final) per lane:
+    out (T, B, H) is state[0] after each step, zero past each length."""
+    xs, init, shape = [], [], []
+    for lane in lanes:
+        keep = lane.keep if lane.keep is not None and any(k != 1.0 for k in lane.keep) else None
+        # the body sees a mask only as a scanned input, never as a closure
+        shape.append((len(lane.xs), lane.valid is not None, len(lane.state), keep))
+        xs += [*lane.xs, *([lane.valid] if lane.valid is not None else [])]
+        init += _fresh(lane.state)
+
+    def combine(carry: State, x_t: tuple[Tensor, ...]):
+        new_carry, outs, i, c = [], [], 0, 0
+        for lane, (n_x, masked, n_s, keep) in zip(lanes, shape):
+            inputs, i = x_t[i:i + n_x], i + n_x
+            m, i = (x_t[i], i + 1) if masked else (None, i)  # m (B, 1)
+            old, c = carry[c:c + n_s], c + n_s
+            new = lane.step(tuple(inputs), old)
+            if keep is not None:  # zoneout in eval mode
+                new = tuple(torch.lerp(s, n, k) for n, s, k in zip(new, old, keep))
+            if m is None:
+                # scan forbids an output that aliases the carry: the per-step output is a copy
+                outs.append(new[0].clone())
+            else:
+                new = tuple(torch.where(m, n, s) for n, s in zip(new, old))
+                outs.append(torch.where(m, new[0], torch.zeros_like(new[0])))
+            new_carry += new
+        return tuple(new_carry), tuple(outs)
+
+    final, outs = _scan(combine, tuple(init), tuple(xs), reverse=reverse)
+    result, c = [], 0
+    for out, (_, _, n_s, _) in zip(outs, shape):
+        result.append((out, tuple(final[c:c + n_s])))
+        c += n_s
+    return result
+
+
 def time_loop(
     step: Step,
     xs: Sequence[Tensor],
@@ -47,30 +98,14 @@ def time_loop(
     reverse: bool = False,
     keep: Sequence[float] | None = None,
 ) -> tuple[Tensor, State]:
-    """Run ``step`` over axis 0 of every tensor in ``xs``, carrying ``state``.
+    """Run ``step`` over axis 0 of every tensor in ``xs``, carrying ``state`` (one lane).
 
     xs: tensors (T, B, ·); state: tuple of (B, ·); valid (T, B, 1) bool or None; keep: zoneout's
     update fraction per state tensor (1.0: the plain update) or None.
     Returns (out (T, B, H) = state[0] after each step, zero past each length; final state).
     """
-    keep = tuple(keep) if keep is not None and any(k != 1.0 for k in keep) else None
-    masked = valid is not None  # the body sees the mask only as a scanned input, never a closure
-    inputs = (*xs, valid) if masked else tuple(xs)
-
-    def combine(carry: State, x_t: tuple[Tensor, ...]):
-        if masked:
-            *x_t, m = x_t  # m (B, 1)
-        new = step(tuple(x_t), carry)
-        if keep is not None:
-            new = tuple(torch.lerp(s, n, k) for n, s, k in zip(new, carry, keep))
-        if not masked:
-            # scan forbids an output that aliases the carry: the per-step output is a copy
-            return new, new[0].clone()
-        new = tuple(torch.where(m, n, s) for n, s in zip(new, carry))
-        return new, torch.where(m, new[0], torch.zeros_like(new[0]))
-
-    final, out = _scan(combine, _fresh(state), inputs, reverse=reverse)
-    return out, tuple(final)
+    lane = Lane(step, tuple(xs), tuple(state), valid, None if keep is None else tuple(keep))
+    return scan_lanes([lane], reverse)[0]
 
 
 def _fresh(state: State) -> State:
