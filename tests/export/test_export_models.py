@@ -24,7 +24,7 @@ def test_charlm_lstm(folder):
 
 def test_tagger_bidirectional_gru_with_lengths(folder):
     torch.manual_seed(1)
-    model = rnnkit.Tagger(4, 6, 3, cell="gru", bidirectional=True, num_layers=2)
+    model = rnnkit.Tagger(4, 6, 3, cell="gru", bidirectional=True)
 
     def inputs(T, B, lengths=True):
         d = {"x": torch.randn(B, T, 4)}
@@ -55,7 +55,7 @@ def test_classifier_bidirectional_lstm_on_token_ids(folder):
 
 def test_seq2seq(folder):
     torch.manual_seed(3)
-    model = rnnkit.Seq2Seq(13, 6, 4, cell="lstm", num_layers=2)
+    model = rnnkit.Seq2Seq(13, 6, 4, cell="lstm")
 
     def inputs(S, U, B):
         lengths = torch.randint(1, S + 1, (B,))

@@ -42,17 +42,3 @@ def test_stepping_equals_whole_sequence(name, folder):
         ref = (whole, *whole_state)
         assert_close([np.stack(ys), *onnx_state], ref, f"{name} onnxruntime stepped T={T} B={B}")
         assert_close([torch.stack(ys_pt2), *pt2_state], ref, f"{name} torch.export stepped T={T}")
-
-
-def test_charlm_streaming_step(folder):
-    """The char LM's step: ids (B,) -> logits (B, V), as CharLM on a sequence of one step."""
-    torch.manual_seed(1)
-    model = rnnkit.CharLM(7, cell="gru", hidden_size=6, embed_size=0).eval()
-
-    def inputs(B, states=True):
-        return {"x_t": torch.randint(0, 7, (B,))} | ({"h0": torch.randn(1, B, 6)} if states else {})
-
-    ex = export_both(model, folder, inputs(3), streaming=True, name="charlm-step")
-    for B in (1, 2, 5):
-        ex.check(inputs(B), f"CharLM step B={B}")
-        ex.check(inputs(B, states=False), f"CharLM step B={B} no state", pt2=False)

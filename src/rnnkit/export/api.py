@@ -11,7 +11,7 @@ import contextlib
 import inspect
 import io
 import logging
-import os
+import tempfile
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -56,20 +56,36 @@ def program_for(model: nn.Module, target: str, streaming: bool = False) -> Progr
     if streaming and getattr(model, "bidirectional", False) and cls is StackProgram:
         raise ExportError(f"{type(model).__name__}: streaming runs forward in time one step at a "
                           "time; a bidirectional layer needs the whole sequence")
-    return cls(model, target, streaming)
+    try:
+        return cls(model, target, streaming)
+    except ValueError as err:  # an option the program cannot take (e.g. no streaming form)
+        raise ExportError(str(err)) from None
 
 
 def check_out_path(path) -> Path:
-    """The output path must name a file in an existing, writable folder."""
+    """The output path must name a file in an existing, writable folder (checked by creating
+    and removing a temporary file there: permission bits do not tell for root or read-only
+    mounts)."""
     path = Path(path)
     if path.is_dir():
         raise ExportError(f"output path {path} is a folder; expected a file name")
-    folder = path.parent if str(path.parent) else Path(".")
+    folder = path.parent
     if not folder.is_dir():
         raise ExportError(f"cannot write {path}: folder {folder} does not exist")
-    if not os.access(folder, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
-        raise ExportError(f"cannot write {path}: permission denied")
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as err:
+        raise ExportError(f"cannot write {path}: {err.strerror or err}") from None
     return path
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """The whole file or nothing: a failure leaves the old file (if any) and no partial one."""
+    try:
+        atomic_write_bytes(path, data)
+    except OSError as err:
+        raise ExportError(f"cannot write {path}: {err.strerror or err}") from None
 
 
 def prepare_inputs(program: Program, example: dict | None, fill_optional: bool) -> dict:
@@ -107,7 +123,7 @@ def prepare_inputs(program: Program, example: dict | None, fill_optional: bool) 
             program.eager(inputs)
     except (ValueError, RuntimeError, TypeError, IndexError) as err:
         first_line = (str(err).strip().splitlines() or [type(err).__name__])[0]
-        raise ExportError(f"{name}: the example does not fit the model: {first_line}") from None
+        raise ExportError(f"the example does not fit the {name}: {first_line}") from None
     return inputs
 
 
@@ -203,16 +219,17 @@ def to_pt2(model: nn.Module, path, example: dict | None = None, *, streaming: bo
 
     ``example``: named inputs (the names of the model's slots, e.g. ``input``, ``h0``, ``c0``,
     ``lengths``); the program takes exactly the inputs the example has (the data inputs always),
-    in slot order. Load it with ``torch.export.load(path).module()``.
+    in slot order; without an example, all of them. Load it with
+    ``torch.export.load(path).module()``.
     """
     path = check_out_path(path)
     program = program_for(model, "pt2", streaming)
-    inputs = prepare_inputs(program, example, fill_optional=False)
+    inputs = prepare_inputs(program, example, fill_optional=example is None)
     (log or _quiet)(f"torch.export: tracing {type(model).__name__} (time and batch dynamic)")
     ep = export_program(program, inputs, separate_states=False)
     buf = io.BytesIO()
     torch.export.save(ep, buf)
-    atomic_write_bytes(path, buf.getvalue())
+    write_atomic(path, buf.getvalue())
     return path
 
 

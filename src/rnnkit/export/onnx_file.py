@@ -19,7 +19,6 @@ from onnxscript import ir
 from torch import Tensor, nn
 
 from rnnkit._version import __version__
-from rnnkit.data.atomic import atomic_write_bytes
 from rnnkit.export import onnx_ops
 from rnnkit.export.api import (
     _quiet,
@@ -28,6 +27,7 @@ from rnnkit.export.api import (
     prepare_inputs,
     program_for,
     quiet_exporters,
+    write_atomic,
 )
 from rnnkit.export.programs import Program
 
@@ -87,7 +87,7 @@ def to_onnx(model: nn.Module, path, example: dict | None = None, *, streaming: b
              "rnnkit.inputs": json.dumps({s.name: s.role for s in program.slots}),
              **(metadata or {})}
     graph_model.metadata_props.update(props)
-    atomic_write_bytes(path, ir.to_proto(graph_model).SerializeToString())
+    write_atomic(path, ir.to_proto(graph_model).SerializeToString())
     return path
 
 
