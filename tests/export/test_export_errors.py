@@ -61,6 +61,16 @@ def test_wrong_example(export, tmp_path, lstm):
     _refused(lambda: export(lstm, out, bad_state), tmp_path, "Expected hx[0] (h_0) size (1, 2, 5)")
 
 
+def test_example_needed_or_wrong_elsewhere(tmp_path):
+    rec = rnnkit.Recurrent(nn.Sequential(nn.Linear(3, 5)), nn.Linear(5, 5), hidden_size=5).eval()
+    _refused(lambda: to_onnx(rec, tmp_path / "r.onnx"), tmp_path, "v is not an nn.Linear",
+             "give an example input")
+    s2s = rnnkit.Seq2Seq(9, 4, 3).eval()
+    example = {"src": torch.randint(0, 9, (2, 3)), "tgt_in": torch.randint(0, 9, (2, 1))}
+    _refused(lambda: to_pt2(s2s, tmp_path / "s.pt2", example), tmp_path,
+             "'tgt_in' needs at least 2 along axis U")
+
+
 @pytest.mark.parametrize("export", [to_onnx, to_pt2])
 def test_output_path_not_writable(export, tmp_path, lstm):
     _refused(lambda: export(lstm, tmp_path / "missing" / "m.onnx"), tmp_path, "does not exist")

@@ -94,8 +94,7 @@ def prepare_inputs(program: Program, example: dict | None, fill_optional: bool) 
     Omitted data inputs are made up (T=3, B=2); omitted optional inputs too when
     ``fill_optional`` (ONNX graphs always have them). The eager model runs once on the result.
     """
-    name = type(getattr(program, "layer", None) or getattr(program, "model", None) or
-                getattr(program, "cell", None)).__name__
+    name = program.model_name
     slots = {s.name: s for s in program.slots}
     example = dict(example or {})
     unknown = sorted(set(example) - set(slots))
@@ -103,10 +102,11 @@ def prepare_inputs(program: Program, example: dict | None, fill_optional: bool) 
         raise ExportError(f"{name}: unknown example input(s) {', '.join(unknown)}; "
                           f"expected some of {', '.join(slots)}")
     T, B = 3, 2
-    first = program.slots[0]
-    given = example.get(first.name)
-    if given is not None:
-        T, B = _check_axes(name, first, given)
+    for k, slot in enumerate(program.slots):
+        if slot.role == "data" and example.get(slot.name) is not None:
+            sizes = _check_axes(name, slot, example[slot.name])
+            if k == 0:  # the first input sets the made-up inputs' length and batch
+                T, B = sizes
     inputs = {}
     for slot in program.slots:
         value = example.get(slot.name)
@@ -114,7 +114,10 @@ def prepare_inputs(program: Program, example: dict | None, fill_optional: bool) 
             raise ExportError(f"{name}: example input {slot.name!r} must be a Tensor, "
                               f"got {type(value).__name__}")
         if value is None and (slot.role == "data" or fill_optional):
-            value = slot.make(T, B)
+            try:
+                value = slot.make(T, B)
+            except ValueError as err:  # an input size the program cannot know
+                raise ExportError(str(err)) from None
         if value is not None and slot.role == "lengths":
             value = value.to(torch.int64)
         inputs[slot.name] = value
@@ -128,14 +131,14 @@ def prepare_inputs(program: Program, example: dict | None, fill_optional: bool) 
 
 
 def _check_axes(name: str, slot, value) -> tuple[int, int]:
-    """The first input's rank and dynamic axes; returns its (T, B)."""
+    """A data input's rank and dynamic axes (each at least 2); returns its (T, B)."""
     if not isinstance(value, Tensor):
         raise ExportError(f"{name}: example input {slot.name!r} must be a Tensor, "
                           f"got {type(value).__name__}")
-    want = slot.make(3, 2)
-    if value.dim() != want.dim():
-        layout = ", ".join(slot.axes.get(i, "F") for i in range(want.dim()))
-        raise ExportError(f"{name}: example input {slot.name!r} must be {want.dim()}-D "
+    rank = slot.dims()
+    if value.dim() != rank:
+        layout = ", ".join(slot.axes.get(i, "F") for i in range(rank))
+        raise ExportError(f"{name}: example input {slot.name!r} must be {rank}-D "
                           f"({layout}: batched, with the axes that export makes dynamic), "
                           f"got a {value.dim()}-D tensor")
     sizes = {label: value.shape[axis] for axis, label in slot.axes.items()}

@@ -35,7 +35,7 @@ class CharLMProgram(Program):
     """``CharLM``: ``logits, state = model(x, state)``; streaming: one character per sequence."""
 
     def __init__(self, model, target: str = "pt2", streaming: bool = False) -> None:
-        super().__init__(target, streaming)
+        super().__init__(model, target, streaming)
         self.model = model
         self.rnn = StackProgram(model.rnn, target, streaming)
         V = model.vocab_size
@@ -69,7 +69,7 @@ class TaggerProgram(Program):
         if streaming:
             raise ValueError(f"{type(model).__name__} has no streaming form: it reads whole "
                              "sequences (export it without streaming)")
-        super().__init__(target, streaming)
+        super().__init__(model, target, streaming)
         self.model = model
         self.rnn = StackProgram(model.rnn, target)
         self.time_axis = 1
@@ -109,7 +109,7 @@ class Seq2SeqProgram(Program):
         if streaming:
             raise ValueError("Seq2Seq has no streaming form here: export its teacher-forced "
                              "forward (without streaming)")
-        super().__init__(target, streaming)
+        super().__init__(model, target, streaming)
         self.model = model
         self.encoder = StackProgram(model.encoder, target)
         self.decoder = StackProgram(model.decoder, target)

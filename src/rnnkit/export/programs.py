@@ -48,6 +48,10 @@ class Slot:
     make: Callable[[int, int], Tensor]  # (T, B) -> example
     batch_axis: int = 1
     default: Callable[[], Tensor] | None = field(default=None, repr=False)
+    rank: int | None = None  # None: the rank of make's example
+
+    def dims(self) -> int:
+        return self.rank if self.rank is not None else self.make(3, 2).dim()
 
 
 def _params(module: nn.Module) -> dict[str, Tensor]:
@@ -61,11 +65,12 @@ class Program(nn.Module):
     outputs: list[str]
     time_axis: int | None = 0  # of the first input; None for one-step programs
 
-    def __init__(self, target: str, streaming: bool) -> None:
+    def __init__(self, model: nn.Module, target: str, streaming: bool) -> None:
         super().__init__()
         if target not in TARGETS:
             raise ValueError(f"target must be one of {', '.join(TARGETS)}; got {target!r}")
         self.target, self.streaming = target, streaming
+        self.model_name = type(model).__name__
         #: the inputs a traced program takes (in slot order); None: all of them
         self.given: tuple[str, ...] | None = None
 
@@ -136,7 +141,7 @@ class StackProgram(Program):
     """``layer(input, hx, lengths=)`` of a stacked layer; inputs (input, h0[, c0], lengths)."""
 
     def __init__(self, layer, target: str = "pt2", streaming: bool = False) -> None:
-        super().__init__(target, streaming)
+        super().__init__(layer, target, streaming)
         self.layer = layer
         self.stack = stack_of(layer)
         self.batch_first = layer.batch_first and not streaming
@@ -233,7 +238,7 @@ class CellProgram(Program):
     time_axis = None
 
     def __init__(self, cell, target: str = "pt2", streaming: bool = False) -> None:
-        super().__init__(target, streaming)
+        super().__init__(cell, target, streaming)
         self.cell = cell
         name = type(cell).__name__
         self.kind = {"LSTMCell": "lstm", "GRUCell": "gru"}.get(
@@ -268,7 +273,7 @@ class HiddenProgram(Program):
     """
 
     def __init__(self, layer, target: str = "pt2", streaming: bool = False) -> None:
-        super().__init__(target, streaming)
+        super().__init__(layer, target, streaming)
         self.layer = layer
         self.family = type(layer).__name__
         self.batch_first = layer.batch_first and not streaming
@@ -291,12 +296,19 @@ class HiddenProgram(Program):
     def _slots(self) -> list[Slot]:
         layer, H, I = self.layer, self.layer.hidden_size, self._input_size()
         like = next(layer.parameters())
+
+        def make(*shape):
+            if I is None:
+                raise ValueError(f"{self.model_name}: v is not an nn.Linear, so the input size is "
+                                 "unknown; give an example input")
+            return like.new_zeros(*shape, I).normal_()
+
         if self.streaming:
-            slots = [Slot("x_t", "data", {0: "B"}, lambda T, B: like.new_zeros(B, I).normal_())]
+            slots = [Slot("x_t", "data", {0: "B"}, lambda T, B: make(B), rank=2)]
         else:
             axes = {1: "T", 0: "B"} if self.batch_first else {0: "T", 1: "B"}
-            shape = (lambda T, B: (B, T, I)) if self.batch_first else (lambda T, B: (T, B, I))
-            slots = [Slot("input", "data", axes, lambda T, B: like.new_zeros(shape(T, B)).normal_())]
+            order = (lambda T, B: (B, T)) if self.batch_first else (lambda T, B: (T, B))
+            slots = [Slot("input", "data", axes, lambda T, B: make(*order(T, B)), rank=3)]
         lead = () if self.layers is None else (self.layers,)
         slots.append(Slot("h0", "state", {len(lead): "B"},
                           lambda T, B: like.new_zeros(*lead, B, H), batch_axis=len(lead),
