@@ -8,9 +8,10 @@ from export_helpers import SIZES, export_both
 import rnnkit
 
 
-def test_charlm_lstm(folder):
+def test_charlm_lstm_one_hot(folder):
+    """embed_size=0: one-hot input (the run-folder tests cover the embedding)."""
     torch.manual_seed(0)
-    model = rnnkit.CharLM(11, cell="lstm", hidden_size=6, num_layers=2, embed_size=4)
+    model = rnnkit.CharLM(11, cell="lstm", hidden_size=6, num_layers=2, embed_size=0)
 
     def inputs(T, B, states=True):
         d = {"x": torch.randint(0, 11, (T, B))}
