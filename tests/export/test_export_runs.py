@@ -131,6 +131,22 @@ def test_sampler_runs_without_torch(charlm_run, capsys):
     assert bad.stderr.strip() == "ort_sample: error: --top-p must be in (0, 1], got 2.0"
 
 
+def test_cli_sample_runtime_onnx_prints_the_torch_text(charlm_run, tmp_path, capsys):
+    """`rnnkit sample RUN --runtime onnx` (the run folder or the .onnx file) prints what the
+    torch runtime prints; a run with no exported file is one line naming the export command."""
+    run, _, _ = charlm_run
+    args = ["--prompt", "The ", "--length", "60", "--temperature", "0.9", "--top-p", "0.9",
+            "--seed", "11"]
+    assert main(["sample", str(run), *args]) == 0
+    want = capsys.readouterr().out
+    for target in (run, run / "model.onnx"):
+        assert main(["sample", str(target), "--runtime", "onnx", *args]) == 0
+        assert capsys.readouterr().out == want
+    assert main(["sample", str(tmp_path), "--runtime", "onnx"]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.count("\n") == 1 and "export" in err and "does not exist" in err
+
+
 def test_task_runs(tmp_path):
     """Memory-task (Tagger / SequenceClassifier) and transduction (Seq2Seq) run folders load as
     the models that wrote them; one exports through the CLI as a torch.export program."""

@@ -8,6 +8,7 @@ or on ``--resume`` the run's saved value.
 from __future__ import annotations
 
 import argparse
+import itertools
 import shlex
 import sys
 from dataclasses import fields
@@ -129,8 +130,9 @@ def link_name(run_dir) -> str | None:
 
 
 def run_sample(args) -> int:
+    if args.runtime == "onnx":
+        return _sample_onnx(args)
     from rnnkit.train import default_prompt, generate, load_model, resolve_device
-    from rnnkit.train.progress import WorkProgress
     from rnnkit.train.sampling import check_options
 
     device = resolve_device(args.device)
@@ -140,11 +142,44 @@ def run_sample(args) -> int:
     vocab.encode(prompt, "the prompt")  # unknown characters: refuse before printing anything
     pieces = generate(model, vocab, prompt, args.length, temperature=args.temperature,
                       top_k=args.top_k, top_p=args.top_p, seed=args.seed)
+    return _write_sample(prompt, pieces, args.length)
+
+
+def _sample_onnx(args) -> int:
+    """The exported model (``rnnkit export RUN_DIR``) in onnxruntime, NumPy for the sampling: the
+    same text as the torch sampler for the same seed (rnnkit.export.ort_sample)."""
+    from pathlib import Path
+
+    from rnnkit.export import ort_sample
+
+    given = Path(args.run_dir)
+    if given.suffix == ".onnx":
+        path = given
+    else:  # a run folder: the streaming graph when it was exported, else the sequence graph
+        candidates = [given / "model-step.onnx", given / "model.onnx"]
+        path = next((c for c in candidates if c.is_file()), candidates[-1])
+    if not path.is_file():
+        raise CLIError(f"--runtime onnx needs an exported model, and {path} does not exist; "
+                       f"export it first: {command_name()} export {shlex.quote(args.run_dir)}")
+    try:
+        model = ort_sample.OnnxCharLM(path)
+        prompt = args.prompt if args.prompt else ort_sample.default_prompt(model.vocab)
+        pieces = ort_sample.generate(model, prompt, args.length, temperature=args.temperature,
+                                     top_k=args.top_k, top_p=args.top_p, seed=args.seed)
+        first = next(pieces, "")  # the options and the prompt are checked before anything prints
+    except ort_sample.SamplingError as err:
+        raise CLIError(str(err)) from None
+    return _write_sample(prompt, itertools.chain([first], pieces), args.length)
+
+
+def _write_sample(prompt: str, pieces, length: int) -> int:
+    from rnnkit.train.progress import WorkProgress
+
     # on a terminal the text itself shows progress; written to a file, a long sample reports on
     # stderr instead
     shown = sys.stdout.isatty()
     sys.stdout.write(prompt)
-    with WorkProgress(args.length, "sampling", enabled=not shown) as progress:
+    with WorkProgress(length, "sampling", enabled=not shown) as progress:
         for ch in pieces:  # streamed: each character appears as soon as it is drawn
             sys.stdout.write(ch)
             sys.stdout.flush()
@@ -238,6 +273,10 @@ def register(sub) -> None:
                    help="nucleus sampling: the most likely characters holding this much probability")
     p.add_argument("--seed", type=_float_or_int(int), default=None, help="random seed")
     p.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N or mps")
+    p.add_argument("--runtime", choices=("torch", "onnx"), default="torch",
+                   help="torch (default), or onnx: the model exported by `rnnkit export RUN_DIR` "
+                        "(RUN_DIR/model-step.onnx or model.onnx, or an .onnx file given as "
+                        "RUN_DIR) in onnxruntime; the same text for the same seed")
     p.set_defaults(func=_guard(run_sample))
 
     p = sub.add_parser("eval", help="validation loss of a trained run, in nats and bits per char")
