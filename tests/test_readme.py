@@ -8,7 +8,8 @@ files linked in), each parsed the way bash parses it (``shlex``) and run with no
 test changes, openly (``plan`` below holds the rules):
 
 - the install (``python3 -m venv .venv``, ``.venv/bin/pip install ...``) is not run: ``.venv`` in
-  the scratch clone is a link to the environment running this suite, which is that install;
+  the scratch clone is a link to the environment running this suite, which is that install; nor is
+  ``sudo apt-get install ...`` (system packages: ``.ci/run`` installs them);
 - the test command (``.venv/bin/python -m pytest``) and ``bash .ci/run`` are not run: they run this
   suite, this test included;
 - commands that train get short settings appended (the last flag wins in argparse), so that each
@@ -45,6 +46,7 @@ SHORT = {
 }
 NOT_RUN = {
     "install": "the suite runs inside this install: .venv links to it",
+    "system": "installs system packages as root; .ci/run does it for CI",
     "suite": "it runs this suite, this test included",
 }
 
@@ -71,6 +73,8 @@ def plan(argv: list[str]) -> tuple[list[str] | None, str]:
     """(the argv to run, or None; why) for one README command."""
     if argv[:3] == ["python3", "-m", "venv"] or argv[0] == ".venv/bin/pip":
         return None, NOT_RUN["install"]
+    if argv[:2] == ["sudo", "apt-get"]:
+        return None, NOT_RUN["system"]
     if argv == [".venv/bin/python", "-m", "pytest"] or argv == ["bash", ".ci/run"]:
         return None, NOT_RUN["suite"]
     if argv[0] == ".venv/bin/ruff":
