@@ -28,8 +28,8 @@ from torch import Tensor
 from rnnkit.nn._checks import check_bool, check_probability
 from rnnkit.nn.cells import input_projection, layer_step
 from rnnkit.nn.dropout import drop_connect, variational_mask, zoneout_keep
-from rnnkit.nn.fast.driver import Recurrence, check_arguments, keeps_per_state, recurrence
 from rnnkit.nn.fast import ops
+from rnnkit.nn.fast.driver import Recurrence, check_arguments, keeps_per_state, recurrence
 from rnnkit.nn.fast.registry import KERNELS
 from rnnkit.nn.fast.workspace import SHARED_POOL
 from rnnkit.nn.loop import scan

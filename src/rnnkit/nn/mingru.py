@@ -51,6 +51,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 
+from rnnkit.nn import loop
 from rnnkit.nn._checks import (
     check_bool,
     check_choice,
@@ -59,7 +60,6 @@ from rnnkit.nn._checks import (
     check_positive_int,
     check_state,
 )
-from rnnkit.nn import loop
 
 #: steps per chunk of the log-space scan (see the module docstring)
 CHUNK = 64
