@@ -163,18 +163,18 @@ def test_gradcheck_recurrence_with_masks(on):
     gi = torch.randn(T, B, 4 * H, dtype=DT, requires_grad=True)
     h0, c0 = (torch.randn(B, H, dtype=DT, requires_grad=True) for _ in range(2))
     w_hh = torch.randn(4 * H, H, dtype=DT, requires_grad=True)
-    g_hh = (1 + 0.3 * torch.randn(4 * H, dtype=DT)).requires_grad_()
-    g_c = (1 + 0.3 * torch.randn(H, dtype=DT)).requires_grad_()
-    b_c = (0.3 * torch.randn(H, dtype=DT)).requires_grad_()
+    gamma_hh = (1 + 0.3 * torch.randn(4 * H, dtype=DT)).requires_grad_()
+    gamma_c = (1 + 0.3 * torch.randn(H, dtype=DT)).requires_grad_()
+    beta_c = (0.3 * torch.randn(H, dtype=DT)).requires_grad_()
     mask = (torch.rand(B, H, dtype=DT) > 0.3).to(DT) / 0.7
     keep = (torch.rand(T, B, H, dtype=DT) > 0.2).to(DT)
 
-    def f(gi, h0, c0, w_hh, g_hh, g_c, b_c):
-        out, (h, c) = recurrence("ln_lstm", gi, (h0, c0), w_hh, (g_hh, g_c, b_c),
+    def f(gi, h0, c0, w_hh, gamma_hh, gamma_c, beta_c):
+        out, (h, c) = recurrence("ln_lstm", gi, (h0, c0), w_hh, (gamma_hh, gamma_c, beta_c),
                                  hidden_mask=mask, keep=keep, reverse=True)
         return out, h, c
 
-    inputs = (gi, h0, c0, w_hh, g_hh, g_c, b_c)
+    inputs = (gi, h0, c0, w_hh, gamma_hh, gamma_c, beta_c)
     assert choose_path("auto", gi, fast_cell="ln_lstm") == COMPILED  # what f runs
     assert torch.autograd.gradcheck(f, inputs)
 
@@ -184,11 +184,11 @@ def recurrence_case(dtype, B=3, H=5, T=6, seed=4):
     gi = torch.randn(T, B, 4 * H, dtype=dtype, requires_grad=True)
     h0, c0 = (torch.randn(B, H, dtype=dtype, requires_grad=True) for _ in range(2))
     w_hh = (0.5 * torch.randn(4 * H, H, dtype=dtype)).requires_grad_()
-    g_hh = (1 + 0.3 * torch.randn(4 * H, dtype=dtype)).requires_grad_()
-    g_c = (1 + 0.3 * torch.randn(H, dtype=dtype)).requires_grad_()
-    b_c = (0.3 * torch.randn(H, dtype=dtype)).requires_grad_()
+    gamma_hh = (1 + 0.3 * torch.randn(4 * H, dtype=dtype)).requires_grad_()
+    gamma_c = (1 + 0.3 * torch.randn(H, dtype=dtype)).requires_grad_()
+    beta_c = (0.3 * torch.randn(H, dtype=dtype)).requires_grad_()
     mask = (torch.rand(B, H, dtype=dtype) > 0.3).to(dtype) / 0.7
-    return (gi, h0, c0, w_hh, g_hh, g_c, b_c), mask
+    return (gi, h0, c0, w_hh, gamma_hh, gamma_c, beta_c), mask
 
 
 def blends(kind, T, B, H, dtype):
@@ -321,11 +321,11 @@ def test_fused_lstm_layer_float32(built):
 def input_ln_case(dtype, B=3, H=5, T=6, seed=7):
     """x = W_ih x_t before its layer norm, and the five parameters of the ``ln_lstm_x`` cell."""
     inputs, mask = recurrence_case(dtype, B=B, H=H, T=T, seed=seed)
-    gi, h0, c0, w_hh, g_hh, g_c, b_c = inputs
+    gi, h0, c0, w_hh, gamma_hh, gamma_c, beta_c = inputs
     x = (2.0 * gi.detach() + 0.5).requires_grad_()  # a mean and a scale for the LN to remove
-    g_ih = (1 + 0.3 * torch.randn(4 * H, dtype=dtype)).requires_grad_()
+    gamma_ih = (1 + 0.3 * torch.randn(4 * H, dtype=dtype)).requires_grad_()
     shift = (0.3 * torch.randn(4 * H, dtype=dtype)).requires_grad_()
-    return (x, h0, c0, w_hh, g_hh, g_c, b_c, g_ih, shift), mask
+    return (x, h0, c0, w_hh, gamma_hh, gamma_c, beta_c, gamma_ih, shift), mask
 
 
 @pytest.mark.parametrize("reverse", [False, True], ids=["fwd", "rev"])
@@ -335,7 +335,7 @@ def test_input_layer_norm_cell(built, reverse, blend):
     ``γ_ih LN(x) + shift`` done by autograd outside it: float64, 1e-10, every gradient; both the
     compiled loop and its eager stand-in (a bulk layer norm before and after the eager kernel)."""
     inputs, mask = input_ln_case(DT)
-    x, h0, c0, w_hh, g_hh, g_c, b_c, g_ih, shift = inputs
+    x, h0, c0, w_hh, gamma_hh, gamma_c, beta_c, gamma_ih, shift = inputs
     keep, lengths = blends(blend, *x.shape[:2], h0.shape[1], DT)
     kw = dict(reverse=reverse, hidden_mask=mask, keep=keep, lengths=lengths)
 
@@ -343,12 +343,12 @@ def test_input_layer_norm_cell(built, reverse, blend):
         return out.sin().sum() + h.pow(2).sum() + (c * 0.7).cos().sum()
 
     def fast_x(compiled):
-        out, (h, c) = recurrence("ln_lstm_x", x, (h0, c0), w_hh, (g_hh, g_c, b_c, g_ih, shift),
+        out, (h, c) = recurrence("ln_lstm_x", x, (h0, c0), w_hh, (gamma_hh, gamma_c, beta_c, gamma_ih, shift),
                                  compiled=compiled, **kw)
         return (out, h, c, *torch.autograd.grad(loss(out, h, c), inputs))
 
-    gi = torch.nn.functional.layer_norm(x, x.shape[-1:], g_ih, shift, EPS)
-    out, (h, c) = recurrence("ln_lstm", gi, (h0, c0), w_hh, (g_hh, g_c, b_c), compiled=False,
+    gi = torch.nn.functional.layer_norm(x, x.shape[-1:], gamma_ih, shift, EPS)
+    out, (h, c) = recurrence("ln_lstm", gi, (h0, c0), w_hh, (gamma_hh, gamma_c, beta_c), compiled=False,
                              **kw)
     reference = (out, h, c, *torch.autograd.grad(loss(out, h, c), inputs))
     assert isinstance(KERNELS["ln_lstm_x"].eager(x, inputs[4:]), InputLNLSTMKernel)
