@@ -63,6 +63,9 @@ class RNNBase(nn.Module):
     _has_native = True
     #: why backend="native" is refused when _has_native is False
     _native_reason = ""
+    #: the cell this layer runs on the fast path (a name in rnnkit.nn.fast.registry.KERNELS), or
+    #: None: the stock layers run torch's kernels or the readable loop
+    fast_cell: str | None = None
 
     def __init__(
         self,
@@ -250,10 +253,6 @@ class RNNBase(nn.Module):
                 "the whole sequence (call forward)"
             )
         return step_once(self, x_t, hx)
-
-    #: the cell this layer runs on the fast path (a name in rnnkit.nn.fast.registry.KERNELS), or
-    #: None: the stock layers run torch's kernels or the readable loop
-    fast_cell: str | None = None
 
     def _path(self, x: Tensor) -> str:
         """native, fast, compiled or loop for this call (see :func:`rnnkit.nn.paths.choose_path`)."""
