@@ -71,7 +71,7 @@ def header(script: str, threads: int | None, argv: list[str] | None = None) -> s
     command = shlex.join(["python", f"benchmarks/{Path(script).name}", *argv])
     date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     cores = os.cpu_count()
-    machine = f"{cpu_model()}, {threads if threads else '?'} threads ({cores} cores seen"
+    machine = f"{cpu_model()}, {threads if threads else '?'} thread(s) ({cores} cores seen"
     if hasattr(os, "getloadavg"):  # a shared machine's other work shows in the ratios' noise
         machine += f", load average {os.getloadavg()[0]:.1f} at the end"
     return (f"`{command}`\n\n{date}; {machine}); {versions()}; Python "

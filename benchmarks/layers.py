@@ -72,8 +72,8 @@ def main() -> None:
     for cell in args.cells:
         check(cell)
     lines = [f"correctness: rnnkit native and loop paths match torch.nn for "
-             f"{', '.join(args.cells)} (float64, outputs and gradients, rtol=atol=1e-10)",
-             f"float32, median of {repeats}\n",
+             f"{', '.join(args.cells)} (float64, outputs and gradients, rtol=atol=1e-10)", "",
+             f"float32, median of {repeats}", "",
              "| cell | shape (T, B, I, H) | pass | torch.nn ms | rnnkit native ms | ratio | "
              "rnnkit loop ms | ratio |",
              "|---|---|---|---:|---:|---:|---:|---:|"]

@@ -23,7 +23,7 @@ def test_sections_are_replaced_in_place_and_appended_once(tmp_path):
     assert page.count("<!-- begin: benchmarks/a.py -->") == 1 and "| 1 |" not in page
     assert page.index("benchmarks/a.py -->") < page.index("<!-- begin: benchmarks/b.py -->")
     a = page[page.index("<!-- begin: benchmarks/a.py -->"):page.index("<!-- end: benchmarks/a.py")]
-    assert "`python benchmarks/a.py`" in a and "| 2 |" in a and "2 threads" in a
+    assert "`python benchmarks/a.py`" in a and "| 2 |" in a and "2 thread(s)" in a
     assert "UTC" in a and doc_section.cpu_model() in a and "numpy" in a
     assert "table b" in page  # the other script's section is untouched
 
