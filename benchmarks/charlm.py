@@ -31,6 +31,7 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from doc_section import add_doc_flag, recorded  # noqa: E402
 
 from rnnkit.data.vocab import Vocab  # noqa: E402
 from rnnkit.models.charlm import CharLM  # noqa: E402
@@ -88,6 +89,7 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--cells", default="lstm,gru,rnn")
     p.add_argument("--no-numpy", action="store_true", help="skip the (slow) NumPy engine")
+    add_doc_flag(p)
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     cells = args.cells.split(",")
@@ -114,4 +116,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with recorded(__file__, threads=torch.get_num_threads,
+                  title="Character LM: training speed per cell and engine"):
+        main()

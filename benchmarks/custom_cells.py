@@ -1,4 +1,4 @@
-"""Custom cells near native speed: fused LayerNormLSTM against torch.nn.LSTM and a Python loop.
+"""Custom cells near native speed: LayerNormLSTM on the fast path against torch.nn.LSTM and a loop.
 
     python benchmarks/custom_cells.py               # both shapes, 5 interleaved repeats
     python benchmarks/custom_cells.py --quick       # small shape, 2 repeats
@@ -6,30 +6,28 @@
     python benchmarks/custom_cells.py --shapes small --threads 1 --repeats 9
     python benchmarks/custom_cells.py --no-compiled # without the compiled CPU kernels' rows
 
-Correctness first: on the benchmark's own weights and inputs, the rnnkit fast path and the fused
-LSTM must give torch.nn.LSTM's outputs and gradients, and the fused LayerNormLSTM must give the
-outputs and gradients of the plain Python-loop LayerNormLSTM (float32, assert_close defaults).
-Then forward (no grad) and forward+backward (sum of the outputs) are timed for:
+Correctness first: on float64 copies of the benchmark's own weights and inputs, rnnkit.LSTM (native
+path) and FusedLSTM (fast path) must give torch.nn.LSTM's outputs and gradients, and LayerNormLSTM
+on the fast path those of the plain Python-loop LayerNormLSTM (see ``check``). Then forward (no
+grad) and forward+backward (sum of the outputs) are timed for:
 
-* ``torch.nn.LSTM``                 PyTorch's fused C++ kernels (the peer every ratio is against)
-* ``rnnkit.LSTM``                   rnnkit's fast path (the same kernels, via rnnkit.nn.native)
-* ``rnnkit.FusedLSTM``              our fused recurrence with hand-written BPTT (rnnkit.nn.fused)
-* ``... FusedLSTM (compiled ...)``  the fused LSTM with ``rnnkit.nn.cpu_kernels`` on (the time
-                                    loop and each step's work between the products in C++)
-* ``rnnkit.LayerNormLSTM``          the same machinery with layer norm (Ba et al. 2016)
-* ``... (compiled CPU kernels)``   the fused LayerNormLSTM with ``rnnkit.nn.cpu_kernels`` on: the
-                                    time loop, the layer norms and each step's work between the
-                                    products in C++ (built on first use, about a minute; the
-                                    compiled rows are left out, with the reason, where it cannot
-                                    be built)
+* ``torch.nn.LSTM``                 PyTorch's own kernels (the peer every ratio is against)
+* ``rnnkit.LSTM``                   rnnkit's native path (the same kernels, via rnnkit.nn.native)
+* ``rnnkit.FusedLSTM``              rnnkit's fast path: hand-written BPTT (rnnkit.nn.fast)
+* ``... FusedLSTM (compiled ...)``  the same with ``rnnkit.options(compiled=True)``: the time loop
+                                    and each step's work between the products in C++
+* ``rnnkit.LayerNormLSTM``          the fast path with layer norm (Ba et al. 2016)
+* ``... (compiled CPU kernels)``   the same with ``rnnkit.options(compiled=True)``: the time loop,
+                                    the layer norms and each step's work between the products in
+                                    C++ (built on first use, about a minute; the compiled rows are
+                                    left out, with the reason, where it cannot be built)
 * ``loop LayerNormLSTM``            a cell module with nn.LayerNorm stepped by a Python loop over
                                     time, autograd for the backward: how users write it today
-* ``... (no workspace reuse)``      the fused LayerNormLSTM with ``FUSED_WORKSPACE`` turned off
-                                    (fresh buffers every call, as before it existed), to show
-                                    what the buffer reuse is worth in the same run
-* ``... (torch.mm per step)``       the fused LayerNormLSTM with ``PACKED_GEMM`` turned off: the
-                                    forward's per-step product by torch.mm instead of MKL's
-                                    packed-weight GEMM, to show what the packing is worth
+* ``... (no workspace reuse)``      LayerNormLSTM with ``rnnkit.options(workspace=False)`` (fresh
+                                    buffers every call), to show what the buffer reuse is worth
+* ``... (torch.mm per step)``       LayerNormLSTM with ``rnnkit.options(packed_gemm=False)``: the
+                                    per-step products by torch.mm instead of MKL's packed-weight
+                                    GEMM, to show what the packing is worth
 
 Runs are interleaved (one of each model per round), so drift in the machine's speed hits all alike;
 the table gives the median, the ratio to torch.nn.LSTM (lower is faster; target for the fused
@@ -45,16 +43,15 @@ import argparse
 import contextlib
 import copy
 import statistics
-from unittest import mock
 
 import torch
+from doc_section import add_doc_flag, write_section
 from timing import SHAPES, time_layers
 from torch import nn
 
 import rnnkit
-import rnnkit.nn.cpu_kernels as cpu_kernels
-import rnnkit.nn.fused as fused
-from rnnkit.nn.fused import FUSED_WORKSPACE
+from rnnkit.nn.fast.compiled import CPUKernelsUnavailable, load
+from rnnkit.nn.fast.products import mkl_packed_available
 
 NO_REUSE = "rnnkit.LayerNormLSTM (no workspace reuse)"
 NO_PACK = "rnnkit.LayerNormLSTM (torch.mm per step)"
@@ -129,26 +126,26 @@ def build(I: int, H: int, compiled: bool = True) -> dict[str, nn.Module]:
     copy_into_loop(ln, loop)
     models["rnnkit.LayerNormLSTM"] = ln
     if compiled:
-        models[COMPILED] = ln  # the same module, timed with fused.CPU_KERNELS on
+        models[COMPILED] = ln  # the same module, timed under VARIANTS[COMPILED]
     models["loop LayerNormLSTM"] = loop
-    models[NO_REUSE] = ln  # the same module, timed with FUSED_WORKSPACE off (see measure)
-    if fused.PACKED_GEMM:  # only where there is a packed path to turn off
-        models[NO_PACK] = ln  # the same module, timed with PACKED_GEMM off
+    models[NO_REUSE] = ln  # the same module, timed under VARIANTS[NO_REUSE]
+    if mkl_packed_available():  # only where there is a packed path to turn off
+        models[NO_PACK] = ln
     return models
 
 
-#: the setting each variant row is timed with, as (object, attribute, value); restored after
+#: the execution choices each variant row is timed with (rnnkit.options, as a user sets them)
 VARIANTS = {
-    NO_REUSE: (FUSED_WORKSPACE, "limit_bytes", 0),  # fresh buffers, none kept
-    NO_PACK: (fused, "PACKED_GEMM", False),  # torch.mm per step
-    COMPILED: (fused, "CPU_KERNELS", True),  # the compiled CPU kernels
-    FUSED_COMPILED: (fused, "CPU_KERNELS", True),
+    NO_REUSE: {"workspace": False},  # fresh buffers, none kept
+    NO_PACK: {"packed_gemm": False},  # torch.mm per step
+    COMPILED: {"compiled": True},  # the compiled CPU kernels
+    FUSED_COMPILED: {"compiled": True},
 }
 
 
 def variant(name: str):
-    """The context a model's row is timed in: its VARIANTS setting, or none."""
-    return mock.patch.object(*VARIANTS[name]) if name in VARIANTS else contextlib.nullcontext()
+    """The context a model's row is timed in: its VARIANTS choices, or none."""
+    return rnnkit.options(**VARIANTS[name]) if name in VARIANTS else contextlib.nullcontext()
 
 
 def check(models: dict[str, nn.Module], x: torch.Tensor) -> None:
@@ -220,6 +217,7 @@ def main(argv=None) -> None:
     parser.add_argument("--shapes", choices=["both", *SHAPES], default="both")
     parser.add_argument("--no-compiled", action="store_true",
                         help="leave out the compiled CPU kernels' rows (no build)")
+    add_doc_flag(parser)
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -228,21 +226,28 @@ def main(argv=None) -> None:
         shapes = {"small": SHAPES["small"]}
     repeats = 2 if args.quick else args.repeats
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, float32, CPU")
-    compiled = not args.no_compiled
+    compiled, notes = not args.no_compiled, []
     if compiled:
         try:
-            cpu_kernels.load()
-        except cpu_kernels.CPUKernelsUnavailable as e:
-            print(f"(no compiled-kernels rows: {e})")
+            load()
+        except CPUKernelsUnavailable as e:
+            notes.append(f"(no compiled-kernels rows: {e})")
+            print(notes[-1])
             compiled = False
+    tables = []
     for shape_name, shape in shapes.items():
         T, B, I, H = shape
         models = build(I, H, compiled)
         torch.manual_seed(1)
         x = torch.randn(T, B, I)
         check(models, x)
-        print(table(shape_name, shape, measure(models, x, repeats)), flush=True)
-    print("\ncorrectness: outputs and gradients checked against torch.nn.LSTM / the loop first")
+        tables.append(table(shape_name, shape, measure(models, x, repeats)))
+        print(tables[-1], flush=True)
+    done = "correctness: outputs and gradients checked against torch.nn.LSTM / the loop first"
+    print("\n" + done)
+    write_section(__file__, "\n".join([*notes, *tables, "", done + "."]),
+                  threads=torch.get_num_threads(), argv=argv, title="Custom cells: LayerNormLSTM and "
+                  "FusedLSTM on the fast path against torch.nn.LSTM")
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from custom_cells import SHAPES, build, check, matmul_flops  # noqa: E402
+from doc_section import add_doc_flag, recorded  # noqa: E402
 from matmul_rate import matmul_gflops  # noqa: E402
 from timing import time_layers  # noqa: E402
 
@@ -63,6 +64,7 @@ def main(argv=None) -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--bf16", action="store_true", help="also time under bf16 autocast")
+    add_doc_flag(parser)
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -92,4 +94,6 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with recorded(__file__, threads=torch.get_num_threads,
+                  title="Achieved GFLOP/s against this machine's matrix-product rate"):
+        main()

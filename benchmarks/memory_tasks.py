@@ -22,7 +22,9 @@ import time
 from dataclasses import asdict
 
 import torch
+from doc_section import add_doc_flag, write_section
 
+from rnnkit.data.atomic import atomic_write_text
 from rnnkit.models.layers import make_rnn
 from rnnkit.tasks.adding import BASELINE_MSE, adding_batch
 from rnnkit.tasks.copying import BLANK, copy_baseline, copy_batch
@@ -73,6 +75,7 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=1, help="torch threads (1: steadier on a shared CPU)")
     p.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     p.add_argument("--quick", action="store_true", help="tiny budget: checks that everything runs")
+    add_doc_flag(p)
     args = p.parse_args(argv)
     if args.quick:
         args.lengths, args.steps, args.hidden_size, args.eval_every = [5, 10], 30, 16, 10
@@ -104,10 +107,12 @@ def main(argv=None) -> int:
                   f"  {results[-1]['seconds']:.0f}s", flush=True)
 
     print("\n" + table(results, args))
+    write_section(__file__, table(results, args), threads=torch.get_num_threads(), argv=argv,
+                  title="Memory tasks: which cell solves which length")
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"settings": vars(args), "config_defaults": asdict(MemoryTaskConfig()),
-                       "results": results}, f, indent=2)
+        atomic_write_text(args.json, json.dumps(
+            {"settings": vars(args), "config_defaults": asdict(MemoryTaskConfig()),
+             "results": results}, indent=2))
     return 0
 
 

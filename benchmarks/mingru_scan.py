@@ -27,9 +27,10 @@ import statistics
 import time
 
 import torch
+from doc_section import add_doc_flag, recorded
 
 import rnnkit
-from rnnkit.nn.compiled import compile_min_rnn
+from rnnkit.nn.mingru import compile_min_rnn
 
 B, H = 16, 256
 
@@ -92,6 +93,7 @@ def main(argv=None) -> None:
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
     parser.add_argument("--input-size", type=int, default=256)
     parser.add_argument("--compile", action="store_true", help="add compiled coefficients")
+    add_doc_flag(parser)
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -126,4 +128,6 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with recorded(__file__, threads=torch.get_num_threads,
+                  title="MinGRU: the parallel scan against its loop, stepping and torch.nn.GRU"):
+        main()

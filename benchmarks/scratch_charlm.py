@@ -310,4 +310,8 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    from doc_section import recorded
+
+    with recorded(__file__, threads=lambda: os.environ.get("OPENBLAS_NUM_THREADS"),
+                  title="rnnkit.scratch's character LM: characters per second"):
+        main()

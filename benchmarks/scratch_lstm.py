@@ -136,4 +136,8 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    from doc_section import recorded
+
+    with recorded(__file__, threads=int(THREADS),
+                  title="rnnkit.scratch's LSTM against torch.nn.LSTM"):
+        main()

@@ -1,11 +1,13 @@
 """rnnkit: recurrent neural networks you can read, verify against torch.nn, and run fast.
 
 The public names load lazily so that ``import rnnkit.scratch`` (NumPy only) never imports torch.
+``rnnkit.options`` (scoped execution choices) needs no torch and is there at once.
 """
 
 from importlib import import_module
 
 from rnnkit._version import __version__
+from rnnkit.options import options  # the function; the module is rnnkit.options's namesake
 
 # public name -> module that defines it
 _LAZY = {
@@ -18,7 +20,7 @@ _LAZY = {
     "GRUCell": "rnnkit.nn",
     "Elman": "rnnkit.nn",
     "Recurrent": "rnnkit.nn",
-    # speed: fused recurrence, layer norm, recurrent dropout, parallel-scan cells
+    # the fast path's layers: fused over time, layer norm, recurrent dropout, parallel-scan cells
     "FusedRNN": "rnnkit.nn.fused",
     "FusedLSTM": "rnnkit.nn.fused",
     "FusedGRU": "rnnkit.nn.fused",
@@ -38,7 +40,7 @@ _LAZY = {
     "TrainConfig": "rnnkit.train",
 }
 
-__all__ = ["__version__", *_LAZY]
+__all__ = ["__version__", "options", *_LAZY]
 
 
 def __getattr__(name: str):

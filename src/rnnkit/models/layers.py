@@ -10,6 +10,9 @@ from __future__ import annotations
 
 from torch import nn
 
+from rnnkit.nn._checks import check_choice, check_positive_int
+
+#: the cell names a task model is built from (``rnnkit.scratch.charlm`` takes the same names)
 CELLS = ("rnn", "lstm", "gru")
 
 
@@ -31,12 +34,10 @@ def make_rnn(
     from rnnkit.nn import GRU, LSTM, RNN
 
     classes = {"rnn": RNN, "lstm": LSTM, "gru": GRU}
-    if not isinstance(cell, str) or cell.lower() not in classes:
-        raise ValueError(f"cell must be one of {', '.join(CELLS)}; got {cell!r}")
+    check_choice("cell", cell.lower() if isinstance(cell, str) else cell, CELLS)
     for name, value in (("input_size", input_size), ("hidden_size", hidden_size),
                         ("num_layers", num_layers)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        check_positive_int(name, value)
     return classes[cell.lower()](
         input_size, hidden_size, num_layers, batch_first=batch_first,
         bidirectional=bidirectional, dropout=dropout if num_layers > 1 else 0.0,

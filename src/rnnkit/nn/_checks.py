@@ -1,4 +1,18 @@
-"""Argument checks at the public edge: each error says what was expected and what was got."""
+"""Argument checks at the public edge: each error says what was expected and what was got.
+
+One function per kind of error, one wording each, torch.nn's where torch.nn has one:
+
+* a size that must be a positive int: ``hidden_size should be of type int, got: float`` (TypeError),
+  ``hidden_size must be greater than zero, got 0`` (ValueError);
+* a flag: ``bias should be of type bool, got: int``; a choice: ``backend must be one of auto,
+  native, loop; got 'x'``; a probability: ``zoneout must be a probability in [0, 1), got 1.0``;
+* the input: ``LSTM: Expected input to be 2D (T, I) or 3D (T, B, I), got 4D tensor``;
+  ``LSTM: input.size(-1) must be equal to input_size. Expected 5, got 3`` (RuntimeError);
+* a state: ``LSTM: Expected hx[0] (h_0) size (2, 3, 5), got [2, 4, 5]`` (RuntimeError), then its
+  dtype and device against the input's (ValueError).
+
+Every check runs before any work starts. Only the tensor checks need torch.
+"""
 
 from __future__ import annotations
 
@@ -9,32 +23,76 @@ from torch import Tensor
 
 INIT_STATES = ("zeros", "random", "learned")
 BACKENDS = ("auto", "native", "loop")
+NONLINEARITIES = ("tanh", "relu")
 
 
-def check_positive_int(name: str, value) -> None:
+def check_positive_int(name: str, value) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise TypeError(f"{name} should be of type int, got: {type(value).__name__}")
     if value <= 0:
         raise ValueError(f"{name} must be greater than zero, got {value}")
+    return value
 
 
-def check_bool(name: str, value) -> None:
+def check_bool(name: str, value) -> bool:
     if not isinstance(value, bool):
         raise TypeError(f"{name} should be of type bool, got: {type(value).__name__}")
+    return value
 
 
-def check_choice(name: str, value, choices: tuple[str, ...]) -> None:
-    if value not in choices:
-        raise ValueError(f"{name} must be one of {', '.join(map(repr, choices))}; got {value!r}")
+def check_choice(name: str, value, choices: tuple[str, ...]) -> str:
+    if not isinstance(value, str) or value not in choices:
+        raise ValueError(f"{name} must be one of {', '.join(choices)}; got {value!r}")
+    return value
+
+
+def check_probability(name: str, p) -> float:
+    """A dropout probability in [0, 1); 1 would drop everything and divide by zero."""
+    if isinstance(p, bool) or not isinstance(p, numbers.Real) or not 0 <= p < 1:
+        raise ValueError(f"{name} must be a probability in [0, 1), got {p!r}")
+    return float(p)
 
 
 def check_dropout(dropout) -> float:
+    """torch.nn's ``dropout`` between stacked layers: [0, 1] (1 is allowed there), its wording."""
     if isinstance(dropout, bool) or not isinstance(dropout, numbers.Number) or not 0 <= dropout <= 1:
         raise ValueError(
             "dropout should be a number in range [0, 1] representing the probability of an "
             f"element being zeroed; got {dropout!r}"
         )
     return float(dropout)
+
+
+def check_nonlinearity(nonlinearity) -> str:
+    if nonlinearity not in NONLINEARITIES:  # torch.nn's wording
+        raise ValueError(f"Unknown nonlinearity '{nonlinearity}'. Select from 'tanh' or 'relu'.")
+    return nonlinearity
+
+
+def check_proj_size(proj_size, mode: str, hidden_size: int) -> int:
+    """torch.nn.LSTM's projection size: 0 (none) or a positive int below hidden_size."""
+    if isinstance(proj_size, bool) or not isinstance(proj_size, int) or proj_size < 0:
+        raise ValueError(
+            "proj_size should be a positive integer or zero to disable projections; "
+            f"got {proj_size!r}"
+        )
+    if proj_size and mode != "LSTM":
+        raise ValueError("proj_size argument is only supported for LSTM, not RNN or GRU")
+    if proj_size >= hidden_size:
+        raise ValueError(
+            f"proj_size has to be smaller than hidden_size; got proj_size={proj_size}, "
+            f"hidden_size={hidden_size}"
+        )
+    return proj_size
+
+
+def check_input(name: str, x, layouts: dict[int, str], what: str = "a Tensor") -> None:
+    """``x`` must be a tensor with one of the ``layouts`` ({dims: "(T, B, I)"}) of dimensions."""
+    if not isinstance(x, Tensor):
+        raise TypeError(f"{name}: expected input to be {what}, got {type(x).__name__}")
+    if x.dim() not in layouts:
+        want = " or ".join(f"{d}D {layout}" for d, layout in layouts.items())
+        raise ValueError(f"{name}: Expected input to be {want}, got {x.dim()}D tensor")
 
 
 def check_lengths(lengths, batch_size: int, seq_len: int, device: torch.device) -> Tensor:
@@ -99,3 +157,37 @@ def check_features(name: str, x: Tensor, input_size: int, weight: Tensor) -> Non
             f"{name}: input dtype ({x.dtype}) does not match weight dtype ({weight.dtype}). "
             f"Convert the input with input.to({weight.dtype}) or the model with model.to({x.dtype})"
         )
+
+
+def check_layer_state(name: str, hx, lstm: bool, shapes: list[tuple[int, ...]], x: Tensor):
+    """The ``hx`` of a layer: one tensor, or for an LSTM a pair (h_0, c_0), of these ``shapes``
+    (each (L*D, B, ·), or (L*D, ·) for unbatched input). Returns the states as a tuple."""
+    shown = " and ".join(str(s) for s in shapes)
+    if lstm:
+        if isinstance(hx, Tensor):
+            raise RuntimeError(
+                f"{name}: hx must be a tuple (h_0, c_0) of two tensors of shapes {shown}; "
+                f"got a single Tensor of shape {list(hx.shape)}"
+            )
+        if not isinstance(hx, (tuple, list)) or len(hx) != 2:
+            raise RuntimeError(
+                f"{name}: hx must be a tuple (h_0, c_0) of two tensors, got {type(hx).__name__}"
+                + (f" of length {len(hx)}" if isinstance(hx, (tuple, list)) else "")
+            )
+        states, labels = tuple(hx), ("hx[0] (h_0)", "hx[1] (c_0)")
+    else:
+        if isinstance(hx, (tuple, list)):
+            raise RuntimeError(
+                f"{name}: hx must be a single Tensor of shape {shown}, got a "
+                f"{type(hx).__name__} (only LSTM takes a pair (h_0, c_0))"
+            )
+        states, labels = (hx,), ("hx",)
+    for s, label, shape in zip(states, labels, shapes):
+        if isinstance(s, Tensor) and s.dim() != len(shape):
+            kind = "batched 3-D" if len(shape) == 3 else "unbatched 2-D"
+            raise RuntimeError(
+                f"{name}: For {kind} input, {label} should also be {len(shape)}-D but got "
+                f"{s.dim()}-D tensor"
+            )
+        check_state(name, s, shape, x, label)
+    return states

@@ -1,8 +1,8 @@
 """One time step of each recurrent cell, as functions and as ``torch.nn``-compatible modules.
 
 The step functions are the single source of the update equations: the cell modules below call them
-once, and the sequence layers (``rnnkit.nn.layers``) call them once per time step from the loop in
-``rnnkit.nn.loop``. Each takes ``gi``, the input projection ``W_ih x_t + b_ih`` already computed for
+once, and the sequence layers (``rnnkit.nn.rnn``) call them once per time step from the loop in
+``rnnkit.nn.loop`` (through :func:`layer_step`). Each takes ``gi``, the input projection ``W_ih x_t + b_ih`` already computed for
 this step (the loop computes it for all time steps in one matrix product), so a step only does the
 work that depends on the previous state.
 
@@ -17,7 +17,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from rnnkit.nn._checks import check_features, check_positive_int
+from rnnkit.nn._checks import (
+    check_bool,
+    check_features,
+    check_input,
+    check_nonlinearity,
+    check_positive_int,
+    check_state,
+)
+from rnnkit.nn.loop import Step, column_major
 
 # --------------------------------------------------------------------------------------------------
 # step functions: (gi, state, weights) -> new state
@@ -51,21 +59,25 @@ def lstm_step(
     return h_new, c_new
 
 
-def gru_step(gi: Tensor, h: Tensor, w_hh: Tensor, b_hh: Tensor | None) -> Tensor:
+def gru_step(
+    gi: Tensor, h: Tensor, w_hh: Tensor, b_hh: Tensor | None, h_in: Tensor | None = None
+) -> Tensor:
     """GRU step (Cho et al. 2014; torch.nn's form, reset gate applied after the matrix product).
 
-    gi = W_ih x + b_ih, gh = W_hh h + b_hh                                 (B, 3H)
+    gi = W_ih x + b_ih, gh = W_hh h_in + b_hh                              (B, 3H)
     r = σ(gi_r + gh_r);  z = σ(gi_z + gh_z);  n = tanh(gi_n + r ⊙ gh_n)
     h' = (1 - z) ⊙ n + z ⊙ h  =  n + z ⊙ (h - n)
+
+    ``h_in`` is the h entering ``W_hh``: h itself unless a dropout mask applies to it (the carried
+    h is never dropped).
     """
-    return gru_gates(gi, F.linear(h, w_hh, b_hh), h)  # gh (B, 3H)
+    return gru_gates(gi, F.linear(h if h_in is None else h_in, w_hh, b_hh), h)  # gh (B, 3H)
 
 
 def gru_gates(gi: Tensor, gh: Tensor, h: Tensor) -> Tensor:
     """The GRU update from both projections: gi, gh (B, 3H), h (B, H) -> h' (B, H).
 
-    Shared by every GRU variant (plain, fused reference, layer-normalised), which differ only in
-    how gh is computed.
+    Shared by every GRU variant (plain, layer-normalised), which differ only in how gh is computed.
     """
     i_r, i_z, i_n = gi.chunk(3, dim=1)
     h_r, h_z, h_n = gh.chunk(3, dim=1)
@@ -80,6 +92,35 @@ def combined_bias(b_ih: Tensor | None, b_hh: Tensor | None) -> Tensor | None:
     if b_ih is None:
         return None
     return b_ih + b_hh
+
+
+# --------------------------------------------------------------------------------------------------
+# a layer's step from its weights (torch.nn's layout: w_ih, w_hh, b_ih, b_hh, w_hr)
+# --------------------------------------------------------------------------------------------------
+
+
+def input_projection(mode: str, x: Tensor, w: dict) -> Tensor:
+    """``W_ih x + b`` for all steps: x (T, B, I) -> (T, B, G). RNN and LSTM fold both biases in;
+    the GRU adds ``b_hh`` inside the step (it sits inside ``r ⊙ (W_hh h + b_hh)``)."""
+    if mode == "GRU":
+        return F.linear(x, w["w_ih"], w["b_ih"])
+    return F.linear(x, w["w_ih"], combined_bias(w["b_ih"], w["b_hh"]))
+
+
+def layer_step(mode: str, w: dict, w_hh: Tensor, hidden_mask: Tensor | None = None) -> Step:
+    """``step(gi_t, state) -> state`` of a ``mode`` layer (RNN_TANH, RNN_RELU, LSTM, GRU) for
+    :func:`rnnkit.nn.loop.scan`. ``w_hh`` may differ from ``w["w_hh"]`` (DropConnect);
+    ``hidden_mask`` (B, H): variational dropout on the h entering ``W_hh``."""
+    w_hh = column_major(w_hh)  # every step multiplies by its transpose
+    mask = (lambda h: h) if hidden_mask is None else (lambda h: h * hidden_mask)
+    if mode == "GRU":
+        b_hh = w["b_hh"]
+        return lambda g, s: (gru_step(g, s[0], w_hh, b_hh, h_in=mask(s[0])),)
+    if mode == "LSTM":
+        w_hr = None if w["w_hr"] is None else column_major(w["w_hr"])
+        return lambda g, s: lstm_step(g, mask(s[0]), s[1], w_hh, w_hr)
+    nl = "tanh" if mode == "RNN_TANH" else "relu"
+    return lambda g, s: (rnn_step(g, mask(s[0]), w_hh, nl),)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -98,8 +139,7 @@ class _CellBase(nn.Module):
         super().__init__()
         check_positive_int("input_size", input_size)
         check_positive_int("hidden_size", hidden_size)
-        if not isinstance(bias, bool):
-            raise TypeError(f"bias should be of type bool, got: {type(bias).__name__}")
+        check_bool("bias", bias)
         kw = {"device": device, "dtype": dtype}
         self.input_size, self.hidden_size, self.bias = input_size, hidden_size, bias
         self.weight_ih = nn.Parameter(torch.empty(num_chunks * hidden_size, input_size, **kw))
@@ -129,10 +169,7 @@ class _CellBase(nn.Module):
     def _prepare(self, input: Tensor, states: tuple[Tensor | None, ...]):
         """Check shapes and dtypes; add the batch axis to unbatched input. Returns batched tensors."""
         name = self._name
-        if not isinstance(input, Tensor):
-            raise TypeError(f"{name}: expected input to be a Tensor, got {type(input).__name__}")
-        if input.dim() not in (1, 2):
-            raise ValueError(f"{name}: Expected input to be 1D or 2D, got {input.dim()}D instead")
+        check_input(name, input, {1: "(I,)", 2: "(B, I)"})
         check_features(name, input, self.input_size, self.weight_ih)
         batched = input.dim() == 2
         x = input if batched else input.unsqueeze(0)
@@ -142,21 +179,14 @@ class _CellBase(nn.Module):
             if s is None:
                 s = x.new_zeros(x.size(0), self.hidden_size)
             else:
-                if s.dim() != input.dim():
+                if isinstance(s, Tensor) and s.dim() != input.dim():
                     raise ValueError(
                         f"{name}: Expected {label} to be {input.dim()}D like the input, "
                         f"got {s.dim()}D instead"
                     )
+                want = (x.size(0), self.hidden_size) if batched else (self.hidden_size,)
+                check_state(name, s, want, input, label)
                 s = s if batched else s.unsqueeze(0)
-                expected = (x.size(0), self.hidden_size)
-                if tuple(s.shape) != expected:
-                    got = list(s.shape) if batched else list(s.shape[1:])
-                    want = list(expected) if batched else [self.hidden_size]
-                    raise RuntimeError(f"{name}: Expected {label} of size {want}, got {got}")
-                if s.dtype != x.dtype:
-                    raise ValueError(
-                        f"{name}: {label} dtype ({s.dtype}) does not match input dtype ({x.dtype})"
-                    )
             out.append(s)
         return x, out, batched
 
@@ -178,10 +208,7 @@ class RNNCell(_CellBase):
         device=None,
         dtype=None,
     ) -> None:
-        if nonlinearity not in ("tanh", "relu"):
-            raise ValueError(
-                f"Unknown nonlinearity '{nonlinearity}'. Select from 'tanh' or 'relu'."
-            )
+        check_nonlinearity(nonlinearity)
         super().__init__(input_size, hidden_size, bias, 1, device, dtype)
         self.nonlinearity = nonlinearity
 

@@ -1,4 +1,4 @@
-"""Recurrent dropout: the masks, drawn once per call, that the fused recurrence applies.
+"""Recurrent dropout: the masks, drawn once per call, that the ``Fused*`` and layer-norm layers apply.
 
 Three ways to regularise a recurrent layer without breaking its memory (plain dropout on the state
 at every step wipes it out):
@@ -20,30 +20,24 @@ what they drop (``E[m] = 1``, ``E[W_hh ⊙ M / (1-p)] = W_hh``, ``E[s_t] = s_{t-
 s_{t-1})``).
 
 The layers of ``rnnkit.nn.fused`` and ``rnnkit.nn.layernorm`` take them as keyword-only arguments
-``recurrent_dropout=``, ``zoneout=`` and ``weight_dropout=``.
+``recurrent_dropout=``, ``zoneout=`` and ``weight_dropout=``, and apply them on the fast path
+(``rnnkit.nn.fast``) and in the readable loop (``rnnkit.nn.loop.scan``) alike.
 """
 
 from __future__ import annotations
-
-import numbers
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-
-def check_probability(name: str, p) -> float:
-    """A dropout probability in [0, 1); 1 would drop everything and divide by zero."""
-    if isinstance(p, bool) or not isinstance(p, numbers.Real) or not 0 <= p < 1:
-        raise ValueError(f"{name} must be a probability in [0, 1), got {p!r}")
-    return float(p)
+from rnnkit.nn._checks import check_probability
 
 
 def bernoulli_mask(shape, p: float, like: Tensor, scale: bool) -> Tensor:
     """Mask of ones kept with probability 1-p (scaled by 1/(1-p) when ``scale``), like's dtype.
 
     Drawn as ``U < 1-p`` with U uniform in float32 (P = 1-p to 2^-24, whatever like's dtype):
-    on CPU ``Tensor.bernoulli_`` took 8 ms for a (128, 32, 256) zoneout mask, this 4 ms.
+    on CPU that is cheaper than ``Tensor.bernoulli_`` for a (T, B, H) zoneout mask.
     """
     keep = torch.rand(shape, dtype=torch.float32, device=like.device).lt_(1 - p).to(like.dtype)
     return keep.div_(1 - p) if scale else keep

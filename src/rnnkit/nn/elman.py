@@ -21,18 +21,14 @@ from rnnkit.nn._checks import (
     check_choice,
     check_features,
     check_lengths,
+    check_nonlinearity,
     check_positive_int,
 )
 from rnnkit.nn.cells import combined_bias, rnn_step
-from rnnkit.nn.loop import column_major, scan, step_masks
+from rnnkit.nn.loop import column_major, length_mask, scan
 from rnnkit.nn.native import run_native_any
-from rnnkit.nn.recurrent import (
-    check_h0,
-    from_time_major,
-    initial_hidden,
-    step_once,
-    to_time_major,
-)
+from rnnkit.nn.paths import NATIVE, choose_path
+from rnnkit.nn.sequence import check_h0, from_time_major, initial_state, step_once, to_time_major
 
 
 class Elman(nn.Module):
@@ -60,10 +56,7 @@ class Elman(nn.Module):
         for name, value in (("input_size", input_size), ("hidden_size", hidden_size),
                             ("output_size", output_size)):
             check_positive_int(name, value)
-        if nonlinearity not in ("tanh", "relu"):
-            raise ValueError(
-                f"Unknown nonlinearity '{nonlinearity}'. Select from 'tanh' or 'relu'."
-            )
+        check_nonlinearity(nonlinearity)
         check_bool("bias", bias)
         check_bool("batch_first", batch_first)
         check_choice("init_state", init_state, INIT_STATES)
@@ -105,7 +98,7 @@ class Elman(nn.Module):
     def initial_state(self, batch_size: int | None = None) -> Tensor:
         """h0 of shape (batch_size, H), or (H,) when batch_size is None."""
         shape = (self.hidden_size,) if batch_size is None else (batch_size, self.hidden_size)
-        return initial_hidden(
+        return initial_state(
             self.init_state, self.training, shape, self.weight_hh, getattr(self, "h0", None)
         )
 
@@ -122,7 +115,7 @@ class Elman(nn.Module):
         hs, h_n = self._recurrence(x, h, lengths)  # (T, B, H), (B, H)
         y = F.linear(hs, self.weight_ho, self.bias_ho)  # (T, B, O)
         if lengths is not None:
-            y = y.masked_fill(~torch.stack(step_masks(lengths, T)), 0.0)
+            y = y.masked_fill(~length_mask(lengths, T), 0.0)
         return from_time_major(y, h_n, batched, self.batch_first)
 
     def step(self, x_t: Tensor, h: Tensor | None = None) -> tuple[Tensor, Tensor]:
@@ -131,7 +124,7 @@ class Elman(nn.Module):
 
     def _recurrence(self, x: Tensor, h: Tensor, lengths: Tensor | None) -> tuple[Tensor, Tensor]:
         """x (T, B, I), h (B, H) -> all states (T, B, H) and the final one (B, H)."""
-        if self.backend != "loop":
+        if choose_path(self.backend, x, native=True) == NATIVE:
             weights = [self.weight_ih, self.weight_hh]
             if self.bias:
                 weights += [self.bias_ih, self.bias_hh]

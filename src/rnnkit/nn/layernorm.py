@@ -25,9 +25,10 @@ bias ``b``), which keeps torch.nn's parameter names. Extra parameters per layer 
 
 Same constructor, inputs and outputs as ``rnnkit.LSTM`` / ``rnnkit.GRU`` (batch_first,
 bidirectional, num_layers, dropout, packed sequences, ``lengths=``, ``hx``, ``init_state``), plus
-the recurrent-dropout arguments of :class:`rnnkit.nn.fused.FusedMixin`. ``backend="auto"`` runs
-the fused Function of ``rnnkit.nn.fused`` (hand-written BPTT); ``backend="loop"`` runs the readable
-steps below through the plain autograd loop (the oracle the tests compare against).
+the recurrent-dropout and ``compiled`` arguments of the ``Fused*`` layers (:mod:`rnnkit.nn.fused`).
+``backend="auto"`` runs the fast path (:mod:`rnnkit.nn.fast`, hand-written BPTT; with
+``compiled``, the LSTM's time loop and layer norms in C++); ``backend="loop"`` runs the readable
+steps below through :func:`rnnkit.nn.loop.scan` (the oracle the tests compare against).
 """
 
 from __future__ import annotations
@@ -36,10 +37,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from rnnkit.nn import fused
 from rnnkit.nn.cells import gru_gates
-from rnnkit.nn.fused import EPS, FusedMixin
-from rnnkit.nn.layers import GRU, LSTM
+from rnnkit.nn.fast.ops import EPS
+from rnnkit.nn.fused import FusedMixin
+from rnnkit.nn.loop import column_major
+from rnnkit.nn.paths import COMPILED
+from rnnkit.nn.rnn import GRU, LSTM
 
 
 def layer_norm(v: Tensor, eps: float = EPS) -> Tensor:
@@ -52,41 +55,41 @@ def ln_lstm_step(
     h_in: Tensor,
     c: Tensor,
     w_hh: Tensor,
-    g_hh: Tensor,
-    g_c: Tensor,
-    b_c: Tensor,
+    gamma_hh: Tensor,
+    gamma_c: Tensor,
+    beta_c: Tensor,
     w_hr: Tensor | None = None,
 ) -> tuple[Tensor, Tensor]:
     """One LayerNormLSTM step; ``gi = γ_ih ⊙ LN(W_ih x) + b_ih + b_hh`` is precomputed.
 
-    gi (B, 4H), h_in (B, H_out), c (B, H), w_hh (4H, H_out), g_hh (4H,), g_c, b_c (H,),
+    gi (B, 4H), h_in (B, H_out), c (B, H), w_hh (4H, H_out), gamma_hh (4H,), gamma_c, beta_c (H,),
     w_hr (P, H) -> (h' (B, H_out), c' (B, H)).
     """
-    gates = gi + g_hh * layer_norm(h_in @ w_hh.t())  # (B, 4H)
+    gates = gi + gamma_hh * layer_norm(h_in @ w_hh.t())  # (B, 4H)
     i, f, g, o = gates.chunk(4, dim=1)  # 4 x (B, H)
     c_new = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
-    h_new = torch.sigmoid(o) * torch.tanh(g_c * layer_norm(c_new) + b_c)
+    h_new = torch.sigmoid(o) * torch.tanh(gamma_c * layer_norm(c_new) + beta_c)
     if w_hr is not None:
         h_new = h_new @ w_hr.t()  # (B, P)
     return h_new, c_new
 
 
 def ln_gru_step(
-    gi: Tensor, h_in: Tensor, h: Tensor, w_hh: Tensor, g_hh: Tensor, b_hh: Tensor | None
+    gi: Tensor, h_in: Tensor, h: Tensor, w_hh: Tensor, gamma_hh: Tensor, b_hh: Tensor | None
 ) -> Tensor:
     """One LayerNormGRU step; ``gi = γ_ih ⊙ LN(W_ih x) + b_ih`` is precomputed.
 
     The recurrent product sees ``h_in`` (h, or h with a variational-dropout mask); the carry sees h.
-    gi (B, 3H), h_in, h (B, H), w_hh (3H, H), g_hh (3H,), b_hh (3H,) or None -> h' (B, H).
+    gi (B, 3H), h_in, h (B, H), w_hh (3H, H), gamma_hh (3H,), b_hh (3H,) or None -> h' (B, H).
     """
-    gh = g_hh * layer_norm(h_in @ w_hh.t())  # (B, 3H)
+    gh = gamma_hh * layer_norm(h_in @ w_hh.t())  # (B, 3H)
     if b_hh is not None:
         gh = gh + b_hh
     return gru_gates(gi, gh, h)
 
 
 class _LayerNormMixin(FusedMixin):
-    """Adds the layer-norm parameters and the LN input projection to a fused layer."""
+    """Adds the layer-norm parameters and the LN input projection to a ``Fused*`` layer."""
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
@@ -120,35 +123,36 @@ class _LayerNormMixin(FusedMixin):
     def _ln(self, base: str, layer: int, reverse: bool) -> Tensor | None:
         return getattr(self, f"{base}_l{layer}" + ("_reverse" if reverse else ""), None)
 
-    def _fused_inputs(self, x: Tensor, w: dict, layer: int, reverse: bool, loop: bool):
-        g_ih = self._ln("ln_ih_weight", layer, reverse)
+    def _fast_inputs(self, x: Tensor, w: dict, layer: int, reverse: bool, path: str):
+        gamma_ih = self._ln("ln_ih_weight", layer, reverse)
         shift, params = self._params(w, layer, reverse)
         xp = F.linear(x, w["w_ih"])  # (T, B, G): one matrix product for all T steps
-        if self.mode == "LSTM" and not loop and fused.input_ln_in_loop(xp):
+        if self.mode == "LSTM" and path == COMPILED:
             # the compiled loop applies γ_ih LN(·) + shift to each row as it goes
-            shift = torch.zeros_like(g_ih) if shift is None else shift  # bias=False
-            return "ln_lstm_x", xp, (*params, g_ih, shift)
+            shift = torch.zeros_like(gamma_ih) if shift is None else shift  # bias=False
+            return "ln_lstm_x", xp, (*params, gamma_ih, shift)
         # γ_ih ⊙ LN(W_ih x) + shift for all T steps in one layer-norm pass
-        return self.fused_cell, F.layer_norm(xp, xp.shape[-1:], g_ih, shift, EPS), params
+        return self.fast_cell, F.layer_norm(xp, xp.shape[-1:], gamma_ih, shift, EPS), params
 
     def _params(self, w: dict, layer: int, reverse: bool):
-        """(the input projection's shift, the cell's parameters in ``CELLS`` order)."""
-        g_hh = self._ln("ln_hh_weight", layer, reverse)
+        """(the input projection's shift, the cell's parameters in the fast kernels' order)."""
+        gamma_hh = self._ln("ln_hh_weight", layer, reverse)
         if self.mode == "GRU":
-            return w["b_ih"], (g_hh, w["b_hh"])
+            return w["b_ih"], (gamma_hh, w["b_hh"])
         shift = None if w["b_ih"] is None else w["b_ih"] + w["b_hh"]
-        b_c = self._ln("ln_cell_bias", layer, reverse)
-        g_c = self._ln("ln_cell_weight", layer, reverse)
-        if b_c is None:  # bias=False: no shift anywhere, a constant zero keeps one code path
-            b_c = torch.zeros_like(g_c)
-        return shift, (g_hh, g_c, b_c)
+        beta_c = self._ln("ln_cell_bias", layer, reverse)
+        gamma_c = self._ln("ln_cell_weight", layer, reverse)
+        if beta_c is None:  # bias=False: no shift anywhere, a constant zero keeps one code path
+            beta_c = torch.zeros_like(gamma_c)
+        return shift, (gamma_hh, gamma_c, beta_c)
 
-    def _reference_step(self, w_hh: Tensor, w: dict, params: tuple):
+    def _step(self, w: dict, w_hh: Tensor, params: tuple, hidden_mask: Tensor | None):
+        """``step(gi_t, state) -> state`` for the readable path; ``hidden_mask`` on h_in."""
+        w_hh = column_major(w_hh)  # every step multiplies by its transpose
+        mask = (lambda h: h) if hidden_mask is None else (lambda h: h * hidden_mask)
         if self.mode == "LSTM":
-            g_hh, g_c, b_c = params
-            return lambda g, h_in, s: ln_lstm_step(g, h_in, s[1], w_hh, g_hh, g_c, b_c, w["w_hr"])
-        g_hh, b_hh = params
-        return lambda g, h_in, s: (ln_gru_step(g, h_in, s[0], w_hh, g_hh, b_hh),)
+            return lambda g, s: ln_lstm_step(g, mask(s[0]), s[1], w_hh, *params, w["w_hr"])
+        return lambda g, s: (ln_gru_step(g, mask(s[0]), s[0], w_hh, *params),)
 
 
 class LayerNormLSTM(_LayerNormMixin, LSTM):
@@ -158,8 +162,8 @@ class LayerNormLSTM(_LayerNormMixin, LSTM):
     """
 
     @property
-    def fused_cell(self) -> str:
-        return "ln_lstm"
+    def fast_cell(self) -> str | None:
+        return None if self.proj_size else "ln_lstm"
 
 
 class LayerNormGRU(_LayerNormMixin, GRU):
@@ -169,5 +173,5 @@ class LayerNormGRU(_LayerNormMixin, GRU):
     """
 
     @property
-    def fused_cell(self) -> str:
+    def fast_cell(self) -> str | None:
         return "ln_gru"

@@ -7,11 +7,13 @@ The gates depend on the input only, never on ``h_{t-1}``, so the recurrence is l
     minLSTM:  f = σ(W_f x + b_f),  i = σ(W_i x + b_i),  h̃ = g(W_h x + b_h)
               a = f / (f + i),  b = i / (f + i) ⊙ h̃
 
-with ``g(v) = v + 0.5`` for v ≥ 0 and ``σ(v)`` for v < 0 (continuous and positive). The
+with ``g(v) = v + 0.5`` for v ≥ 0 and ``σ(v)`` for v < 0 (continuous and positive; the paper's
+``g``, :func:`positive_activation` here, as ``g`` already names the LSTM's gate). The
 coefficients are computed in log space (``log σ(k) = -softplus(-k)``, ``log f/(f+i) =
 -softplus(softplus(-k_f) - softplus(-k_i))``), which stays exact for any gate logit.
 
-Such a recurrence is a prefix scan; two parallel scans are implemented (``scan=`` argument):
+Such a recurrence is a prefix scan (:func:`linear_scan`); two parallel scans are implemented,
+chosen by the ``scan=`` argument:
 
 * ``"blocked"`` (default): a two-level blocked scan. Time is cut into ``n`` chunks of ``C ≈ √T``
   steps; one loop over the C positions runs every chunk at once (from a zero state), one loop over
@@ -19,7 +21,7 @@ Such a recurrence is a prefix scan; two parallel scans are implemented (``scan=`
   decayed by the running product of ``a`` within its chunk. That is ``2C + n`` large tensor ops
   instead of T small ones. Nothing is divided and every term is positive, so it is as accurate
   as the sequential loop. Its backward (``_BlockedScan``) is the same scan run backwards in time:
-  ``g_t = dL/dh_t + a_{t+1} g_{t+1}``, ``db_t = g_t``, ``da_t = g_t h_{t-1}``.
+  ``δ_t = dL/dh_t + a_{t+1} δ_{t+1}``, ``db_t = δ_t``, ``da_t = δ_t h_{t-1}``.
 * ``"log"``: the paper's log-space scan (Heinsen 2023),
   ``log h_t = A_t + logcumsumexp_s(log b_s - A_s)``, ``A_t = Σ_{r≤t} log a_r``, with autograd for
   the backward. It loses about ``eps · |A_t|`` relative accuracy and ``|A_t|`` grows with t, so
@@ -35,32 +37,43 @@ Shapes: T time, B batch, I input, H hidden, L layers. x (T, B, I) or (B, T, I) w
 ``batch_first`` or unbatched (T, I); h0 (L, B, H) or (L, H), zeros when omitted, any sign;
 output (T, B, H); h_n (L, B, H). For T > 1 ``forward`` scans; for T = 1 it takes one step, so
 stepping one step at a time while carrying ``h_n`` gives the numbers of one call on the whole
-sequence (to rounding). :meth:`forward_sequential` is the plain loop, the reference.
+sequence (to rounding). :meth:`forward_sequential` is the plain loop (:func:`rnnkit.nn.loop.scan`),
+the reference. :func:`compile_min_rnn` compiles the coefficients with ``torch.compile`` (opt-in).
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 
-from rnnkit.nn._checks import check_bool, check_choice, check_positive_int
+from rnnkit.nn import loop
+from rnnkit.nn._checks import (
+    check_bool,
+    check_choice,
+    check_features,
+    check_input,
+    check_positive_int,
+    check_state,
+)
 
 #: steps per chunk of the log-space scan (see the module docstring)
 CHUNK = 64
 SCANS = ("blocked", "log")
 
 
-def log_g(v: Tensor) -> Tensor:
+def log_positive_activation(v: Tensor) -> Tensor:
     """``log g(v)``: ``log(v + 0.5)`` for v ≥ 0, ``log σ(v) = -softplus(-v)`` for v < 0."""
     return torch.where(v >= 0, torch.log(F.relu(v) + 0.5), -F.softplus(-v))
 
 
-def g(v: Tensor) -> Tensor:
-    """``v + 0.5`` for v ≥ 0, ``σ(v)`` for v < 0: continuous, positive, linear growth."""
+def positive_activation(v: Tensor) -> Tensor:
+    """The paper's ``g``: ``v + 0.5`` for v ≥ 0, ``σ(v)`` for v < 0 (continuous, positive,
+    linear growth), so that every candidate state is positive and the log-space scan applies."""
     return torch.where(v >= 0, v + 0.5, torch.sigmoid(v))
 
 
@@ -100,7 +113,7 @@ def blocked_scan(a: Tensor, b: Tensor, reverse: bool = False) -> Tensor:
 
 
 class _BlockedScan(torch.autograd.Function):
-    """h = scan(a, b, h0): ``h_t = a_t h_{t-1} + b_t``, ``h_{-1} = h0``; backward is a reverse scan."""
+    """h = linear_scan(a, b, h0): ``h_t = a_t h_{t-1} + b_t``, ``h_{-1} = h0``; backward: a reverse scan."""
 
     @staticmethod
     def forward(ctx, a, b, h0):
@@ -114,16 +127,16 @@ class _BlockedScan(torch.autograd.Function):
     @once_differentiable
     def backward(ctx, dh):
         a, h, h0 = ctx.saved_tensors
-        # g_t = dh_t + a_{t+1} g_{t+1}: the same scan backwards in time, with a shifted by one
+        # δ_t = dh_t + a_{t+1} δ_{t+1}: the same scan backwards in time, with a shifted by one
         a_next = torch.cat([a[1:], a.new_zeros(1, *a.shape[1:])])
-        g_ = blocked_scan(a_next, dh.contiguous(), reverse=True)  # (T, ...)
+        delta = blocked_scan(a_next, dh.contiguous(), reverse=True)  # (T, ...)
         h_prev = torch.cat([(h0 if h0 is not None else torch.zeros_like(h[0])).unsqueeze(0), h[:-1]])
-        da = g_ * h_prev
-        dh0 = a[0] * g_[0] if h0 is not None and ctx.needs_input_grad[2] else None
-        return da, g_, dh0
+        da = delta * h_prev
+        dh0 = a[0] * delta[0] if h0 is not None and ctx.needs_input_grad[2] else None
+        return da, delta, dh0
 
 
-def scan(a: Tensor, b: Tensor, h0: Tensor | None = None) -> Tensor:
+def linear_scan(a: Tensor, b: Tensor, h0: Tensor | None = None) -> Tensor:
     """``h_t = a_t h_{t-1} + b_t`` for all t by the blocked scan. a, b (T, B, H), h0 (B, H)."""
     return _BlockedScan.apply(a.contiguous(), b.contiguous(), h0)
 
@@ -158,8 +171,8 @@ def log_scan(log_a: Tensor, log_b: Tensor, chunk: int = CHUNK) -> Tensor:
     return log_h.reshape(n * chunk, *rest)[:T]
 
 
-def scan_log_space(log_a: Tensor, log_b: Tensor, h0: Tensor | None = None) -> Tensor:
-    """The same as :func:`scan` from ``log a, log b`` by the log-space scan; h0 enters linearly."""
+def linear_scan_log(log_a: Tensor, log_b: Tensor, h0: Tensor | None = None) -> Tensor:
+    """:func:`linear_scan` from ``log a, log b`` by the log-space scan; h0 enters linearly."""
     h = torch.exp(log_scan(log_a, log_b))
     if h0 is not None:
         h = h + torch.exp(log_a.cumsum(0)) * h0  # the initial state decays by Π a
@@ -223,18 +236,8 @@ class _MinRNN(nn.Module):
 
     def _prepare(self, x: Tensor, h0: Tensor | None):
         name = type(self).__name__
-        if not isinstance(x, Tensor):
-            raise TypeError(f"{name}: expected x to be a Tensor, got {type(x).__name__}")
-        if x.dim() not in (2, 3):
-            raise ValueError(
-                f"{name}: expected x of shape ({'B, T' if self.batch_first else 'T, B'}, I) or "
-                f"(T, I), got a {x.dim()}-D tensor"
-            )
-        if x.size(-1) != self.input_size:
-            raise ValueError(
-                f"{name}: x.size(-1) must be equal to input_size. "
-                f"Expected {self.input_size}, got {x.size(-1)}"
-            )
+        check_input(name, x, {2: "(T, I)", 3: "(B, T, I)" if self.batch_first else "(T, B, I)"})
+        check_features(name, x, self.input_size, self.weight_ih_l0)
         batched = x.dim() == 3
         if not batched:
             x = x.unsqueeze(1)  # (T, 1, I)
@@ -244,9 +247,7 @@ class _MinRNN(nn.Module):
         if h0 is not None:
             want = (self.num_layers, B, self.hidden_size) if batched else (
                 self.num_layers, self.hidden_size)
-            if not isinstance(h0, Tensor) or tuple(h0.shape) != want:
-                got = list(h0.shape) if isinstance(h0, Tensor) else type(h0).__name__
-                raise ValueError(f"{name}: expected h0 of shape {want}, got {got}")
+            check_state(name, h0, want, x, "h0")
             h0 = h0 if batched else h0.unsqueeze(1)
         return x, h0, batched
 
@@ -265,9 +266,9 @@ class _MinRNN(nn.Module):
             pre = F.linear(x, getattr(self, f"weight_ih_l{k}"), getattr(self, f"bias_ih_l{k}"))
             h0_k = None if h0 is None else h0[k]
             if self.scan == "log":
-                x = scan_log_space(*self.log_coefficients(pre), h0_k)  # (T, B, H)
+                x = linear_scan_log(*self.log_coefficients(pre), h0_k)  # (T, B, H)
             else:
-                x = scan(*self.coefficients(pre), h0_k)  # (T, B, H)
+                x = linear_scan(*self.coefficients(pre), h0_k)  # (T, B, H)
             finals.append(x[-1])
         return self._finish(x, torch.stack(finals), batched)
 
@@ -280,13 +281,14 @@ class _MinRNN(nn.Module):
         finals = []
         for k in range(self.num_layers):
             pre = F.linear(x, getattr(self, f"weight_ih_l{k}"), getattr(self, f"bias_ih_l{k}"))
-            a, b = self.coefficients(pre)  # (T, B, H) each, all steps at once
+            ab = torch.cat(self.coefficients(pre), -1)  # (T, B, 2H): a, b for all steps at once
             h = x.new_zeros(x.shape[1], self.hidden_size) if h0 is None else h0[k]
-            outs = []
-            for a_t, b_t in zip(a.unbind(0), b.unbind(0)):
-                h = torch.addcmul(b_t, a_t, h)  # h_t = a_t h_{t-1} + b_t
-                outs.append(h)
-            x = torch.stack(outs)
+
+            def step(ab_t, s):
+                a_t, b_t = ab_t.chunk(2, -1)
+                return (torch.addcmul(b_t, a_t, s[0]),)  # h_t = a_t h_{t-1} + b_t
+
+            x, (h,) = loop.scan(step, ab, (h,))
             finals.append(h)
         return x, torch.stack(finals)
 
@@ -302,11 +304,11 @@ class MinGRU(_MinRNN):
 
     def coefficients(self, pre: Tensor) -> tuple[Tensor, Tensor]:
         k, v = pre.chunk(2, dim=-1)  # gate logits, candidate
-        return torch.sigmoid(-k), torch.sigmoid(k) * g(v)  # 1 - z without cancellation, z h̃
+        return torch.sigmoid(-k), torch.sigmoid(k) * positive_activation(v)  # 1 - z, z h̃
 
     def log_coefficients(self, pre: Tensor) -> tuple[Tensor, Tensor]:
         k, v = pre.chunk(2, dim=-1)
-        return -F.softplus(k), -F.softplus(-k) + log_g(v)  # log(1 - z), log(z h̃)
+        return -F.softplus(k), -F.softplus(-k) + log_positive_activation(v)  # log(1-z), log(z h̃)
 
 
 class MinLSTM(_MinRNN):
@@ -321,9 +323,42 @@ class MinLSTM(_MinRNN):
     def coefficients(self, pre: Tensor) -> tuple[Tensor, Tensor]:
         kf, ki, v = pre.chunk(3, dim=-1)
         diff = F.softplus(-kf) - F.softplus(-ki)  # log i - log f
-        return torch.sigmoid(-diff), torch.sigmoid(diff) * g(v)  # f/(f+i), i/(f+i) h̃
+        return torch.sigmoid(-diff), torch.sigmoid(diff) * positive_activation(v)  # f', i' h̃
 
     def log_coefficients(self, pre: Tensor) -> tuple[Tensor, Tensor]:
         kf, ki, v = pre.chunk(3, dim=-1)
         diff = F.softplus(-kf) - F.softplus(-ki)
-        return -F.softplus(diff), -F.softplus(-diff) + log_g(v)  # log f', log(i' h̃)
+        return -F.softplus(diff), -F.softplus(-diff) + log_positive_activation(v)  # log f', i' h̃
+
+
+def compile_min_rnn(model: nn.Module, **compile_kwargs) -> nn.Module:
+    """Compile the coefficient computation of a MinGRU / MinLSTM with ``torch.compile`` in place;
+    returns the model.
+
+    Why only the coefficients: computing ``a = σ(-k)`` and ``b = σ(k) g(v)`` over all (T, B, H)
+    elements is a chain of elementwise passes over arrays far larger than the cache, which Inductor
+    fuses into one loop (``benchmarks/mingru_scan.py --compile`` measures it); the scan itself is
+    already a few large ops. Needs a C++ compiler on CPU and tens of seconds on first call.
+    ``compile_kwargs`` go to ``torch.compile``; ``dynamic=True`` is the default so that a new
+    sequence length does not recompile.
+    """
+    if not isinstance(model, _MinRNN):
+        raise TypeError(f"compile_min_rnn expects a MinGRU or MinLSTM, got {type(model).__name__}")
+    compile_kwargs.setdefault("dynamic", True)
+    # an instance attribute shadows the method: forward and forward_sequential both pick it up
+    model.coefficients = torch.compile(model.coefficients, **compile_kwargs)
+    model.log_coefficients = torch.compile(model.log_coefficients, **compile_kwargs)
+    return model
+
+
+_RENAMED = {"g": positive_activation, "log_g": log_positive_activation, "scan": linear_scan,
+            "scan_log_space": linear_scan_log}
+
+
+def __getattr__(name: str):
+    if name in _RENAMED:
+        new = _RENAMED[name]
+        warnings.warn(f"rnnkit.nn.mingru.{name} is deprecated; use {new.__name__}",
+                      DeprecationWarning, stacklevel=2)
+        return new
+    raise AttributeError(f"module 'rnnkit.nn.mingru' has no attribute {name!r}")

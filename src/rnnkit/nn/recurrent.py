@@ -19,55 +19,8 @@ from rnnkit.nn._checks import (
     check_lengths,
     check_positive_int,
 )
-from rnnkit.nn.loop import scan, step_masks
-
-
-def initial_hidden(
-    init_state: str, training: bool, shape: tuple[int, ...], like: Tensor, learned: Tensor | None
-) -> Tensor:
-    """h0 for the modes zeros / random (normal noise in training, zeros in eval) / learned."""
-    if init_state == "learned":
-        return learned.expand(shape).to(like.dtype)
-    if init_state == "random" and training:
-        return torch.randn(shape, dtype=like.dtype, device=like.device)
-    return torch.zeros(shape, dtype=like.dtype, device=like.device)
-
-
-def check_h0(name: str, h0, batch: int, hidden_size: int, batched: bool, like: Tensor) -> Tensor:
-    """A given h0 must be (B, H) for batched input, (H,) unbatched, in the input's dtype."""
-    want = (batch, hidden_size) if batched else (hidden_size,)
-    if not isinstance(h0, Tensor) or tuple(h0.shape) != want:
-        got = list(h0.shape) if isinstance(h0, Tensor) else type(h0).__name__
-        raise RuntimeError(f"{name}: Expected h0 of size {want}, got {got}")
-    if h0.dtype != like.dtype:
-        raise ValueError(f"{name}: h0 dtype ({h0.dtype}) does not match input dtype ({like.dtype})")
-    return h0 if batched else h0.unsqueeze(0)
-
-
-def to_time_major(name: str, x, batch_first: bool) -> tuple[Tensor, bool]:
-    """(T, I), (T, B, I) or batch-first (B, T, I) -> ((T, B, I), batched)."""
-    if not isinstance(x, Tensor) or x.dim() not in (2, 3):
-        got = f"{x.dim()}D tensor" if isinstance(x, Tensor) else type(x).__name__
-        raise ValueError(f"{name}: Expected input to be 2D (T, I) or 3D, got {got}")
-    if x.dim() == 2:
-        return x.unsqueeze(1), False  # (T, 1, I)
-    return (x.transpose(0, 1) if batch_first else x), True
-
-
-def from_time_major(y: Tensor, h_n: Tensor, batched: bool, batch_first: bool):
-    """Undo :func:`to_time_major` on the outputs y (T, B, O) and h_n (B, H)."""
-    if not batched:
-        return y.squeeze(1), h_n.squeeze(0)
-    return (y.transpose(0, 1) if batch_first else y), h_n
-
-
-def step_once(module: nn.Module, x_t, h):
-    """One time step through ``module.forward``: x_t (B, I) or (I,) -> (y_t, h_t)."""
-    if not isinstance(x_t, Tensor) or x_t.dim() not in (1, 2):
-        raise ValueError(f"{type(module).__name__}.step: expected x_t of shape (B, I) or (I,)")
-    time_dim = 1 if (module.batch_first and x_t.dim() == 2) else 0
-    y, h = module(x_t.unsqueeze(time_dim), h)
-    return y.squeeze(time_dim), h
+from rnnkit.nn.loop import length_mask, scan
+from rnnkit.nn.sequence import check_h0, from_time_major, initial_state, step_once, to_time_major
 
 
 class Recurrent(nn.Module):
@@ -110,7 +63,7 @@ class Recurrent(nn.Module):
             ref = next(self.parameters(), None)
             like = ref if ref is not None else torch.empty(0)
         shape = (self.hidden_size,) if batch_size is None else (batch_size, self.hidden_size)
-        return initial_hidden(self.init_state, self.training, shape, like, getattr(self, "h0", None))
+        return initial_state(self.init_state, self.training, shape, like, getattr(self, "h0", None))
 
     def forward(
         self, x: Tensor, h0: Tensor | None = None, *, lengths: Tensor | None = None
@@ -134,7 +87,7 @@ class Recurrent(nn.Module):
         hs, (h_n,) = scan(lambda g, s: (act(g + q(s[0])),), vx, (h,), lengths)  # (T, B, H)
         y = hs if self.u is None else self.u(hs)
         if lengths is not None and self.u is not None:  # u(0) need not be 0: zero the padding
-            y = y.masked_fill(~torch.stack(step_masks(lengths, T)), 0.0)
+            y = y.masked_fill(~length_mask(lengths, T), 0.0)
         return from_time_major(y, h_n, batched, self.batch_first)
 
     def step(self, x_t: Tensor, h: Tensor | None = None) -> tuple[Tensor, Tensor]:

@@ -1,4 +1,4 @@
-"""FusedRNN / FusedLSTM / FusedGRU against torch.nn and rnnkit.scratch.
+"""FusedRNN / FusedLSTM / FusedGRU (rnnkit's layers on the fast path) against torch.nn and rnnkit.scratch.
 
 Same state dict, same inputs (padded with lengths, packed, batch_first, bidirectional, two layers,
 given hx): outputs, final states and all gradients must agree with torch.nn (autograd over its
@@ -120,10 +120,12 @@ def test_loop_backend_and_proj_size_run_the_readable_path():
     ours.load_state_dict(ref.state_dict())
     x = torch.randn(T, B, I, dtype=DT)
     torch.testing.assert_close(ours(x)[0], ref(x)[0], **TOL)
+    assert ours._path(x) == "loop"
     loop = FusedLSTM(I, H, dtype=DT, backend="loop")
-    fused = FusedLSTM(I, H, dtype=DT)
-    fused.load_state_dict(loop.state_dict())
-    torch.testing.assert_close(fused(x)[0], loop(x)[0], **TOL)
+    fast = FusedLSTM(I, H, dtype=DT)
+    fast.load_state_dict(loop.state_dict())
+    assert (loop._path(x), fast._path(x)) == ("loop", "fast")
+    torch.testing.assert_close(fast(x)[0], loop(x)[0], **TOL)
 
 
 def test_public_names_and_native_refused():
@@ -135,7 +137,7 @@ def test_public_names_and_native_refused():
 
 
 def test_bf16_autocast_runs_and_stays_close():
-    """Under CPU bf16 autocast the fused layers run in bf16 and stay near the float32 result."""
+    """Under CPU bf16 autocast the fast path runs in bf16 and stays near the float32 result."""
     torch.manual_seed(5)
     m = FusedLSTM(I, H, num_layers=2)
     x = torch.randn(T, B, I, requires_grad=True)

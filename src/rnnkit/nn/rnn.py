@@ -9,9 +9,11 @@ initialisation as ``torch.nn``, so state dicts move between the two unchanged. E
 * ``init_state="zeros" | "random" | "learned"``: the state used when ``hx`` is not given. Learned
   states are parameters ``h0`` (and ``c0`` for LSTM), shaped ``(num_layers * D, H)``; random draws
   fresh standard-normal noise on every call in training mode and uses zeros in eval mode.
-* ``backend="auto" | "native" | "loop"``: ``native`` calls PyTorch's fused kernels (what ``torch.nn``
-  runs), ``loop`` runs the readable Python time loop of ``rnnkit.nn.loop`` over the step functions
-  of ``rnnkit.nn.cells``. ``auto`` picks native whenever the layer can use it.
+* ``backend="auto" | "native" | "loop"``: ``native`` calls PyTorch's own RNN kernels (what
+  ``torch.nn`` runs), ``loop`` runs the readable Python time loop of ``rnnkit.nn.loop`` over the step
+  functions of ``rnnkit.nn.cells``. ``auto`` picks native whenever the layer can use it. The choice
+  is made in one place, :func:`rnnkit.nn.paths.choose_path`; subclasses (``rnnkit.nn.fused``) add
+  the fast path.
 * ``step(x_t, hx=None)``: one time step without a time axis, for streaming and sampling.
 
 Shapes: T time, B batch, I input, H hidden, P = proj_size (LSTM), H_out = P or H, D directions,
@@ -25,7 +27,6 @@ import warnings
 from functools import partial
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence
 
@@ -36,13 +37,18 @@ from rnnkit.nn._checks import (
     check_choice,
     check_dropout,
     check_features,
+    check_input,
+    check_layer_state,
     check_lengths,
+    check_nonlinearity,
     check_positive_int,
-    check_state,
+    check_proj_size,
 )
-from rnnkit.nn.cells import combined_bias, gru_step, lstm_step, rnn_step
-from rnnkit.nn.loop import State, column_major, packed_to_padded, padded_to_packed, scan
+from rnnkit.nn.cells import input_projection, layer_step
+from rnnkit.nn.loop import State, packed_to_padded, padded_to_packed, run_layers, scan
 from rnnkit.nn.native import run_native_any
+from rnnkit.nn.paths import LOOP, NATIVE, choose_path
+from rnnkit.nn.sequence import initial_state, step_once
 
 _GATES = {"LSTM": 4, "GRU": 3, "RNN_TANH": 1, "RNN_RELU": 1}
 
@@ -50,12 +56,16 @@ _GATES = {"LSTM": 4, "GRU": 3, "RNN_TANH": 1, "RNN_RELU": 1}
 class RNNBase(nn.Module):
     """Shared machinery of :class:`RNN`, :class:`LSTM` and :class:`GRU` (see the module docstring).
 
-    Subclasses with their own cell override :meth:`_run_direction` and set ``_has_native = False``.
+    Subclasses with their own cell override :meth:`_run_direction`, set ``_has_native = False``
+    and give their fast-path cell in :attr:`fast_cell`.
     """
 
     _has_native = True
     #: why backend="native" is refused when _has_native is False
     _native_reason = ""
+    #: the cell this layer runs on the fast path (a name in rnnkit.nn.fast.registry.KERNELS), or
+    #: None: the stock layers run torch's kernels or the readable loop
+    fast_cell: str | None = None
 
     def __init__(
         self,
@@ -75,25 +85,14 @@ class RNNBase(nn.Module):
         backend: str = "auto",
     ) -> None:
         super().__init__()
-        check_positive_int("input_size", input_size)
-        check_positive_int("hidden_size", hidden_size)
-        check_positive_int("num_layers", num_layers)
-        for name, value in (("bias", bias), ("batch_first", batch_first)):
+        for name, value in (("input_size", input_size), ("hidden_size", hidden_size),
+                            ("num_layers", num_layers)):
+            check_positive_int(name, value)
+        for name, value in (("bias", bias), ("batch_first", batch_first),
+                            ("bidirectional", bidirectional)):
             check_bool(name, value)
-        check_bool("bidirectional", bidirectional)
         dropout = check_dropout(dropout)
-        if isinstance(proj_size, bool) or not isinstance(proj_size, int) or proj_size < 0:
-            raise ValueError(
-                f"proj_size should be a positive integer or zero to disable projections; "
-                f"got {proj_size!r}"
-            )
-        if proj_size and mode != "LSTM":
-            raise ValueError("proj_size argument is only supported for LSTM, not RNN or GRU")
-        if proj_size >= hidden_size:
-            raise ValueError(
-                f"proj_size has to be smaller than hidden_size; got proj_size={proj_size}, "
-                f"hidden_size={hidden_size}"
-            )
+        check_proj_size(proj_size, mode, hidden_size)
         check_choice("init_state", init_state, INIT_STATES)
         check_choice("backend", backend, BACKENDS)
         if backend == "native" and not self._has_native:
@@ -212,33 +211,31 @@ class RNNBase(nn.Module):
                     f"{name}: lengths cannot be combined with a PackedSequence, which carries its "
                     "own lengths"
                 )
-            self._check_input(input.data, expected_dim=2)
+            check_input(name, input.data, {2: "(sum of lengths, I)"}, what="a Tensor")
+            check_features(name, input.data, self.input_size, self.weight_ih_l0)
             batched, batch = True, int(input.batch_sizes[0])
             x = input.data
         else:
-            if not isinstance(input, Tensor):
-                raise TypeError(
-                    f"{name}: expected input to be a Tensor or PackedSequence, "
-                    f"got {type(input).__name__}"
-                )
-            if input.dim() not in (2, 3):
-                raise ValueError(
-                    f"{name}: Expected input to be 2D (T, I) or 3D "
-                    f"({'B, T' if self.batch_first else 'T, B'}, I), got {input.dim()}D tensor instead"
-                )
+            layouts = {2: "(T, I)", 3: "(B, T, I)" if self.batch_first else "(T, B, I)"}
+            check_input(name, input, layouts, what="a Tensor or PackedSequence")
             batched = input.dim() == 3
             x = input if batched else input.unsqueeze(0 if self.batch_first else 1)
-            self._check_input(x, expected_dim=3)
+            check_features(name, x, self.input_size, self.weight_ih_l0)
             batch = x.size(0 if self.batch_first else 1)
             if lengths is not None:
                 seq_len = x.size(1 if self.batch_first else 0)
                 lengths = check_lengths(lengths, batch, seq_len, x.device)
         hx = self._prepare_hx(hx, batch, batched, x)
 
-        if self._use_native():
-            output, h_n = self._forward_native(input if batched else x, hx, lengths)
+        path = self._path(x)
+        if path == NATIVE:  # PyTorch's own kernels (rnnkit.nn.native)
+            output, h_n = run_native_any(
+                self.mode, input if batched else x, hx, self._flat_weights, lengths,
+                batch_first=self.batch_first, bias=self.bias, num_layers=self.num_layers,
+                dropout=self.dropout, training=self.training, bidirectional=self.bidirectional,
+            )
         else:
-            output, h_n = self._forward_loop(input if batched else x, hx, lengths)
+            output, h_n = self._forward_layers(input if batched else x, hx, lengths, path)
 
         if not batched:
             output = output.squeeze(0 if self.batch_first else 1)
@@ -255,147 +252,63 @@ class RNNBase(nn.Module):
                 f"{type(self).__name__}: step() runs forward in time; a bidirectional layer needs "
                 "the whole sequence (call forward)"
             )
-        if not isinstance(x_t, Tensor) or x_t.dim() not in (1, 2):
-            got = f"{x_t.dim()}D tensor" if isinstance(x_t, Tensor) else type(x_t).__name__
-            raise ValueError(
-                f"{type(self).__name__}.step: expected x_t of shape (B, I) or (I,), got {got}"
-            )
-        time_dim = 1 if (self.batch_first and x_t.dim() == 2) else 0
-        y, state = self(x_t.unsqueeze(time_dim), hx)
-        return y.squeeze(time_dim), state
+        return step_once(self, x_t, hx)
 
-    def _use_native(self) -> bool:
-        if self.backend == "loop":
-            return False
-        return self._has_native
+    def _path(self, x: Tensor) -> str:
+        """native, fast, compiled or loop for this call (see :func:`rnnkit.nn.paths.choose_path`)."""
+        return choose_path(self.backend, x, native=self._has_native, fast_cell=self.fast_cell,
+                           compiled=getattr(self, "compiled", None))
 
     # ---------------------------------------------------------------------------------------------
-    # checks and initial state
-
-    def _check_input(self, x: Tensor, expected_dim: int) -> None:
-        name = type(self).__name__
-        if x.dim() != expected_dim:
-            raise RuntimeError(f"{name}: input must have {expected_dim} dimensions, got {x.dim()}")
-        check_features(name, x, self.input_size, self.weight_ih_l0)
+    # initial state
 
     def _prepare_hx(self, hx, batch: int, batched: bool, x: Tensor) -> State:
         """The initial state as a tuple of (L*D, B, ·) tensors in the caller's batch order."""
-        name = type(self).__name__
-        rows = self.num_layers * self.num_directions
-        sizes = self._state_sizes()
         if hx is None:
             return self._initial_state(batch, x)
-        if self.mode == "LSTM":
-            if isinstance(hx, Tensor):
-                raise RuntimeError(
-                    f"{name}: hx must be a tuple (h_0, c_0) of two tensors, h_0 of shape "
-                    f"{(rows, batch, sizes[0]) if batched else (rows, sizes[0])} and c_0 of shape "
-                    f"{(rows, batch, sizes[1]) if batched else (rows, sizes[1])}; "
-                    f"got a single Tensor of shape {list(hx.shape)}"
-                )
-            if not isinstance(hx, (tuple, list)) or len(hx) != 2:
-                raise RuntimeError(
-                    f"{name}: hx must be a tuple (h_0, c_0) of two tensors, got {type(hx).__name__}"
-                    + (f" of length {len(hx)}" if isinstance(hx, (tuple, list)) else "")
-                )
-            states, labels = tuple(hx), ("hx[0] (h_0)", "hx[1] (c_0)")
-        else:
-            if isinstance(hx, (tuple, list)):
-                raise RuntimeError(
-                    f"{name}: hx must be a single Tensor of shape "
-                    f"{(rows, batch, sizes[0]) if batched else (rows, sizes[0])}, got a "
-                    f"{type(hx).__name__} (only LSTM takes a pair (h_0, c_0))"
-                )
-            states, labels = (hx,), ("hx",)
-        want_dim = 3 if batched else 2
-        for s, label in zip(states, labels):
-            if not isinstance(s, Tensor):
-                raise TypeError(f"{name}: {label} must be a Tensor, got {type(s).__name__}")
-            if s.dim() != want_dim:
-                kind = "batched 3-D" if batched else "unbatched 2-D"
-                raise RuntimeError(
-                    f"{name}: For {kind} input, {label} should also be {want_dim}-D but got "
-                    f"{s.dim()}-D tensor"
-                )
-        for s, label, size in zip(states, labels, sizes):
-            shape = (rows, batch, size) if batched else (rows, size)
-            check_state(name, s, shape, x, label)
+        rows = self.num_layers * self.num_directions
+        shapes = [(rows, batch, n) if batched else (rows, n) for n in self._state_sizes()]
+        states = check_layer_state(type(self).__name__, hx, self.mode == "LSTM", shapes, x)
         return states if batched else tuple(s.unsqueeze(1) for s in states)
 
     def _initial_state(self, batch: int, x: Tensor) -> State:
         rows = self.num_layers * self.num_directions
-        if self.init_state == "learned":
-            params = (self.h0, self.c0) if self.mode == "LSTM" else (self.h0,)
-            return tuple(p.unsqueeze(1).expand(-1, batch, -1).to(x.dtype) for p in params)
-        make = torch.randn if (self.init_state == "random" and self.training) else torch.zeros
+        learned = (getattr(self, "h0", None), getattr(self, "c0", None))
         return tuple(
-            make(rows, batch, size, dtype=x.dtype, device=x.device) for size in self._state_sizes()
+            initial_state(self.init_state, self.training, (rows, batch, size), x,
+                          None if p is None else p.unsqueeze(1))  # (L*D, 1, ·)
+            for size, p in zip(self._state_sizes(), learned)
         )
 
     # ---------------------------------------------------------------------------------------------
-    # native path
+    # rnnkit's own paths: layer by layer, direction by direction (the readable loop; the fast
+    # path in subclasses)
 
-    def _forward_native(self, input, hx: State, lengths: Tensor | None):
-        return run_native_any(
-            self.mode, input, hx, self._flat_weights, lengths, batch_first=self.batch_first,
-            bias=self.bias, num_layers=self.num_layers, dropout=self.dropout,
-            training=self.training, bidirectional=self.bidirectional,
-        )
-
-    # ---------------------------------------------------------------------------------------------
-    # readable path
-
-    def _forward_loop(self, input, hx: State, lengths: Tensor | None):
+    def _forward_layers(self, input, hx: State, lengths: Tensor | None, path: str):
         if isinstance(input, PackedSequence):
             x, lens = packed_to_padded(input)  # (T, B, I) in the caller's order
-            out, h_n = self._run_layers(x, hx, lens.to(x.device))
+            out, h_n = self._run_layers(x, hx, lens.to(x.device), path)
             return padded_to_packed(out, input), h_n
         x = input.transpose(0, 1) if self.batch_first else input  # (T, B, I)
-        out, h_n = self._run_layers(x, hx, lengths)
+        out, h_n = self._run_layers(x, hx, lengths, path)
         return (out.transpose(0, 1) if self.batch_first else out), h_n
 
-    def _run_layers(self, x: Tensor, hx: State, lengths: Tensor | None) -> tuple[Tensor, State]:
+    def _run_layers(
+        self, x: Tensor, hx: State, lengths: Tensor | None, path: str = LOOP
+    ) -> tuple[Tensor, State]:
         """All layers and directions. x (T, B, I), hx tuple of (L*D, B, ·) -> (out, h_n)."""
-        D = self.num_directions
-        finals: list[list[Tensor]] = [[] for _ in hx]
-        for layer in range(self.num_layers):
-            outs = []
-            for direction in range(D):
-                state = tuple(h[layer * D + direction] for h in hx)
-                out, state = self._run_direction(x, state, layer, direction == 1, lengths)
-                outs.append(out)
-                for k, s in enumerate(state):
-                    finals[k].append(s)
-            x = outs[0] if D == 1 else torch.cat(outs, dim=2)  # (T, B, D*H_out)
-            if self.dropout and self.training and layer < self.num_layers - 1:
-                x = F.dropout(x, self.dropout, training=True)
-        return x, tuple(torch.stack(f) for f in finals)
+        dropout = self.dropout if self.training else 0.0
+        return run_layers(partial(self._run_direction, lengths=lengths, path=path), x, hx,
+                          self.num_layers, self.num_directions, dropout)
 
     def _run_direction(
-        self, x: Tensor, state: State, layer: int, reverse: bool, lengths: Tensor | None
+        self, x: Tensor, state: State, layer: int, reverse: bool, lengths: Tensor | None,
+        path: str = LOOP,
     ) -> tuple[Tensor, State]:
         """One layer, one direction. x (T, B, I), state tuple of (B, ·) -> (out (T, B, H_out), state)."""
         w = self._direction_weights(layer, reverse)
-        w_hh = column_major(w["w_hh"])  # every step multiplies by its transpose
-        if self.mode == "GRU":
-            gi = F.linear(x, w["w_ih"], w["b_ih"])  # (T, B, 3H), all steps at once
-            b_hh = w["b_hh"]
-
-            def step(g, s):
-                return (gru_step(g, s[0], w_hh, b_hh),)
-        elif self.mode == "LSTM":
-            gi = F.linear(x, w["w_ih"], combined_bias(w["b_ih"], w["b_hh"]))  # (T, B, 4H)
-            w_hr = None if w["w_hr"] is None else column_major(w["w_hr"])
-
-            def step(g, s):
-                return lstm_step(g, s[0], s[1], w_hh, w_hr)
-        else:
-            gi = F.linear(x, w["w_ih"], combined_bias(w["b_ih"], w["b_hh"]))  # (T, B, H)
-            nl = "tanh" if self.mode == "RNN_TANH" else "relu"
-
-            def step(g, s):
-                return (rnn_step(g, s[0], w_hh, nl),)
-        return scan(step, gi, state, lengths, reverse)
+        gi = input_projection(self.mode, x, w)  # (T, B, G), all steps in one product
+        return scan(layer_step(self.mode, w, w["w_hh"]), gi, state, lengths, reverse)
 
 
 class RNN(RNNBase):
@@ -418,11 +331,7 @@ class RNN(RNNBase):
         init_state: str = "zeros",
         backend: str = "auto",
     ) -> None:
-        if nonlinearity not in ("tanh", "relu"):
-            raise ValueError(
-                f"Unknown nonlinearity '{nonlinearity}'. Select from 'tanh' or 'relu'."
-            )
-        self.nonlinearity = nonlinearity
+        self.nonlinearity = check_nonlinearity(nonlinearity)
         mode = "RNN_TANH" if nonlinearity == "tanh" else "RNN_RELU"
         super().__init__(
             mode, input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional,

@@ -1,5 +1,5 @@
 """Recurrent dropout: identity (or the expectation) in eval, the right mean in training, the mask
-structure each method promises, and the fused path equal to the readable loop under the same masks.
+structure each method promises, and the fast path equal to the readable loop under the same masks.
 
 The expectation checks use a ReLU Elman layer kept in its linear regime (all pre-activations
 positive), where the output of one step is linear in the dropped quantity, so the Monte Carlo mean
@@ -128,8 +128,8 @@ def test_locked_dropout_one_mask_over_time():
 
 
 @pytest.mark.parametrize("cls", [FusedLSTM, FusedGRU, LayerNormLSTM])
-def test_fused_equals_loop_with_all_dropouts(cls):
-    """Same seed, same masks: the fused Function and the readable loop agree in training mode."""
+def test_fast_equals_loop_with_all_dropouts(cls):
+    """Same seed, same masks: the fast path and the readable loop agree in training mode."""
     torch.manual_seed(8)
     fused = cls(I, H, num_layers=2, bidirectional=True, dtype=DT, **ALL).train()
     loop = cls(I, H, num_layers=2, bidirectional=True, dtype=DT, backend="loop", **ALL).train()

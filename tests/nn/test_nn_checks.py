@@ -62,7 +62,7 @@ def test_constructor_errors():
     raises(ValueError, "proj_size should be a positive integer", rnnkit.LSTM, 3, 4, proj_size=-1)
     raises(ValueError, "dropout should be a number in range \\[0, 1\\]", rnnkit.LSTM, 3, 4, dropout=1.5)
     raises(ValueError, "Unknown nonlinearity 'sigmoid'", rnnkit.RNN, 3, 4, nonlinearity="sigmoid")
-    raises(ValueError, "init_state must be one of 'zeros', 'random', 'learned'; got 'ones'",
+    raises(ValueError, "init_state must be one of zeros, random, learned; got 'ones'",
            rnnkit.LSTM, 3, 4, init_state="ones")
     raises(ValueError, "backend must be one of", rnnkit.LSTM, 3, 4, backend="cudnn")
     raises(ValueError, "output_size must be greater than zero", rnnkit.Elman, 3, 4, 0)
@@ -73,10 +73,11 @@ def test_constructor_errors():
 
 def test_cell_errors():
     cell = rnnkit.LSTMCell(I, H)
-    raises(ValueError, "Expected input to be 1D or 2D, got 3D", cell, torch.randn(2, 3, I))
+    raises(ValueError, re.escape("Expected input to be 1D (I,) or 2D (B, I), got 3D"), cell,
+           torch.randn(2, 3, I))
     raises(RuntimeError, "Expected 4, got 3", cell, torch.randn(2, 3))
     raises(TypeError, "tuple \\(h, c\\).*got a single Tensor", cell, torch.randn(2, I), torch.randn(2, H))
-    raises(RuntimeError, re.escape("Expected hx[0] of size [2, 5], got [3, 5]"), cell,
+    raises(RuntimeError, re.escape("Expected hx[0] size (2, 5), got [3, 5]"), cell,
            torch.randn(2, I), (torch.randn(3, H), torch.randn(3, H)))
     gru = rnnkit.GRUCell(I, H)
     raises(ValueError, "input dtype \\(torch.float64\\)", gru, torch.randn(2, I, dtype=torch.float64))
@@ -87,7 +88,7 @@ def test_step_and_module_errors():
     raises(ValueError, "bidirectional layer needs the whole sequence",
            rnnkit.GRU(I, H, bidirectional=True).step, torch.randn(2, I))
     net = rnnkit.Elman(I, H, 2)
-    raises(RuntimeError, re.escape("Expected h0 of size (3, 5), got [3, 4]"), net,
+    raises(RuntimeError, re.escape("Expected h0 size (3, 5), got [3, 4]"), net,
            torch.randn(6, 3, I), torch.zeros(3, 4))
     raises(RuntimeError, "Expected 4, got 2", net, torch.randn(6, 3, 2))
     rec = rnnkit.Recurrent(torch.nn.Linear(I, 3), torch.nn.Linear(H, H), hidden_size=H)

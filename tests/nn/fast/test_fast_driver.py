@@ -1,9 +1,10 @@
-"""The fused Function (hand-written BPTT) against the readable autograd loop and float64 gradcheck.
+"""The fast path's driver (hand-written BPTT) against the readable loop and float64 gradcheck.
 
-Every cell of ``rnnkit.nn.fused.CELLS``, forwards and backwards in time, with and without the
-masks (lengths, zoneout-style keep, variational hidden mask): outputs, final states and the
-gradients of every input must equal those of ``reference_recurrence`` over steps written with
-plain autograd. Then ``torch.autograd.gradcheck`` (central differences, float64) on each cell.
+Every cell of ``rnnkit.nn.fast.registry.KERNELS`` on its eager kernel, forwards and backwards in
+time, with and without the masks (lengths, zoneout-style keep, variational hidden mask): outputs,
+final states and the gradients of every input must equal those of ``rnnkit.nn.loop.scan`` over
+steps written with plain autograd. Then ``torch.autograd.gradcheck`` (central differences,
+float64) on each cell.
 """
 
 from __future__ import annotations
@@ -12,9 +13,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+import rnnkit
 from rnnkit.nn.cells import lstm_step, rnn_step
-from rnnkit.nn.fused import CELLS, fused_recurrence, reference_recurrence
+from rnnkit.nn.fast.driver import recurrence
+from rnnkit.nn.fast.products import Products, mkl_packed_available
+from rnnkit.nn.fast.registry import KERNELS
 from rnnkit.nn.layernorm import ln_gru_step, ln_lstm_step
+from rnnkit.nn.loop import scan
 
 T, B, H = 6, 3, 4
 DT = torch.float64
@@ -60,20 +65,26 @@ def make_inputs(cell, seed=0):
 
 
 def make_masks(n_state, seed=1):
+    """Lengths (T, 2, 4), zoneout's keep per state, a variational hidden mask."""
     gen = torch.Generator().manual_seed(seed)
     lengths = torch.tensor([T, 2, 4])
-    valid = (torch.arange(T)[:, None] < lengths[None]).to(DT).unsqueeze(-1)  # (T, B, 1)
-    zone = [(torch.rand(T, B, H, generator=gen) > 0.3).to(DT) for _ in range(n_state)]
-    keep = tuple(valid * z for z in zone)
+    keep = tuple((torch.rand(T, B, H, generator=gen) > 0.3).to(DT) for _ in range(n_state))
     hidden_mask = (torch.rand(B, H, generator=gen) > 0.4).to(DT) / 0.6
-    return {"valid": valid, "keep": keep, "hidden_mask": hidden_mask}
+    return {"lengths": lengths, "keep": keep, "hidden_mask": hidden_mask}
 
 
-def run_both(cell, gi, w, state, params, **kw):
+def run_both(cell, gi, w, state, params, reverse=False, lengths=None, keep=None,
+             hidden_mask=None):
+    """The fast path's eager kernel and the readable loop over the same step, same masks."""
     step = STEPS[cell][0]
-    fused = fused_recurrence(cell, gi, state, w, params, **kw)
-    ref = reference_recurrence(lambda g, hi, s: step(g, hi, s, w, params), gi, state, **kw)
-    return fused, ref
+    fast = recurrence(cell, gi, state, w, params, reverse=reverse, lengths=lengths, keep=keep,
+                      hidden_mask=hidden_mask, compiled=False)
+
+    def readable(g, s):  # the dropout mask on the h entering W_hh, as the layers' steps apply it
+        return step(g, s[0] if hidden_mask is None else s[0] * hidden_mask, s, w, params)
+
+    ref = scan(readable, gi, state, lengths, reverse, keep=keep)
+    return fast, ref
 
 
 def loss(result, weights):
@@ -81,36 +92,36 @@ def loss(result, weights):
     return (out * weights[0]).sum() + sum((s * wt).sum() for s, wt in zip(final, weights[1:]))
 
 
-@pytest.mark.parametrize("cell", list(CELLS))
+@pytest.mark.parametrize("cell", list(KERNELS))
 @pytest.mark.parametrize("variant", ["forward", "reverse", "masks", "reverse_masks"])
-def test_fused_equals_readable_loop(cell, variant):
+def test_fast_equals_readable_loop(cell, variant):
     gi, w, state, params = make_inputs(cell)
     kw = {"reverse": variant.startswith("reverse")}
     if variant.endswith("masks"):
         kw |= make_masks(len(state))
-    fused, ref = run_both(cell, gi, w, state, params, **kw)
-    torch.testing.assert_close(fused[0], ref[0], rtol=1e-12, atol=1e-12)
-    for a, b in zip(fused[1], ref[1]):
+    fast, ref = run_both(cell, gi, w, state, params, **kw)
+    torch.testing.assert_close(fast[0], ref[0], rtol=1e-12, atol=1e-12)
+    for a, b in zip(fast[1], ref[1]):
         torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
     gen = torch.Generator().manual_seed(2)
-    weights = [torch.randn(fused[0].shape, generator=gen, dtype=DT)] + [
-        torch.randn(s.shape, generator=gen, dtype=DT) for s in fused[1]
+    weights = [torch.randn(fast[0].shape, generator=gen, dtype=DT)] + [
+        torch.randn(s.shape, generator=gen, dtype=DT) for s in fast[1]
     ]
     inputs = [gi, w, *state, *params]
-    g_fused = torch.autograd.grad(loss(fused, weights), inputs)
+    g_fast = torch.autograd.grad(loss(fast, weights), inputs)
     g_ref = torch.autograd.grad(loss(ref, weights), inputs)
-    for a, b in zip(g_fused, g_ref):
+    for a, b in zip(g_fast, g_ref):
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
 
 
-@pytest.mark.parametrize("cell", list(CELLS))
-def test_fused_gradcheck(cell):
+@pytest.mark.parametrize("cell", list(KERNELS))
+def test_fast_gradcheck(cell):
     gi, w, state, params = make_inputs(cell, seed=3)
     masks = make_masks(len(state), seed=4)
 
     def f(gi, w, *rest):
         st, ps = rest[: len(state)], rest[len(state) :]
-        out, final = fused_recurrence(cell, gi, st, w, ps, reverse=True, **masks)
+        out, final = recurrence(cell, gi, st, w, ps, reverse=True, compiled=False, **masks)
         return (out, *final)
 
     assert torch.autograd.gradcheck(f, (gi, w, *state, *params), fast_mode=True)
@@ -119,8 +130,8 @@ def test_fused_gradcheck(cell):
 def test_unused_final_state_and_output_grads():
     """Only the output used: the final-state gradients arrive as zeros and must not break BPTT."""
     gi, w, state, params = make_inputs("ln_lstm", seed=5)
-    fused, ref = run_both("ln_lstm", gi, w, state, params)
-    g1 = torch.autograd.grad(fused[0].sum(), [gi, w, *params])
+    fast, ref = run_both("ln_lstm", gi, w, state, params)
+    g1 = torch.autograd.grad(fast[0].sum(), [gi, w, *params])
     g2 = torch.autograd.grad(ref[0].sum(), [gi, w, *params])
     for a, b in zip(g1, g2):
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
@@ -128,8 +139,9 @@ def test_unused_final_state_and_output_grads():
 
 def test_float32_matches_float64():
     gi, w, state, params = make_inputs("lstm", seed=6)
-    out64, _ = fused_recurrence("lstm", gi, state, w)
-    out32, _ = fused_recurrence("lstm", gi.float(), tuple(s.float() for s in state), w.float())
+    out64, _ = recurrence("lstm", gi, state, w, compiled=False)
+    out32, _ = recurrence("lstm", gi.float(), tuple(s.float() for s in state), w.float(),
+                          compiled=False)
     assert out32.dtype == torch.float32
     torch.testing.assert_close(out32.double(), out64, rtol=1e-5, atol=1e-5)
 
@@ -150,36 +162,41 @@ def test_bad_arguments_say_what_was_expected(kwargs, message):
     state = state[: kwargs.get("n_state", 2)]
     params = (w,) * kwargs.get("params", 0)
     with pytest.raises(ValueError, match=message):
-        fused_recurrence(kwargs.get("cell", "lstm"), gi, state, w, params)
+        recurrence(kwargs.get("cell", "lstm"), gi, state, w, params)
+
+
+def test_compiled_refused_where_no_compiled_kernel_applies():
+    gi, w, state, params = make_inputs("gru")
+    with pytest.raises(ValueError, match="no compiled kernel takes cell 'gru'"):
+        recurrence("gru", gi, state, w, params, compiled=True)
 
 
 def _as32(t):
     return t.detach().float().requires_grad_()
 
 
-@pytest.mark.parametrize("cell", list(CELLS))
+@pytest.mark.parametrize("cell", list(KERNELS))
 @pytest.mark.parametrize("variant", ["forward", "reverse_masks"])
 @pytest.mark.parametrize("packed", [True, False])
-def test_float32_per_step_products(cell, variant, packed, monkeypatch):
+def test_float32_per_step_products(cell, variant, packed):
     """Float32 takes MKL's packed GEMM for the W_hh products where PyTorch has it (and torch.mm
-    when turned off): both must give the float64 readable loop's outputs and gradients."""
-    import rnnkit.nn.fused as fused_mod
-
-    if packed and not fused_mod._mkl_packed_available():
+    with ``rnnkit.options(packed_gemm=False)``): both must give the float64 readable loop's
+    outputs and gradients."""
+    if packed and not mkl_packed_available():
         pytest.skip("this PyTorch build has no MKL packed GEMM")
-    monkeypatch.setattr(fused_mod, "PACKED_GEMM", packed)
     gi, w, state, params = make_inputs(cell, seed=7)
     kw = {"reverse": variant.startswith("reverse")}
     if variant.endswith("masks"):
         kw |= make_masks(len(state))
-    assert fused_mod._Product(w.float(), B).packed is packed
+    assert Products(w.float(), B, packed_gemm=packed).packed is packed
     ref = run_both(cell, gi, w, state, params, **kw)[1]
     inputs32 = [_as32(t) for t in (gi, w, *state, *params)]
     gi32, w32, rest = inputs32[0], inputs32[1], inputs32[2:]
-    kw32 = {k: (v.float() if isinstance(v, torch.Tensor) else
+    kw32 = {k: (v.float() if isinstance(v, torch.Tensor) and v.is_floating_point() else
                 tuple(x.float() for x in v) if isinstance(v, tuple) else v) for k, v in kw.items()}
-    out = fused_recurrence(cell, gi32, tuple(rest[: len(state)]), w32, tuple(rest[len(state):]),
-                           **kw32)
+    with rnnkit.options(packed_gemm=packed):
+        out = recurrence(cell, gi32, tuple(rest[: len(state)]), w32, tuple(rest[len(state):]),
+                         compiled=False, **kw32)
     torch.testing.assert_close(out[0].double(), ref[0], rtol=1e-4, atol=1e-5)
     gen = torch.Generator().manual_seed(2)
     weights = [torch.randn(ref[0].shape, generator=gen, dtype=DT)] + [

@@ -1,7 +1,7 @@
 """Opt-in torch.compile: the compiled MinGRU / MinLSTM give the eager numbers and gradients.
 
 Compilation takes tens of seconds on CPU, so the parity check is marked slow
-(``pytest -m slow tests/speed/test_compiled.py``); the argument check runs always.
+(``pytest -m slow tests/nn/test_nn_mingru_compile.py``); the argument check runs always.
 """
 
 from __future__ import annotations
@@ -9,8 +9,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from rnnkit.nn.compiled import compile_min_rnn
-from rnnkit.nn.mingru import MinGRU, MinLSTM
+from rnnkit.nn.mingru import MinGRU, MinLSTM, compile_min_rnn
 
 
 def test_rejects_other_modules():

@@ -1,8 +1,14 @@
-"""The compiled LN-LSTM step (rnnkit.nn.cpu_kernels) against the readable loop, the eager fused
-kernel and float64 finite differences.
+"""The compiled (LN-)LSTM loop (rnnkit.nn.fast.compiled) against the readable loop, the eager
+kernels and float64 finite differences.
 
 The extension is built on first use (about a minute; cached after). Where it cannot be built here
-(no C++ compiler, no ninja) the parity tests skip and say why; the error-path tests always run.
+(no C++ compiler, no ninja) these tests skip and say why; test_compiled_build.py's always run.
+The compiled kernels are chosen the way users choose them: ``rnnkit.options(compiled=...)``, a
+layer's ``compiled=`` or ``recurrence(..., compiled=...)``.
+
+Tolerances: float64 results agree to 1e-10 (the compiled σ and tanh come from ATen's ``exp_u20``,
+within 20 ulp, a few 1e-15 per step, on AVX2 and AVX-512 alike); float32 is held to "as accurate
+as the eager kernels" against the float64 result (see ``assert_float32_as_accurate_as_eager``).
 """
 
 from __future__ import annotations
@@ -11,12 +17,18 @@ import copy
 
 import pytest
 import torch
+from torch.overrides import TorchFunctionMode
 
 import rnnkit
-import rnnkit.nn.cpu_kernels as cpu_kernels
-import rnnkit.nn.fused as fused
-from rnnkit.nn.fused import fused_recurrence
+from rnnkit.nn.fast.compiled import CPUKernelsUnavailable, load
+from rnnkit.nn.fast.compiled.lstm import CompiledLSTMKernel
+from rnnkit.nn.fast.driver import recurrence
+from rnnkit.nn.fast.lstm import InputLNLSTMKernel
+from rnnkit.nn.fast.ops import EPS
+from rnnkit.nn.fast.registry import KERNELS
 from rnnkit.nn.layernorm import LayerNormLSTM
+from rnnkit.nn.loop import scan
+from rnnkit.nn.paths import COMPILED, FAST, choose_path
 
 DT = torch.float64
 TOL = {"rtol": 1e-10, "atol": 1e-10}
@@ -25,15 +37,16 @@ TOL = {"rtol": 1e-10, "atol": 1e-10}
 @pytest.fixture(scope="module")
 def built():
     try:
-        return cpu_kernels.load()
-    except cpu_kernels.CPUKernelsUnavailable as e:
+        return load()
+    except CPUKernelsUnavailable as e:
         pytest.skip(f"compiled CPU kernels unavailable here: {e}")
 
 
 @pytest.fixture
-def on(built, monkeypatch):
-    """Compiled kernels on for one test (restored after, whatever happens)."""
-    monkeypatch.setattr(fused, "CPU_KERNELS", True)
+def on(built):
+    """The compiled kernels for one test, as a user turns them on."""
+    with rnnkit.options(compiled=True):
+        yield
 
 
 def perturbed(I, H, dtype=DT, seed=0, **kw):
@@ -54,19 +67,19 @@ def run(m, x, **kw):
     return (out, h, c, *grads)
 
 
-def assert_float32_as_accurate_as_eager(monkeypatch, run_model, m, x):
+def assert_float32_as_accurate_as_eager(run_model, m, x):
     """``run_model(m, x)`` in float32 with the compiled kernels is as close to the float64 result
     (eager) as the eager float32 run is: normwise error per output and gradient. The compiled
-    σ and tanh use ATen's exp_u20 (20 ulp): measured within 0.5-2x the eager error, itself a few
-    float32 ulps."""
+    σ and tanh use ATen's exp_u20 (20 ulp): within 0.5-2x the eager error, itself a few float32
+    ulps; the bound 3x + 1e-6 leaves room for the rounding of either instruction set."""
     exact_inputs = copy.deepcopy(m).double(), x.detach().double().requires_grad_()
-    monkeypatch.setattr(fused, "CPU_KERNELS", False)
-    exact = run_model(*exact_inputs)
+    with rnnkit.options(compiled=False):
+        exact = run_model(*exact_inputs)
     errors = {}
     for flag in (False, True):
-        monkeypatch.setattr(fused, "CPU_KERNELS", flag)
-        errors[flag] = torch.tensor([((a.double() - b).abs().max() / b.abs().max()).item()
-                                     for a, b in zip(run_model(m, x), exact)])
+        with rnnkit.options(compiled=flag):
+            errors[flag] = torch.tensor([((a.double() - b).abs().max() / b.abs().max()).item()
+                                         for a, b in zip(run_model(m, x), exact)])
     assert (errors[False] < 1e-5).all()  # the reference itself is sound
     assert (errors[True] <= 3 * errors[False] + 1e-6).all(), (errors[True], errors[False])
 
@@ -74,10 +87,13 @@ def assert_float32_as_accurate_as_eager(monkeypatch, run_model, m, x):
 def test_kernel_choice(on):
     gi = torch.zeros(2, 3, 8)
     params = (torch.ones(8), torch.ones(2), torch.zeros(2))
-    assert isinstance(fused._ln_lstm_kernel(gi, params), fused._CompiledLSTMKernel)
+    assert choose_path("auto", gi, fast_cell="ln_lstm") == COMPILED
+    assert isinstance(KERNELS["ln_lstm"].compiled(gi, params), CompiledLSTMKernel)
     # dtypes the extension is not built for keep the eager kernel
-    bf = tuple(p.bfloat16() for p in params)
-    assert isinstance(fused._ln_lstm_kernel(gi.bfloat16(), bf), fused._LNLSTMKernel)
+    assert choose_path("auto", gi.bfloat16(), fast_cell="ln_lstm") == FAST
+    # so does a cell it has no kernel for, and a layer's own compiled=False
+    assert choose_path("auto", gi[..., :6], fast_cell="gru") == FAST
+    assert choose_path("auto", gi, fast_cell="ln_lstm", compiled=False) == FAST
 
 
 LAYOUTS = {
@@ -112,13 +128,13 @@ def test_equals_readable_loop_float64(on, case):
 
 @pytest.mark.parametrize("T,B,I,H", [(7, 4, 3, 37), (3, 130, 8, 64)],
                          ids=["odd-H", "rows-split-over-threads"])
-def test_float32_as_accurate_as_eager(built, monkeypatch, T, B, I, H):
+def test_float32_as_accurate_as_eager(built, T, B, I, H):
     """In float32, against the float64 result, the compiled step is as accurate as the eager
     kernel (normwise error per output and gradient). B=130 with 4H=256 is more than one parallel
     task (the grain is 8192 elements), so the row split is exercised where there are threads."""
     m = perturbed(I, H, dtype=torch.float32, seed=1)
     x = torch.randn(T, B, I, requires_grad=True)
-    assert_float32_as_accurate_as_eager(monkeypatch, run, m, x)
+    assert_float32_as_accurate_as_eager(run, m, x)
 
 
 def test_inference_path_and_saturation(on):
@@ -133,8 +149,8 @@ def test_inference_path_and_saturation(on):
     x = torch.randn(5, 2, 3, dtype=DT)
     with torch.no_grad():
         out, (h, c) = m(x)
-        fused.CPU_KERNELS = False
-        out_e, (h_e, c_e) = m(x)
+        with rnnkit.options(compiled=False):
+            out_e, (h_e, c_e) = m(x)
     assert torch.isfinite(out).all() and torch.isfinite(c).all()
     torch.testing.assert_close(out, out_e, **TOL)
     torch.testing.assert_close(c, c_e, **TOL)
@@ -147,19 +163,19 @@ def test_gradcheck_recurrence_with_masks(on):
     gi = torch.randn(T, B, 4 * H, dtype=DT, requires_grad=True)
     h0, c0 = (torch.randn(B, H, dtype=DT, requires_grad=True) for _ in range(2))
     w_hh = torch.randn(4 * H, H, dtype=DT, requires_grad=True)
-    g_hh = (1 + 0.3 * torch.randn(4 * H, dtype=DT)).requires_grad_()
-    g_c = (1 + 0.3 * torch.randn(H, dtype=DT)).requires_grad_()
-    b_c = (0.3 * torch.randn(H, dtype=DT)).requires_grad_()
+    gamma_hh = (1 + 0.3 * torch.randn(4 * H, dtype=DT)).requires_grad_()
+    gamma_c = (1 + 0.3 * torch.randn(H, dtype=DT)).requires_grad_()
+    beta_c = (0.3 * torch.randn(H, dtype=DT)).requires_grad_()
     mask = (torch.rand(B, H, dtype=DT) > 0.3).to(DT) / 0.7
     keep = (torch.rand(T, B, H, dtype=DT) > 0.2).to(DT)
 
-    def f(gi, h0, c0, w_hh, g_hh, g_c, b_c):
-        out, (h, c) = fused_recurrence("ln_lstm", gi, (h0, c0), w_hh, (g_hh, g_c, b_c),
-                                       hidden_mask=mask, keep=keep, reverse=True)
+    def f(gi, h0, c0, w_hh, gamma_hh, gamma_c, beta_c):
+        out, (h, c) = recurrence("ln_lstm", gi, (h0, c0), w_hh, (gamma_hh, gamma_c, beta_c),
+                                 hidden_mask=mask, keep=keep, reverse=True)
         return out, h, c
 
-    inputs = (gi, h0, c0, w_hh, g_hh, g_c, b_c)
-    assert isinstance(fused._ln_lstm_kernel(gi, (g_hh, g_c, b_c)), fused._CompiledLSTMKernel)
+    inputs = (gi, h0, c0, w_hh, gamma_hh, gamma_c, beta_c)
+    assert choose_path("auto", gi, fast_cell="ln_lstm") == COMPILED  # what f runs
     assert torch.autograd.gradcheck(f, inputs)
 
 
@@ -168,16 +184,16 @@ def recurrence_case(dtype, B=3, H=5, T=6, seed=4):
     gi = torch.randn(T, B, 4 * H, dtype=dtype, requires_grad=True)
     h0, c0 = (torch.randn(B, H, dtype=dtype, requires_grad=True) for _ in range(2))
     w_hh = (0.5 * torch.randn(4 * H, H, dtype=dtype)).requires_grad_()
-    g_hh = (1 + 0.3 * torch.randn(4 * H, dtype=dtype)).requires_grad_()
-    g_c = (1 + 0.3 * torch.randn(H, dtype=dtype)).requires_grad_()
-    b_c = (0.3 * torch.randn(H, dtype=dtype)).requires_grad_()
+    gamma_hh = (1 + 0.3 * torch.randn(4 * H, dtype=dtype)).requires_grad_()
+    gamma_c = (1 + 0.3 * torch.randn(H, dtype=dtype)).requires_grad_()
+    beta_c = (0.3 * torch.randn(H, dtype=dtype)).requires_grad_()
     mask = (torch.rand(B, H, dtype=dtype) > 0.3).to(dtype) / 0.7
-    return (gi, h0, c0, w_hh, g_hh, g_c, b_c), mask
+    return (gi, h0, c0, w_hh, gamma_hh, gamma_c, beta_c), mask
 
 
 def blends(kind, T, B, H, dtype):
-    """(keep, valid) for fused_recurrence: none; zoneout on h only; zoneout on both states;
-    lengths (3, 1, 6 of T=6: the keep is the valid mask, as the layers build it)."""
+    """(keep, lengths) for ``recurrence``: none; zoneout on h only; zoneout on both states;
+    lengths (3, 1, 6 of T=6)."""
     g = torch.Generator().manual_seed(6)
     zone = lambda: (torch.rand(T, B, H, generator=g) > 0.3).to(dtype)  # noqa: E731
     if kind == "none":
@@ -186,8 +202,7 @@ def blends(kind, T, B, H, dtype):
         return (zone(), None), None
     if kind == "zoneout-both":
         return (zone(), zone()), None
-    valid = (torch.arange(T)[:, None] < torch.tensor([3, 1, 6])[None, :]).unsqueeze(-1).to(dtype)
-    return valid, valid
+    return None, torch.tensor([3, 1, 6])
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["f32-packed", "f64"])
@@ -195,36 +210,42 @@ def blends(kind, T, B, H, dtype):
 @pytest.mark.parametrize("masked", [False, True], ids=["plain", "hidden-mask"])
 @pytest.mark.parametrize("blend", ["none", "zoneout-h", "zoneout-both", "lengths"])
 @pytest.mark.parametrize("cell", ["ln_lstm", "lstm"])
-def test_whole_loop_equals_per_step_driver(on, monkeypatch, dtype, reverse, masked, blend, cell):
-    """The compiled kernel runs the time loop itself (C++); it calls the same products, kernels
-    and blends (zoneout, lengths) in the same order as the Python driver, so every output and
-    gradient is equal bit for bit. (float32 takes MKL's packed GEMM where torch has it.)"""
-    inputs, mask = recurrence_case(dtype)
+def test_compiled_loop_equals_eager_driver(built, dtype, reverse, masked, blend, cell):
+    """The compiled kernel runs the time loop itself (C++), with the same products, kernels and
+    blends (zoneout, lengths) in the same order as the driver's Python loop over the eager
+    kernel. Every output and gradient: float64 equal to the eager driver's to 1e-10; float32
+    (MKL's packed GEMM where torch has it) as accurate as the eager driver's float32 run against
+    the float64 result, give or take the compiled σ and tanh's own error: they come from ATen's
+    ``exp_u20`` (within 20 ulp, on AVX2 and AVX-512 alike), so up to ~32 float32 ulps of the value
+    (32 * 2^-23 < 4e-6, normwise) beyond the eager error, which is about one ulp here. The
+    whole-loop entry points ran: the compiled kernel has no per-step methods to fall back on."""
+    inputs, mask = recurrence_case(DT)
     if cell == "lstm":
         inputs = inputs[:4]
-    gi, h0, c0, w_hh, *params = inputs
-    keep, valid = blends(blend, *gi.shape[:2], h0.shape[1], dtype)
+    keep, lengths = blends(blend, *inputs[0].shape[:2], inputs[1].shape[1], DT)
 
-    def once():
-        out, (h, c) = fused_recurrence(cell, gi, (h0, c0), w_hh, tuple(params),
-                                       reverse=reverse, hidden_mask=mask if masked else None,
-                                       keep=keep, valid=valid)
+    def once(inputs, compiled):
+        gi, h0, c0, w_hh, *params = inputs
+        m = None if not masked else mask.to(gi.dtype)
+        k = None if keep is None else tuple(None if z is None else z.to(gi.dtype) for z in keep)
+        out, (h, c) = recurrence(cell, gi, (h0, c0), w_hh, tuple(params), reverse=reverse,
+                                 hidden_mask=m, keep=k, lengths=lengths, compiled=compiled)
         loss = out.sin().sum() + h.pow(2).sum() + (c * 0.7).cos().sum()
         return (out, h, c, *torch.autograd.grad(loss, inputs))
 
-    monkeypatch.setattr(fused, "WHOLE_LOOP", False)
-    per_step = once()
-
-    def refuse(*args):
-        raise AssertionError("the per-step path ran where the whole loop should have")
-
-    monkeypatch.setattr(fused, "WHOLE_LOOP", True)
-    assert isinstance(fused.CELLS[cell][0](gi, tuple(params)), fused._CompiledLSTMKernel)
-    monkeypatch.setattr(fused._CompiledLSTMKernel, "forward_step", refuse)
-    monkeypatch.setattr(fused._CompiledLSTMKernel, "backward_step", refuse)
-    whole = once()
-    for a, b in zip(whole, per_step):
-        assert torch.equal(a, b)
+    kernel = KERNELS[cell].compiled(inputs[0], tuple(inputs[4:]))
+    assert hasattr(kernel, "forward_all") and not hasattr(kernel, "forward_step")
+    exact = once(inputs, compiled=False)
+    if dtype == DT:
+        for a, b in zip(once(inputs, compiled=True), exact):
+            torch.testing.assert_close(a, b, **TOL)
+        return
+    inputs32 = [t.detach().float().requires_grad_() for t in inputs]
+    err = {flag: torch.tensor([((a.double() - b).abs().max() / b.abs().max()).item()
+                               for a, b in zip(once(inputs32, compiled=flag), exact)])
+           for flag in (False, True)}
+    assert (err[False] < 1e-5).all()  # the reference itself is sound
+    assert (err[True] <= 3 * err[False] + 4e-6).all(), (err[True], err[False])
 
 
 @pytest.mark.parametrize("reverse", [False, True], ids=["fwd", "rev"])
@@ -238,11 +259,11 @@ def test_gradcheck_whole_loop(on, reverse, blend, cell):
     keep, _ = blends(blend, 4, 3, 3, DT)
 
     def f(gi, h0, c0, w_hh, *params):
-        out, (h, c) = fused_recurrence(cell, gi, (h0, c0), w_hh, params,
-                                       hidden_mask=mask, reverse=reverse, keep=keep)
+        out, (h, c) = recurrence(cell, gi, (h0, c0), w_hh, params, hidden_mask=mask,
+                                 reverse=reverse, keep=keep)
         return out, h, c
 
-    assert hasattr(fused.CELLS[cell][0](inputs[0], inputs[4:]), "forward_all")
+    assert choose_path("auto", inputs[0], fast_cell=cell) == COMPILED  # what f runs
     assert torch.autograd.gradcheck(f, inputs)
 
 
@@ -251,28 +272,28 @@ def test_plain_lstm_equals_readable_loop(on, blend):
     """The compiled plain LSTM (``lstm`` cell, what rnnkit.FusedLSTM runs) against the readable
     autograd loop over ``cells.lstm_step``: float64, 1e-10, every output and gradient."""
     from rnnkit.nn.cells import lstm_step
-    from rnnkit.nn.fused import reference_recurrence
 
     inputs, mask = recurrence_case(DT, seed=9)
     gi, h0, c0, w_hh = inputs[:4]
-    keep, valid = blends(blend, *gi.shape[:2], h0.shape[1], DT)
-    kw = dict(hidden_mask=mask, keep=keep, valid=valid, reverse=True)
+    keep, lengths = blends(blend, *gi.shape[:2], h0.shape[1], DT)
 
     def grads(out, h, c):
         loss = out.sin().sum() + h.pow(2).sum() + (c * 0.7).cos().sum()
         return (out, h, c, *torch.autograd.grad(loss, (gi, h0, c0, w_hh)))
 
-    out, (h, c) = fused_recurrence("lstm", gi, (h0, c0), w_hh, (), **kw)
+    out, (h, c) = recurrence("lstm", gi, (h0, c0), w_hh, (), hidden_mask=mask, keep=keep,
+                             lengths=lengths, reverse=True)
     compiled = grads(out, h, c)
-    out, (h, c) = reference_recurrence(lambda g, hi, s: lstm_step(g, hi, s[1], w_hh), gi,
-                                       (h0, c0), **kw)
+    out, (h, c) = scan(lambda g, s: lstm_step(g, s[0] * mask, s[1], w_hh), gi, (h0, c0),
+                       lengths, reverse=True, keep=keep)
     for a, b in zip(compiled, grads(out, h, c)):
         torch.testing.assert_close(a, b, **TOL)
 
 
-def test_fused_lstm_layer_float32(built, monkeypatch):
+def test_fused_lstm_layer_float32(built):
     """rnnkit.FusedLSTM on the compiled kernels, float32, in training with every dropout: as close
-    to the float64 result as its eager kernel is, and torch.nn.LSTM's numbers without dropout."""
+    to the float64 result as its eager kernel is, and torch.nn.LSTM's numbers without dropout;
+    ``compiled=True`` in the constructor takes the same path as the scoped option."""
     torch.manual_seed(10)
     m = rnnkit.FusedLSTM(5, 16, num_layers=2, bidirectional=True, recurrent_dropout=0.2,
                          zoneout=0.1, weight_dropout=0.2)
@@ -285,53 +306,55 @@ def test_fused_lstm_layer_float32(built, monkeypatch):
         loss = out.sin().sum() + h.pow(2).sum() + (c * 0.7).cos().sum()
         return (out, h, c, *torch.autograd.grad(loss, [x, *model.parameters()]))
 
-    assert_float32_as_accurate_as_eager(monkeypatch, run, m, x)
+    assert_float32_as_accurate_as_eager(run, m, x)
     # without the dropouts it is torch.nn.LSTM (same weights, same state_dict keys)
-    plain = rnnkit.FusedLSTM(5, 16, num_layers=2, bidirectional=True)
+    plain = rnnkit.FusedLSTM(5, 16, num_layers=2, bidirectional=True, compiled=True)
     ref = torch.nn.LSTM(5, 16, num_layers=2, bidirectional=True)
     plain.load_state_dict(m.state_dict())
     ref.load_state_dict(m.state_dict())
-    torch.testing.assert_close(plain(x)[0], ref(x)[0], rtol=1e-5, atol=1e-6)
+    assert plain._path(x) == COMPILED and "compiled=True" in repr(plain)
+    with rnnkit.options(compiled=False):  # the constructor's choice wins over the scope
+        assert plain._path(x) == COMPILED
+        torch.testing.assert_close(plain(x)[0], ref(x)[0], rtol=1e-5, atol=1e-6)
 
 
 def input_ln_case(dtype, B=3, H=5, T=6, seed=7):
     """x = W_ih x_t before its layer norm, and the five parameters of the ``ln_lstm_x`` cell."""
     inputs, mask = recurrence_case(dtype, B=B, H=H, T=T, seed=seed)
-    gi, h0, c0, w_hh, g_hh, g_c, b_c = inputs
+    gi, h0, c0, w_hh, gamma_hh, gamma_c, beta_c = inputs
     x = (2.0 * gi.detach() + 0.5).requires_grad_()  # a mean and a scale for the LN to remove
-    g_ih = (1 + 0.3 * torch.randn(4 * H, dtype=dtype)).requires_grad_()
+    gamma_ih = (1 + 0.3 * torch.randn(4 * H, dtype=dtype)).requires_grad_()
     shift = (0.3 * torch.randn(4 * H, dtype=dtype)).requires_grad_()
-    return (x, h0, c0, w_hh, g_hh, g_c, b_c, g_ih, shift), mask
+    return (x, h0, c0, w_hh, gamma_hh, gamma_c, beta_c, gamma_ih, shift), mask
 
 
 @pytest.mark.parametrize("reverse", [False, True], ids=["fwd", "rev"])
 @pytest.mark.parametrize("blend", ["none", "zoneout-both", "lengths"])
-def test_input_layer_norm_cell(on, monkeypatch, reverse, blend):
+def test_input_layer_norm_cell(built, reverse, blend):
     """``ln_lstm_x`` (the input side's layer norm inside the loop) against ``ln_lstm`` on
     ``γ_ih LN(x) + shift`` done by autograd outside it: float64, 1e-10, every gradient; both the
     compiled loop and its eager stand-in (a bulk layer norm before and after the eager kernel)."""
     inputs, mask = input_ln_case(DT)
-    x, h0, c0, w_hh, g_hh, g_c, b_c, g_ih, shift = inputs
-    keep, valid = blends(blend, *x.shape[:2], h0.shape[1], DT)
-    kw = dict(reverse=reverse, hidden_mask=mask, keep=keep, valid=valid)
+    x, h0, c0, w_hh, gamma_hh, gamma_c, beta_c, gamma_ih, shift = inputs
+    keep, lengths = blends(blend, *x.shape[:2], h0.shape[1], DT)
+    kw = dict(reverse=reverse, hidden_mask=mask, keep=keep, lengths=lengths)
 
     def loss(out, h, c):
         return out.sin().sum() + h.pow(2).sum() + (c * 0.7).cos().sum()
 
-    def fused_x():
-        out, (h, c) = fused_recurrence("ln_lstm_x", x, (h0, c0), w_hh,
-                                       (g_hh, g_c, b_c, g_ih, shift), **kw)
+    def fast_x(compiled):
+        out, (h, c) = recurrence("ln_lstm_x", x, (h0, c0), w_hh, (gamma_hh, gamma_c, beta_c, gamma_ih, shift),
+                                 compiled=compiled, **kw)
         return (out, h, c, *torch.autograd.grad(loss(out, h, c), inputs))
 
-    monkeypatch.setattr(fused, "CPU_KERNELS", False)
-    gi = torch.nn.functional.layer_norm(x, x.shape[-1:], g_ih, shift, fused.EPS)
-    out, (h, c) = fused_recurrence("ln_lstm", gi, (h0, c0), w_hh, (g_hh, g_c, b_c), **kw)
+    gi = torch.nn.functional.layer_norm(x, x.shape[-1:], gamma_ih, shift, EPS)
+    out, (h, c) = recurrence("ln_lstm", gi, (h0, c0), w_hh, (gamma_hh, gamma_c, beta_c), compiled=False,
+                             **kw)
     reference = (out, h, c, *torch.autograd.grad(loss(out, h, c), inputs))
-    assert isinstance(fused._ln_lstm_x_kernel(x, inputs[4:]), fused._InputLNLSTMKernel)
-    eager = fused_x()
-    monkeypatch.setattr(fused, "CPU_KERNELS", True)
-    assert fused._ln_lstm_x_kernel(x, inputs[4:]).input_ln
-    compiled = fused_x()
+    assert isinstance(KERNELS["ln_lstm_x"].eager(x, inputs[4:]), InputLNLSTMKernel)
+    eager = fast_x(compiled=False)
+    assert KERNELS["ln_lstm_x"].compiled(x, inputs[4:]).input_ln
+    compiled = fast_x(compiled=True)
     for a, b, e in zip(compiled, reference, eager):
         torch.testing.assert_close(e, b, **TOL)
         torch.testing.assert_close(a, b, **TOL)
@@ -346,105 +369,51 @@ def test_gradcheck_input_layer_norm(on, reverse):
 
     def f(*args):
         x, h0, c0, w_hh, *params = args
-        out, (h, c) = fused_recurrence("ln_lstm_x", x, (h0, c0), w_hh, tuple(params),
-                                       hidden_mask=mask, reverse=reverse, keep=keep)
+        out, (h, c) = recurrence("ln_lstm_x", x, (h0, c0), w_hh, tuple(params),
+                                 hidden_mask=mask, reverse=reverse, keep=keep)
         return out, h, c
+
+    assert choose_path("auto", inputs[0], fast_cell="ln_lstm_x") == COMPILED  # what f runs
 
     assert torch.autograd.gradcheck(f, inputs)
 
 
-def test_layer_uses_the_input_layer_norm_loop(on, monkeypatch):
-    """With the kernels on, LayerNormLSTM hands W_ih x to the loop (cell ``ln_lstm_x``) unless it
-    runs the readable loop; off, it does its layer norm itself (cell ``ln_lstm``)."""
-    cells = []
-    real = fused.fused_recurrence
-
-    def spy(cell, *args, **kw):
-        cells.append(cell)
-        return real(cell, *args, **kw)
-
-    monkeypatch.setattr(fused, "fused_recurrence", spy)
+def test_layer_uses_the_input_layer_norm_loop(on):
+    """With the compiled kernels, LayerNormLSTM hands W_ih x to the loop (cell ``ln_lstm_x``)
+    unless it runs the readable loop; without, it does its layer norm itself (cell ``ln_lstm``).
+    The path is chosen per call; float32 takes the compiled kernels too, bf16 autocast not."""
     m = perturbed(3, 4, num_layers=2, bidirectional=True)
     x = torch.randn(5, 2, 3, dtype=DT)
-    m(x)
-    assert cells == ["ln_lstm_x"] * 4
-    cells.clear()
-    monkeypatch.setattr(fused, "CPU_KERNELS", False)
-    m(x)
-    assert cells == ["ln_lstm"] * 4
-    cells.clear()
-    monkeypatch.setattr(fused, "CPU_KERNELS", True)
-    m.float()(x.float())  # float32 takes it too; bf16 autocast would not (dtype check)
-    assert cells == ["ln_lstm_x"] * 4
+    w = m._direction_weights(0, True)
+    assert m._path(x) == COMPILED
+    assert m._fast_inputs(x, w, 0, True, COMPILED)[0] == "ln_lstm_x"
+    with rnnkit.options(compiled=False):
+        assert m._path(x) == FAST
+    assert m._fast_inputs(x, w, 0, True, FAST)[0] == "ln_lstm"
+    assert m.float()._path(x.float()) == COMPILED
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert m._path(x.float()) == FAST
+    assert LayerNormLSTM(3, 4, backend="loop")._path(x.float()) == "loop"
+
+
+class CountLinear(TorchFunctionMode):
+    """Counts the calls of ``F.linear`` while active."""
+
+    def __init__(self):
+        super().__init__()
+        self.shapes = []
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        if func is torch.nn.functional.linear:
+            self.shapes.append(tuple(args[1].shape))
+        return func(*args, **(kwargs or {}))
 
 
 @pytest.mark.parametrize("compiled", [False, True], ids=["eager", "compiled"])
-def test_layer_projects_the_input_once(built, monkeypatch, compiled):
+def test_layer_projects_the_input_once(built, compiled):
     """Whichever cell LayerNormLSTM picks, W_ih x is computed once per layer and direction."""
-    calls = []
-    linear = torch.nn.functional.linear
-
-    def counting(*args, **kw):
-        calls.append(args[1].shape)
-        return linear(*args, **kw)
-
-    monkeypatch.setattr(fused, "CPU_KERNELS", compiled)
     m = perturbed(3, 4, num_layers=2, bidirectional=True)
     x = torch.randn(5, 2, 3, dtype=DT)
-    monkeypatch.setattr(torch.nn.functional, "linear", counting)
-    m(x)
-    assert len(calls) == 4, calls
-
-
-def test_unavailable_says_why(monkeypatch):
-    from torch.utils import cpp_extension
-
-    monkeypatch.setattr(cpu_kernels, "_module", None)
-    monkeypatch.setattr(cpp_extension, "is_ninja_available", lambda: False)
-    with pytest.raises(cpu_kernels.CPUKernelsUnavailable, match="pip install ninja"):
-        cpu_kernels.enable()
-    assert fused.CPU_KERNELS is False  # a failed enable() leaves the eager kernels in place
-    monkeypatch.setattr(cpp_extension, "is_ninja_available", lambda: True)
-    monkeypatch.setenv("CXX", "no-such-compiler-rnnkit")
-    with pytest.raises(cpu_kernels.CPUKernelsUnavailable, match="'no-such-compiler-rnnkit' was"):
-        cpu_kernels.load()
-
-
-def test_build_falls_back_to_lesser_instruction_sets(monkeypatch):
-    """A compiler that cannot build the AVX-512 code gets AVX2 next, then portable code; if all
-    fail, the error carries each attempt's reason."""
-    from torch.utils import cpp_extension
-
-    tried = []
-
-    def fake_load(name, sources, extra_cflags, extra_ldflags, verbose):
-        tried.append(name)
-        if not name.endswith("_default"):
-            raise RuntimeError(f"compiler rejects {name}")
-        return "module"
-
-    monkeypatch.setattr(cpu_kernels, "_module", None)
-    monkeypatch.setattr(cpu_kernels, "_capability", lambda: "AVX512")
-    monkeypatch.setattr(cpp_extension, "is_ninja_available", lambda: True)
-    monkeypatch.setenv("CXX", "sh")  # any program on PATH passes the compiler check
-    monkeypatch.setattr(cpp_extension, "load", fake_load)
-    assert cpu_kernels.load() == "module"
-    assert tried == [f"rnnkit_cpu_kernels_{c}" for c in ("avx512", "avx2", "default")]
-
-    monkeypatch.setattr(cpu_kernels, "_module", None)
-    monkeypatch.setattr(cpu_kernels, "_capability", lambda: "AVX2")
-    monkeypatch.setattr(cpp_extension, "load", lambda name, **kw: (_ for _ in ()).throw(
-        RuntimeError(f"no luck with {name}")))
-    with pytest.raises(cpu_kernels.CPUKernelsUnavailable) as err:
-        cpu_kernels.load()
-    assert "[AVX2] no luck with rnnkit_cpu_kernels_avx2" in str(err.value)
-    assert "[DEFAULT] no luck with rnnkit_cpu_kernels_default" in str(err.value)
-    assert "AVX512" not in str(err.value)  # never above what torch picked
-
-
-def test_enable_and_disable(built, monkeypatch):
-    monkeypatch.setattr(fused, "CPU_KERNELS", False)
-    cpu_kernels.enable()
-    assert fused.CPU_KERNELS is True and cpu_kernels.available()
-    cpu_kernels.disable()
-    assert fused.CPU_KERNELS is False
+    with rnnkit.options(compiled=compiled), CountLinear() as calls:
+        m(x)
+    assert len(calls.shapes) == 4, calls.shapes

@@ -1,4 +1,4 @@
-"""LayerNormLSTM / LayerNormGRU: the fused path against an independent cell written with
+"""LayerNormLSTM / LayerNormGRU: the fast path against an independent cell written with
 torch.nn.functional.layer_norm, against the readable loop (backend="loop") in every layout, and
 float64 gradcheck of the whole layer."""
 
@@ -88,7 +88,7 @@ LAYOUTS = [
 
 @pytest.mark.parametrize("cls", [LayerNormLSTM, LayerNormGRU])
 @pytest.mark.parametrize("layout", LAYOUTS, ids=["bidir2", "nobias", "dropout"])
-def test_fused_equals_readable_loop(cls, layout):
+def test_fast_equals_readable_loop(cls, layout):
     fused = perturbed(cls, **layout).eval()
     loop = cls(I, H, dtype=DT, backend="loop", **layout).eval()
     loop.load_state_dict(fused.state_dict())
