@@ -1,4 +1,4 @@
-"""MkDocs hook for the API reference: point each ``::: rnnkit.Name`` at the module that defines it.
+"""MkDocs hooks: point each ``::: rnnkit.Name`` at the module that defines it, and unlink source paths.
 
 The reference pages name objects by their public path (``rnnkit.FusedLSTM``,
 ``rnnkit.train.TrainConfig``). Some of those are loaded lazily at run time (a module
@@ -16,6 +16,9 @@ import pkgutil
 import re
 
 DIRECTIVE = re.compile(r"^::: ([\w.]+)[ \t]*$", re.MULTILINE)
+# a link from a page in docs/ to a file of the repository outside it (``[lstm.cpp](../src/...)``):
+# it works where the Markdown is read in the repository, but the site holds only docs/
+SOURCE_LINK = re.compile(r"\[([^\]]+)\]\((?:\.\./)+((?:src|tests|benchmarks|tutorials)/[^)#\s]*)[^)]*\)")
 
 
 def defined_at(path: str) -> str:
@@ -38,5 +41,13 @@ def defined_at(path: str) -> str:
     return path
 
 
+def unlink_source(match: re.Match) -> str:
+    """``[text](../src/a/b.py)`` -> ``text`` when the text names the file, else ``text (src/a/b.py)``."""
+    text, path = match.group(1), match.group(2)
+    name = path.rstrip("/").rpartition("/")[2]
+    return text if name and name in text else f"{text} (`{path}`)"
+
+
 def on_page_markdown(markdown: str, **kwargs) -> str:
+    markdown = SOURCE_LINK.sub(unlink_source, markdown)
     return DIRECTIVE.sub(lambda m: f"::: {defined_at(m.group(1))}", markdown)
