@@ -6,17 +6,19 @@ where torch.nn has some:
 * a whole number: ``hidden_size should be of type int, got: float`` (TypeError);
   ``hidden_size must be greater than zero, got 0``, ``steps must be at least 0, got -1`` (ValueError);
 * a real number: ``lr should be of type float, got: str`` (TypeError); ``lr must be greater than
-  zero, got 0``, ``top_p must be in (0, 1], got 1.5`` (ValueError);
+  zero, got 0``, ``top_p must lie in (0, 1], got 1.5`` (ValueError);
 * a flag: ``bias should be of type bool, got: int``; a choice: ``backend must be one of auto,
   native, loop; got 'x'``; a probability: ``zoneout must be a probability in [0, 1), got 1.0``.
 
-Each returns the value it checked, so a constructor can check and store in one line. The checks of
+Each returns the value it checked, so a constructor can check and store in one line;
+``errors_as(ConfigError)`` raises a failed check as the error its caller catches. The checks of
 tensors (shapes, lengths, states) need torch and live in ``rnnkit.nn._checks``; NumPy's
 (``rnnkit.scratch``) use these, since ``rnnkit.scratch`` never imports torch.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import numbers
 
@@ -46,24 +48,24 @@ def check_real(name: str, value) -> float:
 
 def check_positive_number(name: str, value) -> float:
     """A finite real number > 0: a learning rate, a temperature, a clipping norm."""
-    value = check_real(name, value)
-    if not (value > 0 and math.isfinite(value)):
+    number = check_real(name, value)
+    if not (number > 0 and math.isfinite(number)):
         raise ValueError(f"{name} must be greater than zero, got {value!r}")
-    return value
+    return number
 
 
 def check_range(name: str, value, low: float, high: float, *, low_open: bool = False,
                 high_open: bool = False) -> float:
     """A real number in the interval from ``low`` to ``high``, each end closed unless ``*_open``
     (an infinite end is always open): ``check_range("top_p", p, 0, 1, low_open=True)`` is (0, 1]."""
-    value = check_real(name, value)
+    number = check_real(name, value)
     low_open, high_open = low_open or math.isinf(low), high_open or math.isinf(high)
-    above = value > low if low_open else value >= low
-    below = value < high if high_open else value <= high
+    above = number > low if low_open else number >= low
+    below = number < high if high_open else number <= high
     if not (above and below):  # NaN fails both
         interval = f"{'(' if low_open else '['}{_show(low)}, {_show(high)}{')' if high_open else ']'}"
-        raise ValueError(f"{name} must be in {interval}, got {value!r}")
-    return value
+        raise ValueError(f"{name} must lie in {interval}, got {value!r}")
+    return number
 
 
 def _show(bound: float) -> str:
@@ -88,3 +90,15 @@ def check_probability(name: str, p) -> float:
     if isinstance(p, bool) or not isinstance(p, numbers.Real) or not 0 <= p < 1:
         raise ValueError(f"{name} must be a probability in [0, 1), got {p!r}")
     return float(p)
+
+
+@contextlib.contextmanager
+def errors_as(kind: type[ValueError]):
+    """Raise a failed check (TypeError or ValueError) as ``kind``, with the same message: for a
+    caller that reports one error class (``ConfigError``, ``SamplingError``) to the user."""
+    try:
+        yield
+    except (TypeError, ValueError) as err:
+        if isinstance(err, kind):
+            raise
+        raise kind(str(err)) from None

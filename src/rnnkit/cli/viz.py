@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from rnnkit.checks import check_int
 from rnnkit.cli import CLIError, user_errors
 from rnnkit.cli.paths import check_image_path, check_run_folder, save_figure
 
@@ -28,10 +29,12 @@ def refuse_with_run(args, names, why: str) -> None:
 
 
 def check_at_least(args, minimum: int, *names: str) -> None:
+    """CLIError unless each given flag among ``names`` is at least ``minimum`` (rnnkit.checks' wording)."""
     for name in names:
         value = getattr(args, name, None)
-        if value is not None and value < minimum:
-            raise CLIError(f"--{name.replace('_', '-')} must be >= {minimum}, got {value}")
+        if value is not None:
+            with user_errors():
+                check_int("--" + name.replace("_", "-"), value, minimum)
 
 
 # ---- diagram --------------------------------------------------------------------------------------

@@ -10,6 +10,8 @@ from __future__ import annotations
 import unicodedata
 from pathlib import Path
 
+from rnnkit.checks import check_range, errors_as
+
 
 class CorpusError(ValueError):
     """A corpus that cannot be used as given: the message says why and what to do."""
@@ -56,8 +58,8 @@ def split_text(text: str, val_fraction: float = 0.1) -> tuple[str, str]:
     A contiguous split, as char-rnn and nanoGPT do, so validation text is never seen in training.
     tinyshakespeare (1,115,394 characters) splits into 1,003,854 and 111,540.
     """
-    if not 0.0 < val_fraction < 1.0:
-        raise CorpusError(f"val_fraction must be in (0, 1), got {val_fraction}")
+    with errors_as(CorpusError):
+        check_range("val_fraction", val_fraction, 0, 1, low_open=True, high_open=True)
     n_train = int(len(text) * (1.0 - val_fraction))
     return text[:n_train], text[n_train:]
 

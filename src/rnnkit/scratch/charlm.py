@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from rnnkit.checks import check_choice, check_positive_number
 from rnnkit.scratch.deprecation import renamed
 from rnnkit.scratch.linear import init_linear, linear_backward, linear_forward
 from rnnkit.scratch.losses import cross_entropy_backward, cross_entropy_forward, log_softmax
@@ -63,8 +64,7 @@ class NumpyCharLM(Module):
         if (not self.chars or len(set(self.chars)) != len(self.chars)
                 or any(not isinstance(ch, str) or len(ch) != 1 for ch in self.chars)):
             raise ValueError(f"chars must be a non-empty sequence of distinct characters, got {chars!r}")
-        if cell not in CELLS:
-            raise ValueError(f"cell must be one of {sorted(CELLS)}. Expected one of those, got {cell!r}")
+        check_choice("cell", cell, tuple(CELLS))
         self.cell, self.hidden_size = cell, check_size("hidden_size", hidden_size)
         self.stoi = {ch: i for i, ch in enumerate(self.chars)}
         codes = np.array([ord(ch) for ch in self.chars], dtype=np.uint32)
@@ -143,8 +143,7 @@ class NumpyCharLM(Module):
         Each next character is drawn from softmax(logits / temperature): temperature < 1 is more
         conservative, > 1 more varied. Returns the n new characters (without the prime).
         """
-        if not temperature > 0:
-            raise ValueError(f"temperature must be > 0, got {temperature}")
+        check_positive_number("temperature", temperature)
         n = check_size("n", n, minimum=0)
         rng = np.random.default_rng(seed)
         prime_idx = self.encode(prime) if prime else rng.integers(self.vocab_size, size=1)
@@ -217,8 +216,7 @@ def fit(
     # imported here: rnnkit.scratch.fast builds on this module (its model subclasses NumpyCharLM)
     from rnnkit.scratch.fast import BatchSplit, FastNumpyCharLM
 
-    if optimizer not in OPTIMIZERS:
-        raise ValueError(f"optimizer must be one of {sorted(OPTIMIZERS)}, got {optimizer!r}")
+    check_choice("optimizer", optimizer, tuple(OPTIMIZERS))
     steps = check_size("steps", steps, minimum=0)
     if model is None:
         model = FastNumpyCharLM(sorted(set(text)), hidden_size, cell=cell, num_layers=num_layers,

@@ -14,14 +14,14 @@ from __future__ import annotations
 
 import numpy as np
 
+from rnnkit.checks import check_choice
 from rnnkit.scratch.module import to_numpy
 
 _REDUCTIONS = ("mean", "sum")
 
 
 def _check_reduction(reduction):
-    if reduction not in _REDUCTIONS:
-        raise ValueError(f"reduction must be 'mean' or 'sum'. Expected one of those, got {reduction!r}")
+    check_choice("reduction", reduction, _REDUCTIONS)
 
 
 def log_softmax(z, axis=-1):

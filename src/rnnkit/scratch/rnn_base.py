@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from rnnkit.scratch.module import Module, check_size, to_numpy
+from rnnkit.scratch.module import Module, check_flag, check_size, to_numpy
 
 
 class RNNBase(Module):
@@ -53,11 +53,8 @@ class RNNBase(Module):
             raise ValueError(
                 f"proj_size must be smaller than hidden_size. Expected < {hidden_size}, got {proj_size}"
             )
-        for name, value in (("bidirectional", bidirectional), ("bias", bias)):
-            if not isinstance(value, (bool, np.bool_)):
-                raise TypeError(f"{name} must be a bool. Expected True or False, got {value!r}")
-        self.bidirectional = bool(bidirectional)
-        self.bias = bool(bias)
+        self.bidirectional = check_flag("bidirectional", bidirectional)
+        self.bias = check_flag("bias", bias)
         self.num_directions = 2 if self.bidirectional else 1
         H, G = self.hidden_size, self.gates
         H_out = self.proj_size or H

@@ -18,12 +18,13 @@ from __future__ import annotations
 
 import numpy as np
 
+from rnnkit.checks import check_choice
+
 NONLINEARITIES = ("tanh", "relu")
 
 
 def _check_nonlinearity(nonlinearity: str) -> None:
-    if nonlinearity not in NONLINEARITIES:
-        raise ValueError(f"nonlinearity must be 'tanh' or 'relu'. Expected one of those, got {nonlinearity!r}")
+    check_choice("nonlinearity", nonlinearity, NONLINEARITIES)
 
 
 def _act(a: np.ndarray, nonlinearity: str) -> np.ndarray:

@@ -29,6 +29,8 @@ from math import gcd
 
 import numpy as np
 
+from rnnkit.scratch.module import check_size
+
 
 @dataclass
 class TBPTTStep:
@@ -54,7 +56,7 @@ def bptt_chunks(model, x, loss_fn, k, hx=None):
 
     The state flows forward across chunk edges; no gradient flows back across them.
     """
-    _check_positive("k", k)
+    check_size("k", k)
     state = hx
     for start in range(0, len(x), k):
         steps = slice(start, min(start + k, len(x)))
@@ -71,8 +73,8 @@ def tbptt(model, x, loss_fn, k1, k2, hx=None):
     steps, so the backward pass replays the history the forward pass really took. Backward uses
     the model's current weights (the same as forward's when the weights are not updated in between).
     """
-    _check_positive("k1", k1)
-    _check_positive("k2", k2)
+    check_size("k1", k1)
+    check_size("k2", k2)
     if k2 < k1:
         raise ValueError(
             f"TBPTT(k1, k2) needs k2 >= k1 so every loss lies inside the window it is "
@@ -97,8 +99,3 @@ def tbptt(model, x, loss_fn, k1, k2, hx=None):
             total_grads = _add(total_grads, grads)
         yield TBPTTStep(slice(last_update, stop), total_loss, total_grads, state)
         last_update = stop
-
-
-def _check_positive(name, value):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name} must be a positive integer. Expected >= 1, got {value!r}")

@@ -189,7 +189,7 @@ def load_model(run_dir: str | Path, device: str | torch.device = "cpu"):
     try:
         model = CharLM(shape["vocab_size"], cell=shape["cell"], hidden_size=shape["hidden_size"],
                        num_layers=shape["num_layers"], embed_size=shape["embed_size"])
-    except ValueError as err:
+    except (TypeError, ValueError) as err:  # a size of the wrong type or out of range
         raise CheckpointError(f"{run_dir / CONFIG}: {err}") from None
     weights, _ = load_weights(run_dir)
     load_into(model, weights, run_dir / WEIGHTS)
