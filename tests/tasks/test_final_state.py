@@ -3,8 +3,8 @@
 import pytest
 import torch
 
+from rnnkit.models.build import make_rnn
 from rnnkit.models.classifier import SequenceClassifier, final_states
-from rnnkit.models.layers import make_rnn
 from rnnkit.models.tagger import run_rnn
 
 LENGTHS = [4, 1, 6, 3]

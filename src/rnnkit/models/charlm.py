@@ -22,7 +22,7 @@ from jaxtyping import Float, Int
 from torch import Tensor, nn
 
 from rnnkit.checks import check_int, check_probability
-from rnnkit.models.layers import make_rnn
+from rnnkit.models.build import make_rnn
 
 State = tuple[Tensor, ...]
 

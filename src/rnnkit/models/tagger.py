@@ -7,7 +7,7 @@ Shapes: B batch, T time, I input features (or token ids when ``vocab_size`` is g
 D = 2 if bidirectional else 1, C classes. Padded steps (``t >= lengths[b]``) get logits too; the loss
 ignores them (:func:`rnnkit.tasks.losses.masked_cross_entropy`).
 
-The recurrent layer comes from :func:`rnnkit.models.layers.make_rnn`, batch-first.
+The recurrent layer comes from :func:`rnnkit.models.build.make_rnn`, batch-first.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from jaxtyping import Float, Int
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from rnnkit.models.layers import CELLS, make_rnn  # noqa: F401 (CELLS: re-exported for the tasks)
+from rnnkit.models.build import CELLS, make_rnn  # noqa: F401 (CELLS: re-exported for the tasks)
 from rnnkit.nn._checks import check_lengths
 
 

@@ -18,7 +18,7 @@ from rnnkit.checks import (
     check_range,
 )
 
-CELLS = ("rnn", "lstm", "gru")  # rnnkit.models.layers.CELLS (a test keeps the two equal)
+CELLS = ("rnn", "lstm", "gru")  # rnnkit.models.build.CELLS (a test keeps the two equal)
 MEMORY_TASKS = ("adding", "copy")
 TRANSDUCTIONS = ("reverse", "sort")
 
