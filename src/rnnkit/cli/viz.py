@@ -2,7 +2,7 @@
 ``rnnkit curves``. Each writes a PNG (or SVG) and prints its path; ``diagram`` also prints Mermaid.
 
 Every argument and path is checked before any training or drawing starts; training shows progress.
-``gradflow`` and ``heatmap`` live in :mod:`rnnkit.cli.viz_models`.
+``gradflow`` and ``heatmap`` live in `rnnkit.cli.viz_models`.
 """
 
 from __future__ import annotations

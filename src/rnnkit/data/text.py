@@ -1,7 +1,7 @@
 """Reading a text corpus: UTF-8 (a byte-order mark is fine), Unicode NFC, a train/validation split.
 
 Every problem a user can cause (a missing file, a directory, invalid UTF-8, a corpus too small to
-train on) raises :class:`CorpusError` with one line that says what was expected and what was found;
+train on) raises `CorpusError` with one line that says what was expected and what was found;
 the command line prints it without a traceback.
 """
 
@@ -39,7 +39,7 @@ def decode_text(raw: bytes, source: str = "text") -> str:
 
 
 def read_text(path: str | Path) -> str:
-    """The contents of a UTF-8 text file, NFC-normalised (see :func:`decode_text`)."""
+    """The contents of a UTF-8 text file, NFC-normalised (see `decode_text`)."""
     p = Path(path)
     if p.is_dir():
         raise CorpusError(f"{path} is a directory; expected a UTF-8 text file")

@@ -10,7 +10,7 @@ the layout of PyTorch's fused recurrent kernels. The state ``s`` is a tuple of t
 (L, B, H): ``(h, c)`` for an LSTM, ``(h,)`` otherwise, so callers treat every cell alike.
 
 With ``embed_size=0`` the input is one-hot and ``weight_ih_l0`` plays the embedding's part; that is
-the model the NumPy engine (:mod:`rnnkit.scratch.charlm`) trains, so its weights load here unchanged.
+the model the NumPy engine (`rnnkit.scratch.charlm`) trains, so its weights load here unchanged.
 """
 
 # ruff: noqa: F722 (jaxtyping shape strings such as "T B" are not Python expressions)

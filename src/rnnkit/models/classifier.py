@@ -47,7 +47,7 @@ def final_states(
 class SequenceClassifier(Tagger):
     """Whole-sequence classifier: ``(B, T, I) -> (B, C)`` from the final hidden state.
 
-    Same constructor as :class:`Tagger`; the head reads :func:`final_states` instead of every step.
+    Same constructor as `Tagger`; the head reads `final_states` instead of every step.
     """
 
     def __init__(self, *args, **kwargs):

@@ -5,9 +5,9 @@
 
 Shapes: B batch, T time, I input features (or token ids when ``vocab_size`` is given), H hidden,
 D = 2 if bidirectional else 1, C classes. Padded steps (``t >= lengths[b]``) get logits too; the loss
-ignores them (:func:`rnnkit.tasks.losses.masked_cross_entropy`).
+ignores them (`rnnkit.tasks.losses.masked_cross_entropy`).
 
-The recurrent layer comes from :func:`rnnkit.models.build.make_rnn`, batch-first.
+The recurrent layer comes from `rnnkit.models.build.make_rnn`, batch-first.
 """
 
 from __future__ import annotations

@@ -13,11 +13,11 @@ Use::
     result = charlm.fit(text, hidden_size=100, seq_len=25, batch_size=64, steps=2000)
     result.losses[-1], result.model.sample(200, prime="ROMEO:", temperature=0.8)
 
-API: :class:`NumpyCharLM` (``loss_and_grads(x_idx, y_idx, state) -> (loss, grads, state)``,
+API: `NumpyCharLM` (``loss_and_grads(x_idx, y_idx, state) -> (loss, grads, state)``,
 ``sample(n, prime, temperature, seed) -> str``, ``encode``/``decode``, ``config()``,
-``state_dict()``/``load_state_dict()``), :func:`fit` -> :class:`FitResult`, :func:`evaluate`.
-:class:`NumpyCharLM` runs the textbook layers and loss (a step you can break in); :func:`fit`
-trains its speed-tuned twin :class:`rnnkit.scratch.fast.FastNumpyCharLM` (the same numbers,
+``state_dict()``/``load_state_dict()``), `fit` -> `FitResult`, `evaluate`.
+`NumpyCharLM` runs the textbook layers and loss (a step you can break in); `fit`
+trains its speed-tuned twin `rnnkit.scratch.fast.FastNumpyCharLM` (the same numbers,
 tests/scratch/fast/test_scratch_fast_equivalence.py) unless given a model. Old names (``CharLM``,
 ``train``, ``TrainResult``) still work and warn.
 """
@@ -50,7 +50,7 @@ class NumpyCharLM(Module):
     Parameters: the recurrent layer's torch names (``weight_ih_l0``, ...), then ``weight_ho`` (V, H)
     and ``bias_ho`` (V,); the same names and shapes as ``rnnkit.CharLM``'s (``rnn.``/``head.``).
     The layers run the cell's step once per time step and the loss is the textbook softmax
-    cross-entropy; :class:`rnnkit.scratch.fast.FastNumpyCharLM` is the same model, speed-tuned.
+    cross-entropy; `rnnkit.scratch.fast.FastNumpyCharLM` is the same model, speed-tuned.
     """
 
     layer_classes = CELLS  # the recurrent layer per cell name; the tuned twin swaps in its own
@@ -178,7 +178,7 @@ def stream_batches(idx: np.ndarray, batch_size: int, seq_len: int):
 
 @dataclass
 class FitResult:
-    """What :func:`fit` returns: the trained model and the loss of every step."""
+    """What `fit` returns: the trained model and the loss of every step."""
 
     model: NumpyCharLM
     losses: list[float] = field(default_factory=list)  # mean loss (nats/char) of every step
@@ -207,10 +207,10 @@ def fit(
 
     Each step: loss and gradients of one chunk (state carried from the last), clipping, one
     optimiser update. The model is ``model`` when given (to continue training, or a textbook
-    :class:`NumpyCharLM` to step through), else a new :class:`rnnkit.scratch.fast.FastNumpyCharLM`
+    `NumpyCharLM` to step through), else a new `rnnkit.scratch.fast.FastNumpyCharLM`
     (the textbook model's numbers, speed-tuned) on the sorted set of characters of ``text``.
     ``callback(step, loss, model)`` runs after every update. ``threads`` > 1 splits each batch's
-    streams over that many threads (:class:`rnnkit.scratch.fast.BatchSplit`: the same gradients
+    streams over that many threads (`rnnkit.scratch.fast.BatchSplit`: the same gradients
     up to rounding, each thread with its share of the BLAS threads).
     """
     # imported here: rnnkit.scratch.fast builds on this module (its model subclasses NumpyCharLM)

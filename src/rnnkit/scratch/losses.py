@@ -37,7 +37,7 @@ def softmax(z, axis=-1):
 
 
 def check_targets(logits, targets, ignore_index=-100, reduction="mean"):
-    """The checks of :func:`cross_entropy_forward`, before any work.
+    """The checks of `cross_entropy_forward`, before any work.
 
     Returns (z (N, V), y (N,), keep (N,) true on counted rows, the logits' shape (..., V)).
     """

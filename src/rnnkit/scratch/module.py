@@ -1,6 +1,6 @@
 """Named parameters in NumPy, with ``state_dict`` / ``load_state_dict`` compatible with torch.
 
-A :class:`Module` keeps its parameters in an ordered dict of arrays under the names torch gives
+A `Module` keeps its parameters in an ordered dict of arrays under the names torch gives
 them (``weight_ih_l0``, ``bias_hh_l1_reverse``, ...), so a state dict moves between ``rnnkit.scratch``,
 ``rnnkit.nn`` and ``torch.nn`` unchanged. Torch tensors are accepted by duck typing (anything with
 ``.detach()`` / ``.numpy()``): this package never imports torch.

@@ -8,8 +8,8 @@ The walk, for each layer l and direction d (d = 1 reads the time-reversed sequen
 
 and backward walks the same in reverse: each direction's backward gives d x_l, and the two
 directions' d x_l add (both read the same input). How one direction runs is the subclass's choice:
-:mod:`rnnkit.scratch.recurrent_layers` calls the cell's step once per time step (the textbook
-loop); :mod:`rnnkit.scratch.fast.loop_layers` runs the speed-tuned loops. Named after
+`rnnkit.scratch.recurrent_layers` calls the cell's step once per time step (the textbook
+loop); `rnnkit.scratch.fast.loop_layers` runs the speed-tuned loops. Named after
 torch.nn.RNNBase, which plays the same part for torch.nn.RNN / LSTM / GRU.
 
 Parameters and states follow torch.nn exactly: ``weight_ih_l{k}{suffix}`` (G*H, I_k),

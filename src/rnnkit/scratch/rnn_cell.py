@@ -51,7 +51,7 @@ def rnn_step(x, h, params, nonlinearity="tanh"):
 
 
 def rnn_step_backward(d_h_new, cache):
-    """Backward of :func:`rnn_step`: da = dh_new * f'(a); dx = da W_ih, dh = da W_hh.
+    """Backward of `rnn_step`: da = dh_new * f'(a); dx = da W_ih, dh = da W_hh.
 
     d_h_new (B, H) -> (d_x (B, I), d_h (B, H), grads keyed like params: dW = da^T input, db = sum_B da).
     """

@@ -1,4 +1,4 @@
-"""The settings of a task run: :class:`MemoryTaskConfig` (adding, copy) and :class:`TransductionConfig`
+"""The settings of a task run: `MemoryTaskConfig` (adding, copy) and `TransductionConfig`
 (reverse, sort), checked when they are made.
 
 This module never imports torch (except to check a device other than the CPU), so ``rnnkit task

@@ -9,9 +9,9 @@
     metrics.csv         one row per log line and per validation
     loss.png            the loss curves
 
-Every file is written atomically (:mod:`rnnkit.data.atomic`). The weights go first, then the state;
+Every file is written atomically (`rnnkit.data.atomic`). The weights go first, then the state;
 both carry the step, and a resume refuses a pair that disagrees (a save cut short between them).
-A problem with the files raises :class:`CheckpointError` naming the file and what is wrong.
+A problem with the files raises `CheckpointError` naming the file and what is wrong.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 Its defaults train on the built-in ``python-docs`` corpus for 2200 steps or at most 150 s of training
 (about 2 minutes for the whole command on an idle 2-core CPU).
-:data:`PRESETS` hold tuned recipes (``--preset shakespeare``); explicit flags override a preset, and
+`PRESETS` hold tuned recipes (``--preset shakespeare``); explicit flags override a preset, and
 on ``--resume`` the run's saved configuration is the base that flags override.
 """
 

@@ -126,7 +126,7 @@ class StepwiseRNN(nn.Module):
 
 @contextmanager
 def stepwise(model: nn.Module, attr: str = "rnn") -> Iterator[StepwiseRNN]:
-    """Temporarily replace ``model.<attr>`` by a :class:`StepwiseRNN` of it."""
+    """Temporarily replace ``model.<attr>`` by a `StepwiseRNN` of it."""
     layer = getattr(model, attr, None)
     if layer is None:
         raise AttributeError(f"{type(model).__name__} has no recurrent layer named {attr!r}")
@@ -174,7 +174,7 @@ def plot_gradient_norms(
 ) -> Figure:
     """Line plot of gradient norm (log scale) against time step, one line per named curve (T,).
 
-    The y limits come from the data (:func:`log_limits`, or ``ylim``), so every line stays inside
+    The y limits come from the data (`log_limits`, or ``ylim``), so every line stays inside
     the axis. A norm of exactly 0 (underflow) has no place on a log scale: it is drawn on the bottom
     edge, an infinite one on the top edge, and a note under the axis says so.
     """

@@ -5,7 +5,7 @@ diverging scale centred at 0 (tanh-bounded states lie in [-1, 1]). Units that sw
 then hold their value are the memory of the network, visible as horizontal bands.
 
 A wide layer (a char LM's 384 units, say) drawn whole is a barcode nobody can read, so a picture
-usually shows a few units: :func:`most_varying_units` picks the ones whose value changes most over
+usually shows a few units: `most_varying_units` picks the ones whose value changes most over
 the sequence (largest standard deviation over time), and each row is labelled with its unit index.
 """
 

@@ -124,7 +124,7 @@ def _take(state, s: slice):
 
 
 def _join(states):
-    """Inverse of :func:`_take` over consecutive slices: concatenate along the batch axis."""
+    """Inverse of `_take` over consecutive slices: concatenate along the batch axis."""
     first = states[0]
     if isinstance(first, (tuple, list)):
         return tuple(_join([st[i] for st in states]) for i in range(len(first)))
