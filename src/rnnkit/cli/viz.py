@@ -12,8 +12,9 @@ from pathlib import Path
 from rnnkit.checks import check_int
 from rnnkit.cli import CLIError, user_errors
 from rnnkit.cli.paths import check_image_path, check_run_folder, save_figure
+from rnnkit.tasks.configs import CELLS
 
-CELL_CHOICES = ("rnn", "lstm", "gru")
+CELL_CHOICES = CELLS  # the task models' cells (tasks.configs needs no torch)
 
 
 def given(args, names) -> list[str]:
