@@ -20,6 +20,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
+from rnnkit.checks import check_int, check_positive_int, check_range, errors_as
 from rnnkit.data.vocab import Vocab
 from rnnkit.models.charlm import CharLM
 
@@ -31,16 +32,13 @@ class SamplingError(ValueError):
 def check_options(vocab_size: int, temperature: float, top_k: int | None,
                   top_p: float | None, length: int) -> int | None:
     """Validate; returns top_k capped at the vocabulary size."""
-    if not (isinstance(temperature, (int, float)) and math.isfinite(temperature)) or temperature < 0:
-        raise SamplingError(f"--temperature must be a finite number >= 0 (0: greedy), got {temperature}")
-    if top_k is not None:
-        if top_k < 1:
-            raise SamplingError(f"--top-k must be >= 1, got {top_k}")
-        top_k = min(top_k, vocab_size)
-    if top_p is not None and not 0.0 < top_p <= 1.0:
-        raise SamplingError(f"--top-p must be in (0, 1], got {top_p}")
-    if length < 0:
-        raise SamplingError(f"--length must be >= 0, got {length}")
+    with errors_as(SamplingError):
+        check_range("--temperature", temperature, 0, math.inf)  # 0: greedy
+        if top_k is not None:
+            top_k = min(check_positive_int("--top-k", top_k), vocab_size)
+        if top_p is not None:
+            check_range("--top-p", top_p, 0, 1, low_open=True)
+        check_int("--length", length, 0)
     return top_k
 
 
