@@ -92,6 +92,18 @@ def check_probability(name: str, p) -> float:
     return float(p)
 
 
+def check_sampling(vocab_size: int, temperature, top_k, top_p, length) -> int | None:
+    """The sampling options of ``rnnkit sample`` (the torch sampler and the torch-free one take the
+    same options, so one check serves both); returns top_k capped at the vocabulary size."""
+    check_range("--temperature", temperature, 0, math.inf)  # 0: greedy
+    if top_k is not None:
+        top_k = min(check_positive_int("--top-k", top_k), vocab_size)
+    if top_p is not None:
+        check_range("--top-p", top_p, 0, 1, low_open=True)
+    check_int("--length", length, 0)
+    return top_k
+
+
 @contextlib.contextmanager
 def errors_as(kind: type[ValueError]):
     """Raise a failed check (TypeError or ValueError) as ``kind``, with the same message: for a

@@ -1,13 +1,11 @@
-"""make_rnn builds rnnkit's drop-in layer from a cell name; the old module name still works, warning."""
+"""make_rnn builds rnnkit's drop-in layer from a cell name."""
 
-import importlib
-import sys
 
 import pytest
 import torch
 
 import rnnkit
-from rnnkit.models.build import CELLS, make_rnn
+from rnnkit.models.build import make_rnn
 
 
 @pytest.mark.parametrize("cell, cls", [("rnn", rnnkit.RNN), ("lstm", rnnkit.LSTM), ("GRU", rnnkit.GRU)])
@@ -27,10 +25,3 @@ def test_make_rnn_says_what_was_expected():
         make_rnn("gru", 3, 0)
     with pytest.raises(TypeError, match="num_layers should be of type int, got: float"):
         make_rnn("gru", 3, 4, 2.0)
-
-
-def test_the_old_module_name_warns_and_gives_the_same_objects():
-    sys.modules.pop("rnnkit.models.layers", None)
-    with pytest.warns(DeprecationWarning, match="use rnnkit.models.build"):
-        old = importlib.import_module("rnnkit.models.layers")
-    assert old.make_rnn is make_rnn and old.CELLS is CELLS

@@ -13,14 +13,13 @@ one step at a time, carrying the state, so generating n characters costs n singl
 # ruff: noqa: F722 (jaxtyping shape strings such as "T B" are not Python expressions)
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator
 
 import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from rnnkit.checks import check_int, check_positive_int, check_range, errors_as
+from rnnkit.checks import check_sampling, errors_as
 from rnnkit.data.vocab import Vocab
 from rnnkit.models.charlm import CharLM
 
@@ -33,13 +32,7 @@ def check_options(vocab_size: int, temperature: float, top_k: int | None,
                   top_p: float | None, length: int) -> int | None:
     """Validate; returns top_k capped at the vocabulary size."""
     with errors_as(SamplingError):
-        check_range("--temperature", temperature, 0, math.inf)  # 0: greedy
-        if top_k is not None:
-            top_k = min(check_positive_int("--top-k", top_k), vocab_size)
-        if top_p is not None:
-            check_range("--top-p", top_p, 0, 1, low_open=True)
-        check_int("--length", length, 0)
-    return top_k
+        return check_sampling(vocab_size, temperature, top_k, top_p, length)
 
 
 def filter_probs(logits: Float[Tensor, " V"], temperature: float, top_k: int | None = None,
