@@ -40,19 +40,17 @@ class CompiledGRUKernel(Owner):
         named = dict(zip(("gamma_hh", "b_hh", "gamma_ih", "shift") if layer_norm else ("b_hh",),
                          self.params))
         self.cell = ext.gru.Cell(layer_norm=layer_norm, eps=eps, **named)
-        none = gi.new_empty(0)
-        kept = {}
+        # what forward keeps for backward: nothing without save (empty tensors)
+        kept = self.kept = {"rz": gi.new_empty(0), "n": gi.new_empty(0), "ghn": gi.new_empty(0)}
         if save:
-            self.rz = self.take((T, B, 2 * H), gi)  # σ(r), σ(z)
-            n, ghn = (self.take((T, B, H), gi) for _ in range(2))  # n, gh_n
+            kept["rz"] = self.take((T, B, 2 * H), gi)  # σ(r), σ(z)
+            kept["n"], kept["ghn"] = (self.take((T, B, H), gi) for _ in range(2))  # n, gh_n
             if layer_norm:
-                kept = {"ahat": self.take((T, B, G), gi), "rstd": self.take((T, B), gi)}
+                kept |= {"ahat": self.take((T, B, G), gi), "rstd": self.take((T, B), gi)}
             if input_ln:
                 kept["stat_x"] = self.take((2, T, B), gi)  # mean, rstd of W_ih x
-        else:
-            self.rz = n = ghn = none
         scratch = self.take((B, G), gi)  # one step's product a, where nothing kept holds it
-        self.saved = ext.gru.Saved(rz=self.rz, n=n, ghn=ghn, scratch=scratch, **kept)
+        self.saved = ext.gru.Saved(scratch=scratch, **kept)
 
     def forward_all(self, reverse, S, prod, hidden_mask, keeps, NEW):
         """The forward over all steps. S: the (T + 1, B, H) state buffer (in a list); keeps:
