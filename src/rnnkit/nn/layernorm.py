@@ -27,7 +27,7 @@ Same constructor, inputs and outputs as ``rnnkit.LSTM`` / ``rnnkit.GRU`` (batch_
 bidirectional, num_layers, dropout, packed sequences, ``lengths=``, ``hx``, ``init_state``), plus
 the recurrent-dropout and ``compiled`` arguments of the ``Fused*`` layers (:mod:`rnnkit.nn.fused`).
 ``backend="auto"`` runs the fast path (:mod:`rnnkit.nn.fast`, hand-written BPTT; with
-``compiled``, the LSTM's time loop and layer norms in C++); ``backend="loop"`` runs the readable
+``compiled``, the time loop and the layer norms in C++); ``backend="loop"`` runs the readable
 steps below through :func:`rnnkit.nn.loop.scan` (the oracle the tests compare against).
 """
 
