@@ -35,6 +35,8 @@ def test_fast_and_compiled(compiled_kernels):
         assert choose_path("auto", X.double(), fast_cell="ln_lstm") == COMPILED
         assert choose_path("auto", X, fast_cell="lstm", compiled=False) == FAST  # layer wins
         assert choose_path("auto", X.bfloat16(), fast_cell="lstm") == FAST  # not built for bf16
+        assert choose_path("auto", X, fast_cell="gru") == COMPILED
+        assert choose_path("auto", X, fast_cell="rnn_relu") == COMPILED
         with torch.autocast("cpu", dtype=torch.bfloat16):  # the kernels would see bf16
             assert choose_path("auto", X, fast_cell="lstm") == FAST
     assert choose_path("auto", X, fast_cell="lstm", compiled=True) == COMPILED
@@ -55,3 +57,6 @@ def test_each_layer_asks_the_same_function(compiled_kernels):
         assert rnnkit.LayerNormLSTM(4, 5, compiled=True)._path(x) == COMPILED
         assert rnnkit.FusedLSTM(4, 5)._path(x) == FAST
         assert rnnkit.FusedGRU(4, 5)._path(x) == FAST
+    with rnnkit.options(compiled=True):
+        assert rnnkit.LayerNormGRU(4, 5)._path(x) == COMPILED
+        assert rnnkit.FusedRNN(4, 5)._path(x) == COMPILED

@@ -19,6 +19,7 @@ import torch
 from rnnkit.nn.fast.compiled import build as build_mod
 from rnnkit.nn.fast.compiled.build import (
     FAILED,
+    SOURCES,
     STAMP,
     CPUKernelsUnavailable,
     build,
@@ -57,6 +58,7 @@ def test_build_falls_back_to_lesser_instruction_sets(tmp_path, monkeypatch, caps
     tried = []
 
     def fake_load(name, sources, extra_cflags, extra_ldflags, verbose):
+        assert sources == [str(s) for s in SOURCES]  # one extension from every source
         tried.append(name)
         if "_default_" not in name:
             raise RuntimeError(f"error: compiler rejects {name}")
@@ -197,3 +199,23 @@ def test_deprecated_enable_and_disable():
 
     contextvars.copy_context().run(body)
     assert current().compiled is before  # the test's own context never changed
+
+
+def test_the_package_carries_every_source():
+    """Every .cpp and .h the build reads (the sources and what they include) matches a
+    package-data pattern, so a wheel can build the kernels on first use."""
+    import fnmatch
+    from pathlib import Path
+
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+
+    root = Path(__file__).resolve().parents[4]
+    patterns = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"][
+        "package-data"]["rnnkit"]
+    package = root / "src" / "rnnkit"
+    folder = SOURCES[0].parent
+    files = sorted([*folder.glob("*.cpp"), *folder.glob("*.h")])
+    assert set(SOURCES) <= set(files) and (folder / "lstm.cpp") in files
+    for f in files:
+        rel = f.relative_to(package).as_posix()
+        assert any(fnmatch.fnmatch(rel, p) for p in patterns), f"{rel} is not in package-data"

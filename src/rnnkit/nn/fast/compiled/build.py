@@ -36,7 +36,9 @@ from types import ModuleType
 
 import torch
 
-SOURCE = Path(__file__).with_name("lstm.cpp")
+#: the C++ compiled into the one extension: module.cpp (the Python module; it includes lstm.cpp)
+#: and the cells whose state is h alone; every .cpp and .h beside them is read by the build
+SOURCES = [Path(__file__).with_name(name) for name in ("module.cpp", "gru.cpp", "elman.cpp")]
 
 #: capability -> (compiler flags, the macros ATen's vec headers select their implementation by)
 ISA_FLAGS = {
@@ -153,7 +155,7 @@ def _build_one(cap: str, loader, verbose: bool, progress: list) -> ModuleType:
     _say(f" {cap}...", progress)
     start = time.perf_counter()
     try:
-        module = loader(name=name, sources=[str(SOURCE)], extra_cflags=flags,
+        module = loader(name=name, sources=[str(s) for s in SOURCES], extra_cflags=flags,
                         extra_ldflags=omp, verbose=verbose)
     except (RuntimeError, OSError, ImportError) as e:  # a build or load failure, with its log
         _say(" failed;", progress)
