@@ -73,7 +73,8 @@ def step_path(module: nn.Module, x_t: Tensor) -> str | None:
 
     One step without autograd (``torch.no_grad``, inference mode, or nothing requiring grad) on
     CPU takes the compiled kernel wherever ``forward`` would (for the stock layers too, whose
-    ``forward`` runs torch's kernels): one fused call, no weight repacked. Where that is off or
+    ``forward`` runs torch's kernels, where the kernels are built already: a stock layer never
+    starts a build for a step): one fused call, no weight repacked. Where that is off or
     unavailable, the stock LSTM takes the readable loop rather than torch's kernel (oneDNN's LSTM
     reorders its weights at every call: milliseconds, against a few matrix-vector products).
     None: take ``forward``.
@@ -92,9 +93,14 @@ def step_path(module: nn.Module, x_t: Tensor) -> str | None:
                       fast_cell=module.fast_cell, compiled=getattr(module, "compiled", None))
     if own != NATIVE:
         return None  # the layer's own path already is the fast or readable one
-    cell = FAST_CELLS[module.mode]
-    if choose_path("auto", x_t, fast_cell=cell, compiled=getattr(module, "compiled", None)) \
-            == COMPILED:
+    from rnnkit.nn.fast.compiled.build import ready
+    from rnnkit.options import current
+
+    cell, compiled = FAST_CELLS[module.mode], getattr(module, "compiled", None)
+    wanted = current().compiled if compiled is None else compiled
+    # a build (minutes) is not worth one step: the kernels are taken when they load at once
+    if wanted and ready() and choose_path("auto", x_t, fast_cell=cell,
+                                          compiled=compiled) == COMPILED:
         return COMPILED
     return LOOP if module.mode == "LSTM" else None
 

@@ -129,16 +129,26 @@ def _first_error(log: str) -> str:
     return (hits or lines or ["no output"])[0][:300]
 
 
-def _build_one(cap: str, loader, verbose: bool, progress: list) -> ModuleType:
-    """Load the build of ``cap`` if its stamp matches, else build it; ``progress`` holds what
-    was said on stderr so far (one line for all attempts, ended by the last)."""
+def _plan(cap: str) -> tuple[str, list[str], list[str], Path, str]:
+    """(name, compiler flags, linker flags, build folder, stamp) of the build for ``cap``."""
     name = extension_name(cap)
     omp = ["-fopenmp"] if _openmp() else []
     flags = ["-O3", *ISA_FLAGS.get(cap, ["-DCPU_CAPABILITY=DEFAULT"]), *omp]
-    folder = _build_root() / name
-    key = _stamp(name, flags)
+    return name, flags, omp, _build_root() / name, _stamp(name, flags)
+
+
+def _finished(cap: str) -> bool:
+    """Whether a build for ``cap`` made from these very sources is in the extension folder."""
+    name, _, _, folder, key = _plan(cap)
+    return (folder / f"{name}.so").exists() and _read(folder / STAMP) == key
+
+
+def _build_one(cap: str, loader, verbose: bool, progress: list) -> ModuleType:
+    """Load the build of ``cap`` if its stamp matches, else build it; ``progress`` holds what
+    was said on stderr so far (one line for all attempts, ended by the last)."""
+    name, flags, omp, folder, key = _plan(cap)
     library = folder / f"{name}.so"
-    if library.exists() and _read(folder / STAMP) == key:
+    if _finished(cap):
         return _import(name, library)
     failed = _read(folder / FAILED)
     if failed and failed.split("\n", 1)[0] == key:  # this very build failed before
@@ -150,8 +160,8 @@ def _build_one(cap: str, loader, verbose: bool, progress: list) -> ModuleType:
         _check_tools()
         loader = cpp_extension.load
     if not progress:
-        _say(f"rnnkit: building the compiled CPU kernels (torch {torch.__version__}; first use "
-             "only, about a minute):", progress)
+        _say(f"rnnkit: building the compiled CPU kernels for this CPU and torch "
+             f"{torch.__version__} (once; 1-3 minutes on 2 cores):", progress)
     _say(f" {cap}...", progress)
     start = time.perf_counter()
     try:
@@ -245,3 +255,13 @@ def _caller_level() -> int:
 def available() -> bool:
     """True if the kernels are built and loaded in this process (does not build them)."""
     return load.cache_info().currsize > 0
+
+
+def ready() -> bool:
+    """True if the kernels are loaded in this process, or load now without a build (a finished
+    build for this CPU and these sources is in the extension folder). Never starts a build: for
+    the callers to whom the kernels are only worth their load time (one ``step()`` of a layer
+    whose ``forward`` runs torch's own kernels, e.g. the char LM's sampler)."""
+    if available() or kernels.cache_info().currsize > 0:
+        return available()
+    return _finished(cpu_capability()) and kernels() is not None
