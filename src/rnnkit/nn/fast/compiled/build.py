@@ -161,7 +161,7 @@ def _build_one(cap: str, loader, verbose: bool, progress: list) -> ModuleType:
         loader = cpp_extension.load
     if not progress:
         _say(f"rnnkit: building the compiled CPU kernels for this CPU and torch "
-             f"{torch.__version__} (once; 1-3 minutes on 2 cores):", progress)
+             f"{torch.__version__} (once; 1-4 minutes on 2 cores):", progress)
     _say(f" {cap}...", progress)
     start = time.perf_counter()
     try:
