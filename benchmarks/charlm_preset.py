@@ -1,7 +1,7 @@
 """The char LM's ``--preset shakespeare`` run with the default options against ``RNNKIT_COMPILED=0``.
 
     python benchmarks/charlm_preset.py                 # 300 steps each, step-based (max_time=0)
-    python benchmarks/charlm_preset.py --steps 100
+    python benchmarks/charlm_preset.py --steps 100 --threads 1   # steadier on a shared machine
 
 Each setting trains the preset's model (``rnnkit.train.make_config({...}, preset="shakespeare")``,
 the ``rnnkit train --preset shakespeare`` run) for the same fixed number of steps from the same
@@ -66,9 +66,13 @@ def run(steps: int, env: dict, out: Path) -> dict:
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=300)
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch's threads in the runs (OMP_NUM_THREADS); default: torch's own")
     add_doc_flag(parser)
     args = parser.parse_args(argv)
     base = {k: v for k, v in os.environ.items() if k != "RNNKIT_COMPILED"}
+    if args.threads:
+        base["OMP_NUM_THREADS"] = str(args.threads)
     settings = {"default": base, "RNNKIT_COMPILED=0": {**base, "RNNKIT_COMPILED": "0"}}
     results = {}
     with tempfile.TemporaryDirectory(prefix="rnnkit-charlm-") as tmp:
@@ -84,7 +88,7 @@ def main(argv=None) -> None:
         lines.append(f"| {name} | {r['train_chars_s']:,.0f} | {r['train_chars_s'] / ref:.2f}x | "
                      f"{r['val_loss']:.4f} | {300 / r['sample_s']:,.0f} |")
     print("\n".join(lines))
-    write_section(__file__, "\n".join(lines), threads=None, argv=argv,
+    write_section(__file__, "\n".join(lines), threads=args.threads, argv=argv,
                   title="Character LM --preset shakespeare: default against RNNKIT_COMPILED=0")
 
 
