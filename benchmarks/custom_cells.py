@@ -4,7 +4,7 @@
     python benchmarks/custom_cells.py --quick       # small shape, 2 repeats
     python benchmarks/custom_cells.py --threads 1   # pin the thread count (shared machines)
     python benchmarks/custom_cells.py --shapes small --threads 1 --repeats 9
-    python benchmarks/custom_cells.py --no-compiled # without the compiled CPU kernels' rows
+    python benchmarks/custom_cells.py --profile     # and where the default rows' time goes
 
 Correctness first: on float64 copies of the benchmark's own weights and inputs, rnnkit.LSTM (native
 path) and FusedLSTM (fast path) must give torch.nn.LSTM's outputs and gradients, and LayerNormLSTM
@@ -13,25 +13,26 @@ grad) and forward+backward (sum of the outputs) are timed for:
 
 * ``torch.nn.LSTM``                 PyTorch's own kernels (the peer every ratio is against)
 * ``rnnkit.LSTM``                   rnnkit's native path (the same kernels, via rnnkit.nn.native)
-* ``rnnkit.FusedLSTM``              rnnkit's fast path: hand-written BPTT (rnnkit.nn.fast)
-* ``... FusedLSTM (compiled ...)``  the same with ``rnnkit.options(compiled=True)``: the time loop
-                                    and each step's work between the products in C++
-* ``rnnkit.LayerNormLSTM``          the fast path with layer norm (Ba et al. 2016)
-* ``... (compiled CPU kernels)``   the same with ``rnnkit.options(compiled=True)``: the time loop,
-                                    the layer norms and each step's work between the products in
-                                    C++ (built on first use, about a minute; the compiled rows are
-                                    left out, with the reason, where it cannot be built)
+* ``rnnkit.FusedLSTM``              rnnkit's fast path with the default options: the compiled
+                                    time loop (C++, built on first use) and oneDNN's products
+* ``... (eager: compiled=False)``   the same under ``rnnkit.options(compiled=False)``: each
+                                    step's work by eager ATen kernels from a Python loop
+* ``rnnkit.LayerNormLSTM``          the same two rows with layer norm (Ba et al. 2016)
 * ``loop LayerNormLSTM``            a cell module with nn.LayerNorm stepped by a Python loop over
                                     time, autograd for the backward: how users write it today
 * ``... (no workspace reuse)``      LayerNormLSTM with ``rnnkit.options(workspace=False)`` (fresh
                                     buffers every call), to show what the buffer reuse is worth
-* ``... (torch.mm per step)``       LayerNormLSTM with ``rnnkit.options(packed_gemm=False)``: the
-                                    per-step products by torch.mm instead of MKL's packed-weight
-                                    GEMM, to show what the packing is worth
+* ``... (gemm=torch)``, ``(gemm=mkl_packed)``   LayerNormLSTM with the per-step products by
+                                    ``torch.mm`` or MKL's packed GEMM instead of oneDNN's
+                                    (``rnnkit.options(gemm=...)``), to show what the choice is worth
+
+The forward columns run under ``torch.no_grad``: the fast path's inference forward, which keeps
+nothing for a backward. ``--profile`` adds, per shape, where one forward+backward's time goes
+(matrix products against the rest, torch.profiler) for torch.nn.LSTM and the default rows.
 
 Runs are interleaved (one of each model per round), so drift in the machine's speed hits all alike;
 the table gives the median, the ratio to torch.nn.LSTM (lower is faster; target for the fused
-LayerNormLSTM forward+backward: 1.3x or less on CPU) and the matrix-product GFLOP/s achieved
+LayerNormLSTM forward+backward: 1.10x or less, FusedLSTM 1.00x, LayerNormLSTM forward 1.10x) and the matrix-product GFLOP/s achieved
 (see benchmarks/gflops.py for that rate as a fraction of the machine's).
 
 Shapes: the fastrnns default (T=100, B=64, I=H=512) and a small one (T=128, B=32, I=64, H=256).
@@ -46,7 +47,7 @@ import statistics
 
 import torch
 from doc_section import add_doc_flag, write_section
-from timing import SHAPES, time_layers
+from timing import SHAPES, profile_rows, time_layers
 from torch import nn
 
 import rnnkit
@@ -54,9 +55,9 @@ from rnnkit.nn.fast.compiled import CPUKernelsUnavailable, load
 from rnnkit.nn.fast.products import mkl_packed_available
 
 NO_REUSE = "rnnkit.LayerNormLSTM (no workspace reuse)"
-NO_PACK = "rnnkit.LayerNormLSTM (torch.mm per step)"
-COMPILED = "rnnkit.LayerNormLSTM (compiled CPU kernels)"
-FUSED_COMPILED = "rnnkit.FusedLSTM (compiled CPU kernels)"
+NO_PACK = "rnnkit.LayerNormLSTM (gemm=torch)"
+MKL = "rnnkit.LayerNormLSTM (gemm=mkl_packed)"
+EAGER = " (eager: compiled=False)"
 
 
 class LoopLayerNormLSTMCell(nn.Module):
@@ -107,7 +108,7 @@ def copy_into_loop(ours: rnnkit.LayerNormLSTM, loop: LoopLayerNormLSTM) -> None:
         cell.ln_c.bias.copy_(ours.ln_cell_bias_l0)
 
 
-def build(I: int, H: int, compiled: bool = True) -> dict[str, nn.Module]:
+def build(I: int, H: int) -> dict[str, nn.Module]:
     torch.manual_seed(0)
     ref = nn.LSTM(I, H)
     models = {"torch.nn.LSTM": ref}
@@ -115,8 +116,7 @@ def build(I: int, H: int, compiled: bool = True) -> dict[str, nn.Module]:
         m = cls(I, H)
         m.load_state_dict(ref.state_dict())
         models[name] = m
-    if compiled:
-        models[FUSED_COMPILED] = models["rnnkit.FusedLSTM"]  # the same module, kernels on
+    models["rnnkit.FusedLSTM" + EAGER] = models["rnnkit.FusedLSTM"]  # the same module
     ln = rnnkit.LayerNormLSTM(I, H)
     with torch.no_grad():  # gains and shifts away from 1 and 0, so the check tests them
         for name, p in ln.named_parameters():
@@ -124,22 +124,20 @@ def build(I: int, H: int, compiled: bool = True) -> dict[str, nn.Module]:
                 p.add_(0.1 * torch.randn_like(p))
     loop = LoopLayerNormLSTM(I, H)
     copy_into_loop(ln, loop)
-    models["rnnkit.LayerNormLSTM"] = ln
-    if compiled:
-        models[COMPILED] = ln  # the same module, timed under VARIANTS[COMPILED]
-    models["loop LayerNormLSTM"] = loop
-    models[NO_REUSE] = ln  # the same module, timed under VARIANTS[NO_REUSE]
-    if mkl_packed_available():  # only where there is a packed path to turn off
-        models[NO_PACK] = ln
+    models |= {"rnnkit.LayerNormLSTM": ln, "rnnkit.LayerNormLSTM" + EAGER: ln,
+               "loop LayerNormLSTM": loop, NO_REUSE: ln, NO_PACK: ln}
+    if mkl_packed_available():  # only where the build has it
+        models[MKL] = ln
     return models
 
 
 #: the execution choices each variant row is timed with (rnnkit.options, as a user sets them)
 VARIANTS = {
     NO_REUSE: {"workspace": False},  # fresh buffers, none kept
-    NO_PACK: {"packed_gemm": False},  # torch.mm per step
-    COMPILED: {"compiled": True},  # the compiled CPU kernels
-    FUSED_COMPILED: {"compiled": True},
+    NO_PACK: {"gemm": "torch"},  # torch.mm per step
+    MKL: {"gemm": "mkl_packed"},  # MKL's packed GEMM per step
+    "rnnkit.FusedLSTM" + EAGER: {"compiled": False},
+    "rnnkit.LayerNormLSTM" + EAGER: {"compiled": False},
 }
 
 
@@ -166,9 +164,9 @@ def check(models: dict[str, nn.Module], x: torch.Tensor) -> None:
         return out, grads
 
     pairs = [("rnnkit.LSTM", "torch.nn.LSTM"), ("rnnkit.FusedLSTM", "torch.nn.LSTM"),
-             ("rnnkit.LayerNormLSTM", "loop LayerNormLSTM")]
-    if COMPILED in models:
-        pairs += [(COMPILED, "loop LayerNormLSTM"), (FUSED_COMPILED, "torch.nn.LSTM")]
+             ("rnnkit.FusedLSTM" + EAGER, "torch.nn.LSTM"),
+             ("rnnkit.LayerNormLSTM", "loop LayerNormLSTM"),
+             ("rnnkit.LayerNormLSTM" + EAGER, "loop LayerNormLSTM")]
     for ours, ref in pairs:
         with variant(ours):
             out_o, g_o = run(models[ours])
@@ -215,8 +213,8 @@ def main(argv=None) -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
     parser.add_argument("--shapes", choices=["both", *SHAPES], default="both")
-    parser.add_argument("--no-compiled", action="store_true",
-                        help="leave out the compiled CPU kernels' rows (no build)")
+    parser.add_argument("--profile", action="store_true",
+                        help="also split the default rows' time: products against the rest")
     add_doc_flag(parser)
     args = parser.parse_args(argv)
     if args.threads:
@@ -226,22 +224,23 @@ def main(argv=None) -> None:
         shapes = {"small": SHAPES["small"]}
     repeats = 2 if args.quick else args.repeats
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, float32, CPU")
-    compiled, notes = not args.no_compiled, []
-    if compiled:
-        try:
-            load()
-        except CPUKernelsUnavailable as e:
-            notes.append(f"(no compiled-kernels rows: {e})")
-            print(notes[-1])
-            compiled = False
+    notes = []
+    try:
+        load()  # built on first use (minutes): before anything is timed
+    except CPUKernelsUnavailable as e:
+        notes.append(f"(the compiled kernels are unavailable, the default rows run eager: {e})")
+        print(notes[-1])
     tables = []
     for shape_name, shape in shapes.items():
         T, B, I, H = shape
-        models = build(I, H, compiled)
+        models = build(I, H)
         torch.manual_seed(1)
         x = torch.randn(T, B, I)
         check(models, x)
         tables.append(table(shape_name, shape, measure(models, x, repeats)))
+        if args.profile:
+            tables[-1] += "\n" + profile_rows(
+                models, x, ("torch.nn.LSTM", "rnnkit.FusedLSTM", "rnnkit.LayerNormLSTM"), variant)
         print(tables[-1], flush=True)
     done = "correctness: outputs and gradients checked against torch.nn.LSTM / the loop first"
     print("\n" + done)

@@ -65,10 +65,22 @@ def versions() -> str:
     return ", ".join(found)
 
 
+#: environment variables that change what a run measures: shown in the command, and a run under
+#: any of them writes its own section (an AVX2 run beside the default one, say)
+ENV_KEYS = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "RNNKIT_COMPILED")
+
+
+def run_env() -> str:
+    """``NAME=value ...`` of the ENV_KEYS set for this run, or ''."""
+    return " ".join(f"{k}={shlex.quote(os.environ[k])}" for k in ENV_KEYS if k in os.environ)
+
+
 def header(script: str, threads: int | None, argv: list[str] | None = None) -> str:
     """The lines above a section's table: command, date, machine."""
     argv = sys.argv[1:] if argv is None else argv
     command = shlex.join(["python", f"benchmarks/{Path(script).name}", *argv])
+    if run_env():
+        command = f"{run_env()} {command}"
     date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     cores = os.cpu_count()
     machine = f"{cpu_model()}, {threads if threads else '?'} thread(s) ({cores} cores seen"
@@ -106,6 +118,8 @@ def write_section(script: str, table: str, *, threads: int | None = None, title:
         return None
     name = f"benchmarks/{Path(script).name}"
     title = title or name
+    if run_env():  # its own section, beside the default run's
+        name, title = f"{name} {run_env()}", f"{title} ({run_env()})"
     section = f"## {title}\n\n{header(script, threads, argv)}\n{table.strip()}\n"
     doc.parent.mkdir(parents=True, exist_ok=True)
     key = hashlib.sha1(str(doc.resolve()).encode()).hexdigest()[:12]

@@ -22,8 +22,8 @@ Targets (issue 17), forward+backward on the compiled loop: LayerNormGRU at most 
 torch.nn.GRU, FusedGRU at most 1.00x.
 
 ``--profile``: one forward+backward of each compiled layer and of its peer under torch.profiler,
-split into the time in matrix products (``aten::mm``, ``aten::addmm``, MKL's packed
-``mkl::_mkl_linear``: the per-step products with W_hh and the bulk ones for W_ih x and dW) and
+split into the time in matrix products (``aten::mm``, ``aten::addmm``, oneDNN's inner product,
+MKL's packed GEMM: the per-step products with W_hh and the bulk ones for W_ih x and dW) and
 the rest (each step's elementwise work, in C++ for the compiled layers, blends, Python).
 
 Shapes: the fastrnns default (T=100, B=64, I=H=512) and a small one (T=128, B=32, I=64, H=256).
@@ -34,11 +34,10 @@ from __future__ import annotations
 import argparse
 import copy
 import statistics
-import time
 
 import torch
 from doc_section import add_doc_flag, write_section
-from timing import SHAPES, time_layers
+from timing import SHAPES, profile_rows, time_layers
 from torch import nn
 
 import rnnkit
@@ -50,7 +49,6 @@ PEERS = {"torch.nn.GRU": "torch.nn.GRU", "rnnkit.FusedGRU": "torch.nn.GRU",
          "rnnkit.FusedGRU" + COMPILED: "torch.nn.GRU", "rnnkit.LayerNormGRU": "torch.nn.GRU",
          "rnnkit.LayerNormGRU" + COMPILED: "torch.nn.GRU", "torch.nn.RNN": "torch.nn.RNN",
          "rnnkit.FusedRNN": "torch.nn.RNN", "rnnkit.FusedRNN" + COMPILED: "torch.nn.RNN"}
-PRODUCT_OPS = ("aten::mm", "aten::addmm", "mkl::_mkl_linear", "aten::bmm")
 
 
 def build(I: int, H: int) -> dict[str, nn.Module]:
@@ -117,32 +115,10 @@ def table(shape_name, shape, times) -> str:
     return "\n".join(lines)
 
 
-def profile_split(m: nn.Module, x: torch.Tensor, name: str) -> tuple[float, float]:
-    """(seconds in matrix products, seconds in all) of one forward+backward (after a warm-up)."""
-    from torch.profiler import ProfilerActivity, profile
-
-    xg = x.clone().requires_grad_(True)
-    with variant(name):
-        m(xg)[0].sum().backward()  # warm-up: buffers in the pool, weights packed once
-        with profile(activities=[ProfilerActivity.CPU]) as prof:
-            start = time.perf_counter()
-            m(xg)[0].sum().backward()
-            total = time.perf_counter() - start
-    products = sum(e.self_cpu_time_total for e in prof.key_averages() if e.key in PRODUCT_OPS)
-    return products / 1e6, total
-
-
 def profile_table(models, x) -> str:
-    lines = ["\nwhere one forward+backward's time goes (torch.profiler; the split, not the total, "
-             "is the point: the profiler slows each op a little)\n",
-             "| model | total ms | matrix products ms | the rest ms | products' share |",
-             "|---|---:|---:|---:|---:|"]
-    for name in ("torch.nn.GRU", "rnnkit.FusedGRU" + COMPILED, "rnnkit.LayerNormGRU" + COMPILED,
-                 "torch.nn.RNN", "rnnkit.FusedRNN" + COMPILED):
-        products, total = profile_split(models[name], x, name)
-        lines.append(f"| {name} | {total * 1e3:.1f} | {products * 1e3:.1f} | "
-                     f"{(total - products) * 1e3:.1f} | {products / total:.0%} |")
-    return "\n".join(lines)
+    return profile_rows(models, x, ("torch.nn.GRU", "rnnkit.FusedGRU" + COMPILED,
+                                    "rnnkit.LayerNormGRU" + COMPILED, "torch.nn.RNN",
+                                    "rnnkit.FusedRNN" + COMPILED), variant)
 
 
 def main(argv=None) -> None:

@@ -16,6 +16,10 @@ import torch
 
 #: the fastrnns default (T, B, I, H) and a small shape
 SHAPES = {"fastrnns": (100, 64, 512, 512), "small": (128, 32, 64, 256)}
+#: the profiler's names of the matrix products: ATen's, MKL's packed GEMM, oneDNN's inner product
+PRODUCT_OPS = ("aten::mm", "aten::addmm", "aten::bmm", "mkl::_mkl_linear",
+               "mkldnn::_linear_pointwise", "aten::mkldnn_rnn_layer",
+               "aten::mkldnn_rnn_layer_backward")
 
 
 def time_layers(
@@ -52,3 +56,34 @@ def time_layers(
                     fn(m)
                     times[name][kind].append(time.perf_counter() - t0)
     return times
+
+
+def profile_split(m: torch.nn.Module, x: torch.Tensor, context=contextlib.nullcontext
+                  ) -> tuple[float, float]:
+    """(seconds in matrix products, seconds in all) of one forward+backward after a warm-up,
+    under ``context()``. torch.nn's own LSTM/GRU kernels (oneDNN's RNN primitive) count as
+    products whole: their elementwise work is inside the primitive."""
+    from torch.profiler import ProfilerActivity, profile
+
+    xg = x.clone().requires_grad_(True)
+    with context():
+        m(xg)[0].sum().backward()  # warm-up: buffers in the pool, weights packed once
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            start = time.perf_counter()
+            m(xg)[0].sum().backward()
+            total = time.perf_counter() - start
+    products = sum(e.self_cpu_time_total for e in prof.key_averages() if e.key in PRODUCT_OPS)
+    return products / 1e6, total
+
+
+def profile_rows(models: dict, x: torch.Tensor, names, context) -> str:
+    """A Markdown table: one forward+backward of each named model, products against the rest."""
+    lines = ["\nwhere one forward+backward's time goes (torch.profiler; the split, not the total, "
+             "is the point: the profiler slows each op a little)\n",
+             "| model | total ms | matrix products ms | the rest ms | products' share |",
+             "|---|---:|---:|---:|---:|"]
+    for name in names:
+        products, total = profile_split(models[name], x, lambda n=name: context(n))
+        lines.append(f"| {name} | {total * 1e3:.1f} | {products * 1e3:.1f} | "
+                     f"{(total - products) * 1e3:.1f} | {products / total:.0%} |")
+    return "\n".join(lines)

@@ -12,14 +12,44 @@ from rnnkit.options import Options, current
 
 
 def test_scoped_and_nested():
-    assert current() == Options()  # the defaults: today's behaviour
-    assert current().compiled is False and current().packed_gemm and current().workspace is True
-    with rnnkit.options(compiled=True) as outer:
-        assert outer.compiled and current() is outer
-        with rnnkit.options(packed_gemm=False):
-            assert current().compiled and not current().packed_gemm  # the outer choice stays
+    assert current() == Options()  # the defaults
+    assert current().gemm == "auto" and current().workspace is True
+    with rnnkit.options(compiled=False) as outer:
+        assert not outer.compiled and current() is outer
+        with rnnkit.options(gemm="torch"):
+            assert not current().compiled and current().gemm == "torch"  # the outer choice stays
         assert current() is outer
     assert current() == Options()
+
+
+def test_compiled_default_comes_from_the_environment_once():
+    """``RNNKIT_COMPILED`` sets the default when rnnkit.options loads (on by default); a bad
+    value is an error that names the variable. Each case in a fresh interpreter."""
+    import subprocess
+    import sys
+
+    code = "from rnnkit.options import current; print(current().compiled)"
+    for value, shown in ((None, "True"), ("0", "False"), ("off", "False"), ("1", "True"),
+                         ("", "True")):
+        env = {k: v for k, v in __import__("os").environ.items() if k != "RNNKIT_COMPILED"}
+        if value is not None:
+            env["RNNKIT_COMPILED"] = value
+        out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                             text=True, check=True).stdout.strip()
+        assert out == shown, (value, out)
+    env["RNNKIT_COMPILED"] = "maybe"
+    bad = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert bad.returncode != 0
+    assert "RNNKIT_COMPILED must be 1 or 0" in bad.stderr and "'maybe'" in bad.stderr
+
+
+def test_packed_gemm_is_a_deprecated_spelling_of_gemm():
+    with pytest.warns(DeprecationWarning, match="gemm='torch'"):
+        with rnnkit.options(packed_gemm=False) as o:
+            assert o.gemm == "torch" and o.packed_gemm is False
+    with pytest.warns(DeprecationWarning):
+        with rnnkit.options(packed_gemm=True) as o:
+            assert o.gemm == "auto" and o.packed_gemm is True
 
 
 def test_restored_after_an_error():
@@ -33,22 +63,22 @@ def test_a_thread_starts_from_the_defaults_and_keeps_its_own():
     seen = {}
 
     def work():
-        seen["start"] = current().compiled
-        with rnnkit.options(compiled=True):
-            seen["inside"] = current().compiled
+        seen["start"] = current().gemm
+        with rnnkit.options(gemm="onednn"):
+            seen["inside"] = current().gemm
             barrier.wait()  # the main thread looks now, while this thread's scope is open
             barrier.wait()
 
     barrier = threading.Barrier(2)
-    with rnnkit.options(packed_gemm=False):
+    with rnnkit.options(gemm="torch", compiled=False):
         t = threading.Thread(target=work)
         t.start()
         barrier.wait()
         main = current()
         barrier.wait()
         t.join()
-    assert seen == {"start": False, "inside": True}
-    assert main.compiled is False and main.packed_gemm is False
+    assert seen == {"start": "auto", "inside": "onednn"}
+    assert main.compiled is False and main.gemm == "torch"
 
 
 def test_rejects_unknown_names_and_bad_values():
@@ -60,6 +90,10 @@ def test_rejects_unknown_names_and_bad_values():
             pass
     with pytest.raises(TypeError, match="workspace must be a bool or a Workspace, got str"):
         with rnnkit.options(workspace="big"):
+            pass
+    with pytest.raises(ValueError, match="gemm must be one of 'auto', 'onednn', 'mkl_packed', "
+                                         "'torch', got 'blas'"):
+        with rnnkit.options(gemm="blas"):
             pass
 
 

@@ -42,3 +42,14 @@ def test_printed_lines_become_markdown():
     text = "torch 2, 2 threads\ncheck: ok\n\n| a | b |\n|---|---|\n| 1 | 2 |\ndone"
     assert doc_section.as_markdown(text) == (
         "torch 2, 2 threads\n\ncheck: ok\n\n| a | b |\n|---|---|\n| 1 | 2 |\n\ndone")
+
+
+def test_a_run_under_an_isa_variable_writes_its_own_section(tmp_path, monkeypatch):
+    doc = tmp_path / "benchmarks.md"
+    doc_section.write_section("benchmarks/a.py", "default", argv=[], doc=doc)
+    monkeypatch.setenv("ATEN_CPU_CAPABILITY", "avx2")
+    doc_section.write_section("benchmarks/a.py", "avx2", argv=[], doc=doc)
+    page = doc.read_text()
+    assert "default" in page and "avx2" in page
+    assert "<!-- begin: benchmarks/a.py ATEN_CPU_CAPABILITY=avx2 -->" in page
+    assert "`ATEN_CPU_CAPABILITY=avx2 python benchmarks/a.py`" in page

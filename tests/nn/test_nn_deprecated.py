@@ -56,7 +56,7 @@ def test_old_entry_points_keep_their_meaning():
 
 
 @pytest.mark.parametrize("name,use", [("CPU_KERNELS", "compiled=True"),
-                                      ("PACKED_GEMM", "packed_gemm=False"),
+                                      ("PACKED_GEMM", "gemm='torch'"),
                                       ("PACKED_BACK", "nothing"), ("WHOLE_LOOP", "nothing")])
 def test_removed_switches_say_what_replaced_them(name, use):
     with pytest.raises(AttributeError, match=f"{name} was removed; use .*{use}"):

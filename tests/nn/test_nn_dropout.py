@@ -128,7 +128,7 @@ def test_locked_dropout_one_mask_over_time():
 
 
 @pytest.mark.parametrize("cls", [FusedLSTM, FusedGRU, LayerNormLSTM])
-def test_fast_equals_loop_with_all_dropouts(cls):
+def test_fast_equals_loop_with_all_dropouts(cls, eager_or_compiled):
     """Same seed, same masks: the fast path and the readable loop agree in training mode."""
     torch.manual_seed(8)
     fused = cls(I, H, num_layers=2, bidirectional=True, dtype=DT, **ALL).train()

@@ -88,7 +88,7 @@ LAYOUTS = [
 
 @pytest.mark.parametrize("cls", [LayerNormLSTM, LayerNormGRU])
 @pytest.mark.parametrize("layout", LAYOUTS, ids=["bidir2", "nobias", "dropout"])
-def test_fast_equals_readable_loop(cls, layout):
+def test_fast_equals_readable_loop(cls, layout, eager_or_compiled):
     fused = perturbed(cls, **layout).eval()
     loop = cls(I, H, dtype=DT, backend="loop", **layout).eval()
     loop.load_state_dict(fused.state_dict())
@@ -109,7 +109,7 @@ def test_fast_equals_readable_loop(cls, layout):
         torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-9)
 
 
-def test_packed_sequence_equals_lengths():
+def test_packed_sequence_equals_lengths(eager_or_compiled):
     m = perturbed(LayerNormGRU, bidirectional=True)
     x = torch.randn(T, B, I, dtype=DT)
     lengths = torch.tensor([2, T, 4])
@@ -121,7 +121,7 @@ def test_packed_sequence_equals_lengths():
 
 
 @pytest.mark.parametrize("cls", [LayerNormLSTM, LayerNormGRU])
-def test_gradcheck_whole_layer(cls):
+def test_gradcheck_whole_layer(cls, eager_or_compiled):
     torch.manual_seed(4)
     m = cls(3, 2, bidirectional=True, dtype=DT)
     x = torch.randn(4, 2, 3, dtype=DT, requires_grad=True)

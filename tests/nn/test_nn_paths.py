@@ -7,6 +7,7 @@ import torch
 
 import rnnkit
 from rnnkit.nn.paths import COMPILED, FAST, LOOP, NATIVE, choose_path
+from rnnkit.options import Options
 
 X = torch.zeros(3, 2, 4)
 
@@ -23,8 +24,12 @@ def test_native_where_the_layer_has_it():
         assert choose_path("auto", X, native=True, fast_cell="lstm") == NATIVE
 
 
-def test_fast_and_compiled():
-    assert choose_path("auto", X, fast_cell="lstm") == FAST  # today's default: eager kernels
+def test_fast_and_compiled(compiled_kernels):
+    default = COMPILED if Options().compiled else FAST  # on, unless RNNKIT_COMPILED=0
+    assert choose_path("auto", X, fast_cell="lstm") == default
+    with rnnkit.options(compiled=False):
+        assert choose_path("auto", X, fast_cell="lstm") == FAST
+        assert choose_path("auto", X, fast_cell="lstm", compiled=True) == COMPILED  # layer wins
     with rnnkit.options(compiled=True):
         assert choose_path("auto", X, fast_cell="lstm") == COMPILED
         assert choose_path("auto", X.double(), fast_cell="ln_lstm") == COMPILED
@@ -41,14 +46,17 @@ def test_no_kernel_for_the_configuration_runs_the_loop():
     assert choose_path("auto", X, fast_cell=None) == LOOP
 
 
-def test_each_layer_asks_the_same_function():
+def test_each_layer_asks_the_same_function(compiled_kernels):
     x = torch.randn(3, 2, 4)
     assert rnnkit.LSTM(4, 5)._path(x) == NATIVE
     assert rnnkit.LSTM(4, 5, backend="loop")._path(x) == LOOP
-    assert rnnkit.FusedGRU(4, 5)._path(x) == FAST
     assert rnnkit.FusedLSTM(4, 5, proj_size=2)._path(x) == LOOP  # no fast kernel projects
-    assert rnnkit.LayerNormLSTM(4, 5, compiled=True)._path(x) == COMPILED
+    assert rnnkit.LayerNormLSTM(4, 5)._path(x) == (COMPILED if Options().compiled else FAST)
+    assert rnnkit.FusedLSTM(4, 5, compiled=False)._path(x) == FAST
+    with rnnkit.options(compiled=False):
+        assert rnnkit.LayerNormLSTM(4, 5, compiled=True)._path(x) == COMPILED
+        assert rnnkit.FusedLSTM(4, 5)._path(x) == FAST
+        assert rnnkit.FusedGRU(4, 5)._path(x) == FAST
     with rnnkit.options(compiled=True):
         assert rnnkit.LayerNormGRU(4, 5)._path(x) == COMPILED
         assert rnnkit.FusedRNN(4, 5)._path(x) == COMPILED
-        assert rnnkit.FusedLSTM(4, 5)._path(x) == COMPILED

@@ -71,6 +71,23 @@ class CharLM(nn.Module):
         s = tuple(s) if self.cell == "lstm" else (s,)
         return self.head(self.drop(h)), s  # (T, B, V)
 
+    def step(self, x_t: Int[Tensor, " B"], state: State | None = None
+             ) -> tuple[Float[Tensor, "B V"], State]:
+        """One character per stream: ``forward`` on a one-step window, through the layer's
+        ``step`` (its streaming path: without autograd, one compiled call per layer where the
+        compiled kernels run). x_t (B,) ids -> (logits (B, V), state)."""
+        if x_t.dim() != 1:
+            raise ValueError(f"x_t must be (B,) character ids, got shape {tuple(x_t.shape)}")
+        if self.embed is not None:
+            e = self.embed(x_t)  # (B, E)
+        else:
+            e = F.one_hot(x_t, self.vocab_size).to(self.head.weight.dtype)  # (B, V)
+        if state is None:
+            state = self.initial_state(x_t.size(0), x_t.device)
+        h, s = self.rnn.step(e, state if self.cell == "lstm" else state[0])  # (B, H)
+        s = tuple(s) if self.cell == "lstm" else (s,)
+        return self.head(self.drop(h)), s  # (B, V)
+
 
 def detach_state(state: State) -> State:
     """The same values, cut from the graph: backpropagation stops at the window edge."""

@@ -26,9 +26,9 @@ import warnings
 from torch import Tensor
 
 from rnnkit.nn._checks import check_bool, check_probability
-from rnnkit.nn.cells import input_projection, layer_step
+from rnnkit.nn.cells import combined_bias, input_projection, layer_step
 from rnnkit.nn.dropout import drop_connect, variational_mask, zoneout_keep
-from rnnkit.nn.fast import ops
+from rnnkit.nn.fast import ops, products
 from rnnkit.nn.fast.driver import Recurrence, check_arguments, keeps_per_state, recurrence
 from rnnkit.nn.fast.registry import KERNELS
 from rnnkit.nn.fast.workspace import SHARED_POOL
@@ -89,7 +89,11 @@ class FusedMixin:
     def _fast_inputs(self, x: Tensor, w: dict, layer: int, reverse: bool, path: str):
         """(cell, gi (T, B, G), the cell's extra parameters) for this direction on ``path``."""
         params = (w["b_hh"],) if self.mode == "GRU" else ()
-        return self.fast_cell, input_projection(self.mode, x, w), params
+        if path == LOOP:  # the readable path's own product
+            return self.fast_cell, input_projection(self.mode, x, w), params
+        # as input_projection, by the library the fast path's products use (products.py)
+        bias = w["b_ih"] if self.mode == "GRU" else combined_bias(w["b_ih"], w["b_hh"])
+        return self.fast_cell, products.linear(x, w["w_ih"], bias), params
 
     def _step(self, w: dict, w_hh: Tensor, params: tuple, hidden_mask: Tensor | None):
         """``step(gi_t, state) -> state`` for the readable path (see :func:`layer_step`)."""
@@ -166,7 +170,7 @@ _MOVED = {  # old name -> (where it lives now, the object)
 }
 _REMOVED = {  # module switches read at run time, replaced by scoped options
     "CPU_KERNELS": "rnnkit.options(compiled=True) or the layer's compiled=True",
-    "PACKED_GEMM": "rnnkit.options(packed_gemm=False)",
+    "PACKED_GEMM": "rnnkit.options(gemm='torch')",
     "PACKED_BACK": "nothing: the backward's products are packed whenever the forward's are",
     "WHOLE_LOOP": "nothing: the compiled kernels always run the whole time loop",
 }

@@ -38,10 +38,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from rnnkit.nn.cells import gru_gates
+from rnnkit.nn.fast import products
 from rnnkit.nn.fast.ops import EPS
 from rnnkit.nn.fused import FusedMixin
 from rnnkit.nn.loop import column_major
-from rnnkit.nn.paths import COMPILED
+from rnnkit.nn.paths import COMPILED, LOOP
 from rnnkit.nn.rnn import GRU, LSTM
 
 
@@ -126,7 +127,8 @@ class _LayerNormMixin(FusedMixin):
     def _fast_inputs(self, x: Tensor, w: dict, layer: int, reverse: bool, path: str):
         gamma_ih = self._ln("ln_ih_weight", layer, reverse)
         shift, params = self._params(w, layer, reverse)
-        xp = F.linear(x, w["w_ih"])  # (T, B, G): one matrix product for all T steps
+        linear = F.linear if path == LOOP else products.linear  # products.py: the fast path's
+        xp = linear(x, w["w_ih"])  # (T, B, G): one matrix product for all T steps
         if path == COMPILED:  # the compiled loop applies γ_ih LN(·) + shift to each row as it goes
             if self.mode == "GRU":
                 return "ln_gru_x", xp, (*params, gamma_ih, shift)  # shift None: bias=False

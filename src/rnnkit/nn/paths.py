@@ -8,8 +8,9 @@ docs/architecture.md):
 * ``fast``: rnnkit's fast path (:mod:`rnnkit.nn.fast`): one autograd Function per sequence with
   hand-written BPTT, each step's arithmetic by eager ATen kernels, for the layers torch has no
   kernel for (layer norm, recurrent dropout; the ``Fused*`` layers).
-* ``compiled``: the fast path with the time loop and each step's elementwise work in C++
-  (:mod:`rnnkit.nn.fast.compiled`), where a compiled kernel covers the cell, device and dtype.
+* ``compiled`` (the default where it applies): the fast path with the time loop and each step's
+  elementwise work in C++ (:mod:`rnnkit.nn.fast.compiled`), where a compiled kernel covers the
+  cell, device and dtype and the extension could be built (else ``fast``, after one warning).
 * ``loop``: the readable Python time loop (:func:`rnnkit.nn.loop.scan`) over the step functions,
   with autograd for the backward: the reference every other path is tested against.
 """
@@ -19,6 +20,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from rnnkit.nn.fast.compiled.build import kernels
 from rnnkit.nn.fast.registry import KERNELS
 from rnnkit.options import current
 
@@ -55,6 +57,7 @@ def choose_path(
         return LOOP
     want_compiled = current().compiled if compiled is None else compiled
     if (want_compiled and KERNELS[fast_cell].compiled is not None and x.device.type == "cpu"
-            and compute_dtype(x) in (torch.float32, torch.float64)):
+            and compute_dtype(x) in (torch.float32, torch.float64)
+            and kernels() is not None):  # built on first use; None (warned once): eager
         return COMPILED
     return FAST

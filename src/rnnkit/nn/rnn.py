@@ -45,10 +45,11 @@ from rnnkit.nn._checks import (
     check_proj_size,
 )
 from rnnkit.nn.cells import input_projection, layer_step
+from rnnkit.nn.fast.driver import recurrence
 from rnnkit.nn.loop import State, packed_to_padded, padded_to_packed, run_layers, scan
 from rnnkit.nn.native import run_native_any
-from rnnkit.nn.paths import LOOP, NATIVE, choose_path
-from rnnkit.nn.sequence import initial_state, step_once
+from rnnkit.nn.paths import COMPILED, FAST, LOOP, NATIVE, choose_path
+from rnnkit.nn.sequence import FAST_CELLS, initial_state, step_once
 
 _GATES = {"LSTM": 4, "GRU": 3, "RNN_TANH": 1, "RNN_RELU": 1}
 
@@ -308,6 +309,10 @@ class RNNBase(nn.Module):
         """One layer, one direction. x (T, B, I), state tuple of (B, ·) -> (out (T, B, H_out), state)."""
         w = self._direction_weights(layer, reverse)
         gi = input_projection(self.mode, x, w)  # (T, B, G), all steps in one product
+        if path in (FAST, COMPILED):  # step() streaming on the fast path (nn/sequence.py)
+            params = (w["b_hh"],) if self.mode == "GRU" else ()
+            return recurrence(FAST_CELLS[self.mode], gi, state, w["w_hh"], params,
+                              reverse=reverse, lengths=lengths, compiled=path == COMPILED)
         return scan(layer_step(self.mode, w, w["w_hh"]), gi, state, lengths, reverse)
 
 

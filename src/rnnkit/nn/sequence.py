@@ -48,12 +48,75 @@ def from_time_major(y: Tensor, h_n: Tensor, batched: bool, batch_first: bool):
     return (y.transpose(0, 1) if batch_first else y), h_n
 
 
+#: the fast path's cell for each stock mode (rnnkit.nn.fast.registry.KERNELS)
+FAST_CELLS = {"LSTM": "lstm", "GRU": "gru", "RNN_TANH": "rnn_tanh", "RNN_RELU": "rnn_relu"}
+
+
 def step_once(module: nn.Module, x_t, h):
     """One time step through ``module.forward``: x_t (B, I) or (I,) -> (y_t, new state).
 
-    The state is what ``forward`` takes and returns; carry it from call to call.
+    The state is what ``forward`` takes and returns; carry it from call to call. A layer of
+    ``rnnkit.nn.rnn`` that streams without autograd may take another path than its ``forward``
+    would for the same one-step input (:func:`step_path`); the numbers are the same.
     """
     check_input(f"{type(module).__name__}.step", x_t, {1: "(I,)", 2: "(B, I)"})
+    path = step_path(module, x_t)
+    if path is not None:
+        return _step_layers(module, x_t, h, path)
     time_dim = 1 if (module.batch_first and x_t.dim() == 2) else 0
     y, h = module(x_t.unsqueeze(time_dim), h)
     return y.squeeze(time_dim), h
+
+
+def step_path(module: nn.Module, x_t: Tensor) -> str | None:
+    """The path for one step of an ``rnnkit.nn.rnn`` layer, where it differs from ``forward``'s.
+
+    One step without autograd (``torch.no_grad``, inference mode, or nothing requiring grad) on
+    CPU takes the compiled kernel wherever ``forward`` would (for the stock layers too, whose
+    ``forward`` runs torch's kernels, where the kernels are built already: a stock layer never
+    starts a build for a step): one fused call, no weight repacked. Where that is off or
+    unavailable, the stock LSTM takes the readable loop rather than torch's kernel (oneDNN's LSTM
+    reorders its weights at every call: milliseconds, against a few matrix-vector products).
+    None: take ``forward``.
+    """
+    from rnnkit.nn.paths import COMPILED, LOOP, NATIVE, choose_path
+
+    run_layers = getattr(module, "_run_layers", None)
+    if run_layers is None or x_t.device.type != "cpu" or getattr(module, "proj_size", 0):
+        return None
+    if type(x_t) is not Tensor or torch.compiler.is_compiling() or torch.jit.is_tracing():
+        return None  # traced for export or torch.compile: the layer's own (traceable) path
+    if torch.is_grad_enabled() and (x_t.requires_grad or any(
+            p.requires_grad for p in module.parameters())):
+        return None
+    own = choose_path(module.backend, x_t, native=module._has_native,
+                      fast_cell=module.fast_cell, compiled=getattr(module, "compiled", None))
+    if own != NATIVE:
+        return None  # the layer's own path already is the fast or readable one
+    from rnnkit.nn.fast.compiled.build import ready
+    from rnnkit.options import current
+
+    cell, compiled = FAST_CELLS[module.mode], getattr(module, "compiled", None)
+    wanted = current().compiled if compiled is None else compiled
+    # a build (minutes) is not worth one step: the kernels are taken when they load at once
+    if wanted and ready() and choose_path("auto", x_t, fast_cell=cell,
+                                          compiled=compiled) == COMPILED:
+        return COMPILED
+    return LOOP if module.mode == "LSTM" else None
+
+
+def _step_layers(module, x_t: Tensor, h, path: str):
+    """``forward`` on a one-step input, for the paths of :func:`step_path`: the same checks,
+    state handling and outputs, run by ``module._run_layers`` on ``path``."""
+    from rnnkit.nn._checks import check_features
+
+    name = type(module).__name__
+    batched = x_t.dim() == 2
+    x = x_t.unsqueeze(0) if batched else x_t.view(1, 1, -1)  # (1, B, I)
+    check_features(name, x, module.input_size, module.weight_ih_l0)
+    hx = module._prepare_hx(h, x.size(1), batched, x)
+    out, h_n = module._run_layers(x, hx, None, path)  # (1, B, H_out), (L, B, ·) each
+    y = out[0] if batched else out[0, 0]
+    if not batched:
+        h_n = tuple(s.squeeze(1) for s in h_n)
+    return y, (h_n if module.mode == "LSTM" else h_n[0])

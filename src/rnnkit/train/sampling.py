@@ -7,7 +7,9 @@
     then renormalise and draw.
 
 The prompt is read in one pass to set the recurrent state; then each drawn character is fed back,
-one step at a time, carrying the state, so generating n characters costs n single steps.
+one step at a time, carrying the state, so generating n characters costs n single steps
+(``CharLM.step``: without autograd, the layer's streaming path, one compiled call per step where
+the compiled kernels run; nothing is kept for a backward).
 """
 
 # ruff: noqa: F722 (jaxtyping shape strings such as "T B" are not Python expressions)
@@ -65,15 +67,17 @@ def generate(model: CharLM, vocab: Vocab, prompt: str, length: int, *, temperatu
     gen = torch.Generator().manual_seed(seed) if seed is not None else None
     model.eval()
     logits, state = model(ids.view(-1, 1).to(device))  # (T, 1, V)
+    last = logits[-1, 0]  # (V,)
     for _ in range(length):
-        last = logits[-1, 0].float().cpu()  # (V,)
+        last = last.float().cpu()
         if temperature == 0:
             nxt = int(torch.argmax(last))
         else:
             probs = filter_probs(last, temperature, top_k, top_p)
             nxt = int(torch.multinomial(probs, 1, generator=gen))
         yield vocab.chars[nxt]
-        logits, state = model(torch.tensor([[nxt]], device=device), state)
+        logits, state = model.step(torch.tensor([nxt], device=device), state)  # (1, V)
+        last = logits[0]
 
 
 def default_prompt(vocab: Vocab) -> str:

@@ -15,8 +15,9 @@ import torch.nn.functional as F
 
 import rnnkit
 from rnnkit.nn.cells import lstm_step, rnn_step
+from rnnkit.nn.fast.compiled.build import kernels
 from rnnkit.nn.fast.driver import recurrence
-from rnnkit.nn.fast.products import Products, mkl_packed_available
+from rnnkit.nn.fast.products import Products, mkl_packed_available, onednn_available
 from rnnkit.nn.fast.registry import KERNELS
 from rnnkit.nn.layernorm import ln_gru_step, ln_lstm_step
 from rnnkit.nn.loop import scan
@@ -182,31 +183,43 @@ def _as32(t):
 
 @pytest.mark.parametrize("cell", list(KERNELS))
 @pytest.mark.parametrize("variant", ["forward", "reverse_masks"])
-@pytest.mark.parametrize("packed", [True, False])
-def test_float32_per_step_products(cell, variant, packed):
-    """Float32 takes MKL's packed GEMM for the W_hh products where PyTorch has it (and torch.mm
-    with ``rnnkit.options(packed_gemm=False)``): both must give the float64 readable loop's
-    outputs and gradients."""
-    if packed and not mkl_packed_available():
-        pytest.skip("this PyTorch build has no MKL packed GEMM")
+@pytest.mark.parametrize("gemm", ["onednn", "mkl_packed", "torch"])
+def test_float32_per_step_products(cell, variant, gemm):
+    """Float32 takes the W_hh products of ``rnnkit.options(gemm=...)`` (oneDNN, MKL's packed
+    GEMM, torch.mm), with the whole-sequence products by the same library: each must give the
+    float64 readable loop's outputs and gradients, on the eager kernels and (where a compiled
+    kernel takes the cell) the compiled ones. A library this PyTorch lacks is skipped."""
+    available = {"onednn": onednn_available(), "mkl_packed": mkl_packed_available(),
+                 "torch": True}
+    if not available[gemm]:
+        pytest.skip(f"this PyTorch build has no {gemm} products")
     gi, w, state, params = make_inputs(cell, seed=7)
     kw = {"reverse": variant.startswith("reverse")}
     if variant.endswith("masks"):
         kw |= make_masks(len(state))
-    assert Products(w.float(), B, packed_gemm=packed).packed is packed
+    with rnnkit.options(gemm=gemm):
+        assert Products(w.float(), B).backend == gemm
+        assert Products(w.float(), B, steps=1).backend == "torch"  # one step: no packing
     ref = run_both(cell, gi, w, state, params, **kw)[1]
+    for compiled in (False, True) if KERNELS[cell].compiled else (False,):
+        if compiled and kernels() is None:
+            continue  # warned once: no compiler here
+        check_float32(cell, gemm, compiled, gi, w, state, params, kw, ref)
+
+
+def check_float32(cell, gemm, compiled, gi, w, state, params, kw, ref):
     inputs32 = [_as32(t) for t in (gi, w, *state, *params)]
     gi32, w32, rest = inputs32[0], inputs32[1], inputs32[2:]
     kw32 = {k: (v.float() if isinstance(v, torch.Tensor) and v.is_floating_point() else
                 tuple(x.float() for x in v) if isinstance(v, tuple) else v) for k, v in kw.items()}
-    with rnnkit.options(packed_gemm=packed):
+    with rnnkit.options(gemm=gemm):
         out = recurrence(cell, gi32, tuple(rest[: len(state)]), w32, tuple(rest[len(state):]),
-                         compiled=False, **kw32)
+                         compiled=compiled, **kw32)
     torch.testing.assert_close(out[0].double(), ref[0], rtol=1e-4, atol=1e-5)
     gen = torch.Generator().manual_seed(2)
     weights = [torch.randn(ref[0].shape, generator=gen, dtype=DT)] + [
         torch.randn(s.shape, generator=gen, dtype=DT) for s in ref[1]]
-    g_ref = torch.autograd.grad(loss(ref, weights), [gi, w, *state, *params])
+    g_ref = torch.autograd.grad(loss(ref, weights), [gi, w, *state, *params], retain_graph=True)
     g32 = torch.autograd.grad(loss(out, [x.float() for x in weights]), inputs32)
     for a, b in zip(g32, g_ref):
         torch.testing.assert_close(a.double(), b, rtol=1e-4, atol=1e-5)

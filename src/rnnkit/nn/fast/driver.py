@@ -46,11 +46,10 @@ from torch import Tensor
 from torch.autograd.function import once_differentiable
 
 from rnnkit.nn._checks import check_choice
-from rnnkit.nn.fast.products import Products
+from rnnkit.nn.fast.products import Products, weight_grad
 from rnnkit.nn.fast.registry import KERNELS
 from rnnkit.nn.loop import length_mask
 from rnnkit.nn.paths import COMPILED, choose_path
-from rnnkit.options import current
 
 
 class Recurrence(torch.autograd.Function):
@@ -67,33 +66,13 @@ class Recurrence(torch.autograd.Function):
 
     @staticmethod
     def _forward(ctx, cell, compiled, reverse, gi, w_hh, hidden_mask, valid, keep_h, keep_c, *rest):
-        spec = KERNELS[cell]
-        states, params = rest[: spec.n_state], rest[spec.n_state :]
-        make = spec.compiled if compiled else spec.eager
-        # no input needs a gradient (torch.no_grad, inference): the LSTM kernels then keep nothing
-        # for backward; the others write the same buffers either way
-        kernel = make(gi, params, any(ctx.needs_input_grad))
-        T, B, _ = gi.shape
-        H = w_hh.shape[1]
-        keeps = (keep_h, keep_c)[: spec.n_state]
-        blend = any(k is not None for k in keeps)
-        # S[k][j]: state k between steps. Forward: step t reads j = t, writes j = t + 1; reverse:
-        # reads j = t + 1, writes j = t. So S[:-1] / S[1:] line up with t either way.
-        S = [kernel.take((T + 1, B, H), gi) for _ in range(spec.n_state)]
-        for s, s0 in zip(S, states):
-            s[T if reverse else 0] = s0
-        NEW = [kernel.take((T, B, H), gi) for _ in range(spec.n_state)] if blend else None
-        prod = Products(w_hh, B, current().packed_gemm)
-        if hasattr(kernel, "forward_all"):  # the kernel runs the time loop itself (compiled)
-            kernel.forward_all(reverse, S, prod, hidden_mask, (keep_h, keep_c), NEW)
-        else:
-            _forward_loop(kernel, prod, S, NEW, reverse, hidden_mask, keeps)
-        ctx.kernel, ctx.S, ctx.NEW, ctx.spec, ctx.reverse, ctx.prod = kernel, S, NEW, spec, reverse, prod
+        run = run_forward(cell, compiled, reverse, gi, w_hh, hidden_mask, keep_h, keep_c, rest,
+                          save=any(ctx.needs_input_grad))
+        kernel, S, NEW, prod = run
+        ctx.kernel, ctx.S, ctx.NEW, ctx.spec, ctx.reverse, ctx.prod = (
+            kernel, S, NEW, KERNELS[cell], reverse, prod)
         ctx.save_for_backward(w_hh, hidden_mask, valid, keep_h, keep_c)
-        out = S[0][:-1] if reverse else S[0][1:]  # (T, B, H)
-        out = out * valid if valid is not None else out.clone()
-        j_last = 0 if reverse else T
-        return (out, *(s[j_last].clone() for s in S))
+        return outputs(S, reverse, valid, copy=True)
 
     @staticmethod
     @once_differentiable
@@ -119,9 +98,58 @@ class Recurrence(torch.autograd.Function):
         T, B, G = da.shape
         H = prev_all[0].shape[-1]
         h_in_all = prev_all[0] * hidden_mask if hidden_mask is not None else prev_all[0]
-        d_w_hh = torch.mm(da.reshape(T * B, G).t(), h_in_all.reshape(T * B, H))  # (G, H)
+        d_w_hh = weight_grad(da.reshape(T * B, G), h_in_all.reshape(T * B, H))  # (G, H)
         assert len(p_grads) == len(ctx.spec.params)
         return (None, None, None, dgi, d_w_hh, None, None, None, None, *ds, *p_grads)
+
+
+def run_forward(cell, compiled, reverse, gi, w_hh, hidden_mask, keep_h, keep_c, rest, save):
+    """The forward over all steps: (kernel, S, NEW, products). ``save=False``: keep nothing for
+    backward (the kernels then work in one-step buffers) and take the state buffers ``S`` fresh
+    rather than from the pool, since the outputs are views of them."""
+    spec = KERNELS[cell]
+    states, params = rest[: spec.n_state], rest[spec.n_state :]
+    make = spec.compiled if compiled else spec.eager
+    kernel = make(gi, params, save)
+    T, B, _ = gi.shape
+    H = w_hh.shape[1]
+    keeps = (keep_h, keep_c)[: spec.n_state]
+    blend = any(k is not None for k in keeps)
+    # S[k][j]: state k between steps. Forward: step t reads j = t, writes j = t + 1; reverse:
+    # reads j = t + 1, writes j = t. So S[:-1] / S[1:] line up with t either way.
+    take = kernel.take if save else (lambda shape, like: like.new_empty(shape))
+    S = [take((T + 1, B, H), gi) for _ in range(spec.n_state)]
+    for s, s0 in zip(S, states):
+        s[T if reverse else 0] = s0
+    NEW = [kernel.take((T, B, H), gi) for _ in range(spec.n_state)] if blend else None
+    prod = Products(w_hh, B, steps=T)
+    if hasattr(kernel, "forward_all"):  # the kernel runs the time loop itself (compiled)
+        kernel.forward_all(reverse, S, prod, hidden_mask, (keep_h, keep_c), NEW)
+    else:
+        _forward_loop(kernel, prod, S, NEW, reverse, hidden_mask, keeps)
+    return kernel, S, NEW, prod
+
+
+def outputs(S, reverse: bool, valid, copy: bool) -> tuple:
+    """(out (T, B, H), *final states) from the state buffers; ``copy``: not views of S (which
+    go back to the pool when the graph is freed)."""
+    T = S[0].shape[0] - 1
+    out = S[0][:-1] if reverse else S[0][1:]  # (T, B, H)
+    if valid is not None:
+        out = out * valid
+    elif copy:
+        out = out.clone()
+    j_last = 0 if reverse else T
+    return (out, *(s[j_last].clone() for s in S))
+
+
+def _infer(cell, compiled, reverse, gi, w_hh, hidden_mask, valid, keep_h, keep_c, *rest):
+    """The forward alone, outside autograd, when no input wants a gradient (``torch.no_grad``,
+    ``torch.inference_mode``, or nothing requires grad): nothing is kept for backward."""
+    with torch.autocast(gi.device.type, enabled=False):
+        _, S, _, _ = run_forward(cell, compiled, reverse, gi, w_hh, hidden_mask, keep_h, keep_c,
+                                 rest, save=False)
+        return outputs(S, reverse, valid, copy=False)
 
 
 def _forward_loop(kernel, prod, S, NEW, reverse, hidden_mask, keeps):
@@ -233,10 +261,11 @@ def recurrence(
         keep_h = valid if keep_h is None else keep_h * valid
         if spec.n_state == 2:
             keep_c = valid if keep_c is None else keep_c * valid
-    out, *final = Recurrence.apply(
-        cell, compiled, reverse, gi.contiguous(), w_hh, hidden_mask, valid, keep_h, keep_c,
-        *(s.contiguous() for s in state), *params,
-    )
+    args = (cell, compiled, reverse, gi.contiguous(), w_hh, hidden_mask, valid, keep_h, keep_c,
+            *(s.contiguous() for s in state), *params)
+    wants_grad = torch.is_grad_enabled() and any(
+        isinstance(a, Tensor) and a.requires_grad for a in args)
+    out, *final = Recurrence.apply(*args) if wants_grad else _infer(*args)
     return out, tuple(final)
 
 

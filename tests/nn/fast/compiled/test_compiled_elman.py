@@ -2,8 +2,8 @@
 rnnkit.FusedRNN runs) against the eager kernel, the readable loop, float64 finite differences and
 torch.nn.RNN.
 
-The compiled step is the eager kernel's op for op (one addmm, or MKL's packed product then the
-sum, then σ), so the relu cell equals the eager kernel bit for bit, forward and backward, in
+The compiled step is the eager kernel's op for op (one addmm, or oneDNN's or MKL's packed product
+then the sum, then σ), so the relu cell equals the eager kernel bit for bit, forward and backward, in
 float32 and float64. The tanh cell differs only in tanh (one ``exp_u20``): float64 to 1e-10,
 float32 as accurate as eager against the float64 result.
 """
@@ -28,7 +28,7 @@ from one_state_cases import (
 import rnnkit
 from rnnkit.nn.fast.compiled.elman import CompiledElmanKernel
 from rnnkit.nn.fast.driver import recurrence
-from rnnkit.nn.fast.products import mkl_packed_available
+from rnnkit.nn.fast.products import mkl_packed_available, onednn_available
 from rnnkit.nn.fast.registry import KERNELS
 from rnnkit.nn.paths import COMPILED, choose_path
 
@@ -47,8 +47,9 @@ def on(built):
         yield
 
 
-PRODUCTS = {"f64": (DT, True), "f32-packed": (torch.float32, True),
-            "f32-mm": (torch.float32, False)}
+PRODUCTS = {"f64": (DT, "auto"), "f32-onednn": (torch.float32, "onednn"),
+            "f32-mkl": (torch.float32, "mkl_packed"), "f32-mm": (torch.float32, "torch")}
+AVAILABLE = {"onednn": onednn_available, "mkl_packed": mkl_packed_available}
 
 
 @pytest.mark.parametrize("products", list(PRODUCTS))
@@ -58,11 +59,11 @@ PRODUCTS = {"f64": (DT, True), "f32-packed": (torch.float32, True),
 @pytest.mark.parametrize("cell", CELLS)
 def test_compiled_loop_equals_eager_driver(built, cell, blend, masked, reverse, products):
     """Against the driver's Python loop over the eager kernel, every output and gradient: relu
-    bit for bit (float64; float32 by MKL's packed GEMM and by torch.mm); tanh float64 to 1e-10,
-    float32 as accurate as eager."""
-    dtype, packed = PRODUCTS[products]
-    if packed and dtype == torch.float32 and not mkl_packed_available():
-        pytest.skip("this PyTorch build has no MKL packed GEMM")
+    bit for bit (float64; float32 by oneDNN, by MKL's packed GEMM and by torch.mm); tanh float64
+    to 1e-10, float32 as accurate as eager."""
+    dtype, gemm = PRODUCTS[products]
+    if gemm in AVAILABLE and not AVAILABLE[gemm]():
+        pytest.skip(f"this PyTorch build has no {gemm} product")
     inputs, mask = case(cell, seed=7)
     B, H = inputs[1].shape
     keep, lengths = blends(blend, inputs[0].shape[0], B, H)
@@ -71,7 +72,7 @@ def test_compiled_loop_equals_eager_driver(built, cell, blend, masked, reverse, 
     assert isinstance(kernel, CompiledElmanKernel) and kernel.relu == (cell == "rnn_relu")
     exact = run(cell, inputs, compiled=False, **kw)
     typed = [t.detach().to(dtype).requires_grad_() for t in inputs]
-    with rnnkit.options(packed_gemm=packed):
+    with rnnkit.options(gemm=gemm):
         eager, compiled = (run(cell, typed, compiled=flag, **kw) for flag in (False, True))
     if cell == "rnn_relu":
         for a, b in zip(compiled, eager):

@@ -29,6 +29,7 @@ from one_state_cases import (
 import rnnkit
 from rnnkit.nn.fast.compiled.gru import CompiledGRUKernel
 from rnnkit.nn.fast.driver import recurrence
+from rnnkit.nn.fast.products import mkl_packed_available, onednn_available
 from rnnkit.nn.fast.registry import KERNELS
 from rnnkit.nn.layernorm import LayerNormGRU
 from rnnkit.nn.paths import COMPILED, FAST, choose_path
@@ -48,15 +49,23 @@ def on(built):
         yield
 
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["f32-packed", "f64"])
+PRODUCTS = {"f64": (DT, "auto"), "f32-onednn": (torch.float32, "onednn"),
+            "f32-mkl": (torch.float32, "mkl_packed"), "f32-mm": (torch.float32, "torch")}
+AVAILABLE = {"onednn": onednn_available, "mkl_packed": mkl_packed_available}
+
+
+@pytest.mark.parametrize("products", list(PRODUCTS))
 @pytest.mark.parametrize("reverse", [False, True], ids=["fwd", "rev"])
 @pytest.mark.parametrize("masked", [False, True], ids=["plain", "hidden-mask"])
 @pytest.mark.parametrize("blend", ["none", "zoneout", "lengths"])
 @pytest.mark.parametrize("cell", CELLS)
-def test_compiled_loop_equals_eager_driver(built, cell, blend, masked, reverse, dtype):
+def test_compiled_loop_equals_eager_driver(built, cell, blend, masked, reverse, products):
     """The compiled kernel (the whole loop in C++) against the driver's Python loop over the
     eager kernel, same products, masks and blends: every output and gradient, float64 to 1e-10;
-    float32 (MKL's packed GEMM where torch has it) as accurate as the eager run."""
+    float32 (by oneDNN, MKL's packed GEMM and torch.mm) as accurate as the eager run."""
+    dtype, gemm = PRODUCTS[products]
+    if gemm in AVAILABLE and not AVAILABLE[gemm]():
+        pytest.skip(f"this PyTorch build has no {gemm} product")
     inputs, mask = case(cell)
     B, H = inputs[1].shape
     keep, lengths = blends(blend, inputs[0].shape[0], B, H)
@@ -69,8 +78,9 @@ def test_compiled_loop_equals_eager_driver(built, cell, blend, masked, reverse, 
             torch.testing.assert_close(a, b, **TOL)
         return
     inputs32 = [t.detach().float().requires_grad_() for t in inputs]
-    errors = {flag: normwise_errors(run(cell, inputs32, compiled=flag, **kw), exact)
-              for flag in (False, True)}
+    with rnnkit.options(gemm=gemm):
+        errors = {flag: normwise_errors(run(cell, inputs32, compiled=flag, **kw), exact)
+                  for flag in (False, True)}
     assert_float32_as_accurate(errors[True], errors[False], 4e-6)
 
 

@@ -62,7 +62,7 @@ void elman_forward_loop(bool relu, const Linear& product, const Masks& masks, co
       const scalar_t* g = nullptr;  // with addmm the sum is done: s in place
       at::Tensor a = h_new;
       if (product.packed) {
-        a = mkl_linear(x, *product.packed, product.weight, B);
+        a = packed_linear(product, x);
         g = ptr<scalar_t>(gi_t);
       } else {
         at::addmm_out(h_new, gi_t, x, product.weight_t);

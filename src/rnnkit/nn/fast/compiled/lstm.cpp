@@ -178,8 +178,9 @@ struct InputLN {
 };
 
 // LN false: the plain LSTM: gates = gi + a, y = tanh(c'); then ahat, chat, the rstds and the
-// gains are neither read nor written (they may be null).
-template <typename scalar_t, bool LN>
+// gains are neither read nor written (they may be null). SAVE false (no backward to come): what
+// only the backward reads (ahat, chat, y, the rstds, the input LN's moments) is not written.
+template <typename scalar_t, bool LN, bool SAVE>
 void forward_rows(int64_t b0, int64_t b1, int64_t H, double eps, const scalar_t* a,
                   const Gains<scalar_t>& w, const StepBlocks<scalar_t>& s, scalar_t* c_new,
                   scalar_t* h_new, const InputLN<scalar_t>& in) {
@@ -193,13 +194,15 @@ void forward_rows(int64_t b0, int64_t b1, int64_t H, double eps, const scalar_t*
     scalar_t mean = 0, rstd = 0, mean_x = 0, rstd_x = 0;
     if (in.gamma_ih) {
       moments(gr, G, eps, mean_x, rstd_x);
-      in.mean[b] = mean_x;
-      in.rstd[b] = rstd_x;
+      if (SAVE) {
+        in.mean[b] = mean_x;
+        in.rstd[b] = rstd_x;
+      }
     }
     const Vec mx(mean_x), rx(rstd_x);
     if (LN) {
       moments(ar, G, eps, mean, rstd);
-      s.rstd_a[b] = rstd;
+      if (SAVE) s.rstd_a[b] = rstd;
     }
     const Vec m(mean), r(rstd);
     // ahat, and the gates block by block: s() on i, f, o; tanh on g (its act block is unused)
@@ -214,7 +217,7 @@ void forward_rows(int64_t b0, int64_t b1, int64_t H, double eps, const scalar_t*
         Vec pre;
         if (LN) {
           const Vec z = (Vec::loadu(ar + off + k, cnt) - m) * r;
-          z.store(ah + off + k, cnt);
+          if (SAVE) z.store(ah + off + k, cnt);
           pre = g_in + Vec::loadu(w.gamma_hh + off + k, cnt) * z;
         } else {
           pre = g_in + Vec::loadu(ar + off + k, cnt);
@@ -233,19 +236,19 @@ void forward_rows(int64_t b0, int64_t b1, int64_t H, double eps, const scalar_t*
     });
     if (LN) {
       moments(cn, H, eps, mean, rstd);
-      s.rstd_c[b] = rstd;
+      if (SAVE) s.rstd_c[b] = rstd;
     }
     const Vec mc(mean), rc(rstd);
     vloop<Vec>(H, [&](int64_t k, int64_t cnt) {
       Vec yy;
       if (LN) {
         const Vec z = (Vec::loadu(cn + k, cnt) - mc) * rc;
-        z.store(s.chat + b * H + k, cnt);
+        if (SAVE) z.store(s.chat + b * H + k, cnt);
         yy = vtanh(Vec::loadu(w.gamma_c + k, cnt) * z + Vec::loadu(w.beta_c + k, cnt));
       } else {
         yy = vtanh(Vec::loadu(cn + k, cnt));
       }
-      yy.store(s.y + b * H + k, cnt);
+      if (SAVE) yy.store(s.y + b * H + k, cnt);
       (Vec::loadu(ac + 3 * H + k, cnt) * yy).store(h_new + b * H + k, cnt);
     });
   }
@@ -326,14 +329,26 @@ void with_ln(bool ln, F&& f) {
     f(std::false_type{});
 }
 
+// The same for two flags: f(LN, SAVE) with both as compile-time constants.
+template <typename F>
+void with_flags(bool ln, bool save, F&& f) {
+  with_ln(ln, [&](auto LN) {
+    if (save)
+      f(LN, std::true_type{});
+    else
+      f(LN, std::false_type{});
+  });
+}
+
 // One step over all B rows (rows split over threads).
 template <typename scalar_t>
-void forward_step(bool ln, int64_t B, int64_t H, double eps, const scalar_t* a,
+void forward_step(bool ln, bool save, int64_t B, int64_t H, double eps, const scalar_t* a,
                   const Gains<scalar_t>& w, const StepBlocks<scalar_t>& s, scalar_t* c_new,
                   scalar_t* h_new, const InputLN<scalar_t>& in) {
   at::parallel_for(0, B, row_grain(4 * H), [&](int64_t b0, int64_t b1) {
-    with_ln(ln, [&](auto LN) {
-      forward_rows<scalar_t, decltype(LN)::value>(b0, b1, H, eps, a, w, s, c_new, h_new, in);
+    with_flags(ln, save, [&](auto LN, auto SAVE) {
+      forward_rows<scalar_t, decltype(LN)::value, decltype(SAVE)::value>(b0, b1, H, eps, a, w, s,
+                                                                         c_new, h_new, in);
     });
   });
 }
@@ -387,6 +402,17 @@ at::Tensor mkl_linear(const at::Tensor& x, const at::Tensor& packed, const at::T
   return op.call(x, packed, w, std::nullopt, batch);
 }
 
+// oneDNN's inner product x W^T with a weight reordered once (products.py's "onednn").
+at::Tensor onednn_linear(const at::Tensor& x, const at::Tensor& packed) {
+  static auto op =
+      c10::Dispatcher::singleton()
+          .findSchemaOrThrow("mkldnn::_linear_pointwise", "")
+          .typed<at::Tensor(const at::Tensor&, const at::Tensor&, const std::optional<at::Tensor>&,
+                            c10::string_view, c10::List<std::optional<at::Scalar>>,
+                            std::optional<c10::string_view>)>();
+  return op.call(x, packed, std::nullopt, "none", c10::List<std::optional<at::Scalar>>(), "");
+}
+
 }  // namespace
 
 // ---------------------------------------------------------------------------------------------
@@ -403,12 +429,25 @@ struct Cell {
   std::optional<at::Tensor> gamma_ih, shift;
 };
 
-// A product x -> x W^T with one fixed W: by MKL's packed GEMM when `packed` is given (the packed
-// weight, `weight` its origin W), else by at::mm with `weight_t` = W^T.
+// A product x -> x W^T with one fixed W, by the library products.py chose (`backend`): "onednn"
+// or "mkl_packed" with `packed` the weight reordered for it (`weight` its origin W), else
+// ("torch") at::mm with `weight_t` = W^T.
 struct Linear {
   at::Tensor weight, weight_t;
   std::optional<at::Tensor> packed;
+  std::string backend;
 };
+
+namespace {
+
+// x W^T (B, N): a new tensor from the packed products, else written into `out` by at::mm.
+at::Tensor product(const Linear& p, const at::Tensor& x, at::Tensor& out) {
+  if (!p.packed) return at::mm_out(out, x, p.weight_t);
+  if (p.backend == "onednn") return onednn_linear(x, *p.packed);
+  return mkl_linear(x, *p.packed, p.weight, x.size(0));
+}
+
+}  // namespace
 
 // The masks, all optional: hidden_mask (B, H) on h entering W_hh; keep_h, keep_c (T, B, 1 or H)
 // the update fractions s_t = s_{t-1} + k_t (s'_t - s_{t-1}) (zoneout, lengths).
@@ -486,11 +525,14 @@ void check_args(const Cell& cell, const Saved& saved, const at::Tensor& gi) {
 
 // The forward over all T steps: the same products, masks and blends as the Python driver
 // (rnnkit/nn/fast/driver.py), in the same order, without a Python round trip per step.
+// save false (inference: no backward to come): the saved buffers have one row (R = 1), used as
+// each step's scratch, and what only the backward reads is not written at all.
 void lstm_forward_loop(const Cell& cell, const Linear& product, const Masks& masks,
                        const States& states, const Saved& saved, const at::Tensor& gi,
-                       bool reverse) {
+                       bool reverse, bool save) {
   check_args(cell, saved, gi);
   const int64_t T = gi.size(0), B = gi.size(1), G = gi.size(2), H = G / 4, R = saved.act.size(0);
+  TORCH_CHECK(save ? R == T : R == 1, "the saved buffers must have T rows (save) or 1 (not)");
   TORCH_CHECK(states.S_h.size(0) == T + 1 && states.S_c.size(0) == T + 1,
               "S_h, S_c must be (T + 1, B, H)");
   const bool blend = states.new_h.has_value();
@@ -515,8 +557,7 @@ void lstm_forward_loop(const Cell& cell, const Linear& product, const Masks& mas
       // a = h_in W_hh^T; unpacked, into ahat's row (the plain LSTM's scratch), which the row
       // loop then overwrites with ahat: it reads each element of a before it writes it
       at::Tensor ahat_r = saved.ahat.select(0, saved.ahat.size(0) == 1 ? 0 : r);
-      at::Tensor a = product.packed ? mkl_linear(x, *product.packed, product.weight, B)
-                                    : at::mm_out(ahat_r, x, product.weight_t);
+      at::Tensor a = ::product(product, x, ahat_r);
       InputLN<scalar_t> in;
       if (cell.gamma_ih) {
         in.gamma_ih = ptr<scalar_t>(cell.gamma_ih);
@@ -525,7 +566,7 @@ void lstm_forward_loop(const Cell& cell, const Linear& product, const Masks& mas
         in.rstd = ptr<scalar_t>(saved.stat_x, (R + r) * B);
       }
       forward_step<scalar_t>(
-          cell.layer_norm, B, H, cell.eps, ptr<scalar_t>(a), w, s,
+          cell.layer_norm, save, B, H, cell.eps, ptr<scalar_t>(a), w, s,
           blend ? ptr<scalar_t>(states.new_c, t * B * H) : ptr<scalar_t>(states.S_c, jn * B * H),
           blend ? ptr<scalar_t>(states.new_h, t * B * H) : ptr<scalar_t>(states.S_h, jn * B * H),
           in);
@@ -609,8 +650,8 @@ std::vector<at::Tensor> lstm_backward_loop(const Cell& cell, const Linear& produ
       const bool more = n + 1 < T;
       const int64_t t_next = reverse ? t + 1 : t - 1;
       at::Tensor dh_next = dh_prev;
-      if (product.packed) {  // da W_hh by MKL's packed GEMM: a new tensor
-        dh_next = mkl_linear(da_t, *product.packed, product.weight, B);
+      if (product.packed) {  // da W_hh by oneDNN or MKL's packed GEMM: a new tensor
+        dh_next = ::product(product, da_t, dh_prev);
         if (masks.hidden_mask) dh_next.mul_(*masks.hidden_mask);
         if (more) dh_next.add_(dy.select(0, t_next));
       } else if (!masks.hidden_mask && more) {
@@ -637,8 +678,8 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
            py::arg("layer_norm"), py::arg("eps"), py::arg("gamma_hh"), py::arg("gamma_c"),
            py::arg("beta_c"), py::arg("gamma_ih") = py::none(), py::arg("shift") = py::none());
   py::class_<Linear>(m, "Linear")
-      .def(py::init<at::Tensor, at::Tensor, Opt>(), py::arg("weight"), py::arg("weight_t"),
-           py::arg("packed") = py::none());
+      .def(py::init<at::Tensor, at::Tensor, Opt, std::string>(), py::arg("weight"),
+           py::arg("weight_t"), py::arg("packed") = py::none(), py::arg("backend") = "torch");
   py::class_<Masks>(m, "Masks")
       .def(py::init<Opt, Opt, Opt>(), py::arg("hidden_mask") = py::none(),
            py::arg("keep_h") = py::none(), py::arg("keep_c") = py::none());
@@ -661,7 +702,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   using release = py::call_guard<py::gil_scoped_release>;
   m.def("lstm_forward_loop", &lstm_forward_loop, "(LN-)LSTM forward over all steps (in place)",
         py::arg("cell"), py::arg("product"), py::arg("masks"), py::arg("states"),
-        py::arg("saved"), py::arg("gi"), py::arg("reverse"), release());
+        py::arg("saved"), py::arg("gi"), py::arg("reverse"), py::arg("save"), release());
   m.def("lstm_backward_loop", &lstm_backward_loop,
         "(LN-)LSTM backward over all steps; returns the gradients on (h0, c0)", py::arg("cell"),
         py::arg("product"), py::arg("masks"), py::arg("saved"), py::arg("grads"), py::arg("gi"),

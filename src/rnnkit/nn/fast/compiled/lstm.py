@@ -34,7 +34,7 @@ class CompiledLSTMKernel(Owner):
         T, B, G = gi.shape
         H = G // 4
         R = T if save else 1  # as the eager LSTMKernel: without backward, every step reuses one row
-        self.gi, self.ln, self.input_ln = gi, layer_norm, input_ln
+        self.gi, self.ln, self.input_ln, self.save = gi, layer_norm, input_ln, save
         params = tuple(p.contiguous() for p in params)
         self.none = gi.new_empty(0)  # for the tensors the plain LSTM does not have
         self.gains = params[:3] if layer_norm else (self.none,) * 3  # γ_hh, γ_c, β_c
@@ -61,10 +61,10 @@ class CompiledLSTMKernel(Owner):
         keep_c); NEW: the (T, B, H) buffers of the unblended new states, or None."""
         ext = self.ext
         product = ext.Linear(weight=prod.w_hh, weight_t=self.none if prod.packed else prod.w_t,
-                             packed=prod.fwd_w if prod.packed else None)
+                             packed=prod.fwd_w if prod.packed else None, backend=prod.backend)
         states = ext.States(*S, *(NEW if NEW is not None else (None, None)))
         ext.lstm_forward_loop(self.cell, product, ext.Masks(hidden_mask, *keeps), states,
-                              self.saved, self.gi, reverse)
+                              self.saved, self.gi, reverse, self.save)
 
     def prepare_backward(self, prev_all, new_all):
         B, H = self.act.shape[1], self.act.shape[2] // 4
@@ -92,7 +92,8 @@ class CompiledLSTMKernel(Owner):
         ext = self.ext
         if prod.packed:
             packed, origin = prod.back_weights()
-            product = ext.Linear(weight=origin, weight_t=prod.w_hh, packed=packed)
+            product = ext.Linear(weight=origin, weight_t=prod.w_hh, packed=packed,
+                                 backend=prod.backend)
         else:
             product = ext.Linear(weight=prod.w_hh, weight_t=prod.w_hh)
         return ext.lstm_backward_loop(self.cell, product, ext.Masks(hidden_mask, *keeps),

@@ -6,14 +6,17 @@ from __future__ import annotations
 
 def products(ext, prod, backward: bool):
     """The C++ side's ``Linear`` for the per-step products of ``prod`` (a ``Products``): forward
-    ``h_in W_hh^T``, backward ``da W_hh``; MKL's packed GEMM where ``prod`` packs."""
+    ``h_in W_hh^T``, backward ``da W_hh``; oneDNN's or MKL's packed product where ``prod``
+    packs (``prod.backend``)."""
     if backward:
         if prod.packed:
             packed, origin = prod.back_weights()
-            return ext.one_state.Linear(weight=origin, weight_t=prod.w_hh, packed=packed)
+            return ext.one_state.Linear(weight=origin, weight_t=prod.w_hh, packed=packed,
+                                        backend=prod.backend)
         return ext.one_state.Linear(weight=prod.w_hh, weight_t=prod.w_hh)
     if prod.packed:
-        return ext.one_state.Linear(weight=prod.w_hh, weight_t=prod.w_hh, packed=prod.fwd_w)
+        return ext.one_state.Linear(weight=prod.w_hh, weight_t=prod.w_hh, packed=prod.fwd_w,
+                                    backend=prod.backend)
     return ext.one_state.Linear(weight=prod.w_hh, weight_t=prod.w_t)
 
 

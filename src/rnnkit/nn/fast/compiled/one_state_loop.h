@@ -11,20 +11,29 @@
 
 #include "vec_ops.h"
 
+#include <string>
 #include <utility>
 
 namespace rnnkit::cpu {
 
-// A product x -> x W^T with one fixed W: by MKL's packed GEMM when `packed` is given (the packed
-// weight, `weight` its origin W), else by at::mm with `weight_t` = W^T.
+// A product x -> x W^T with one fixed W: when `packed` is given, by oneDNN's inner product
+// (backend "onednn", `packed` the reordered weight) or MKL's packed GEMM (`packed` the packed
+// weight, `weight` its origin W); else by at::mm with `weight_t` = W^T.
 struct Linear {
   at::Tensor weight, weight_t;
   std::optional<at::Tensor> packed;
+  std::string backend;
 };
+
+// x W^T by the packed product (a new tensor); `p.packed` must be given.
+inline at::Tensor packed_linear(const Linear& p, const at::Tensor& x) {
+  if (p.backend == "onednn") return onednn_linear(x, *p.packed);
+  return mkl_linear(x, *p.packed, p.weight, x.size(0));
+}
 
 // x W^T: packed, a new tensor; else written into `out` and returned.
 inline at::Tensor linear(const Linear& p, const at::Tensor& x, at::Tensor& out) {
-  return p.packed ? mkl_linear(x, *p.packed, p.weight, x.size(0)) : at::mm_out(out, x, p.weight_t);
+  return p.packed ? packed_linear(p, x) : at::mm_out(out, x, p.weight_t);
 }
 
 // The masks, both optional: hidden_mask (B, H) on the h entering W_hh (variational dropout);
@@ -104,8 +113,8 @@ at::Tensor backward_time_loop(const Linear& product, const Masks& masks, const a
     const bool more = n + 1 < T;
     const int64_t t_next = reverse ? t + 1 : t - 1;
     at::Tensor dh_next = dh_prev;
-    if (product.packed) {  // da W_hh by MKL's packed GEMM: a new tensor
-      dh_next = mkl_linear(da_t, *product.packed, product.weight, da_t.size(0));
+    if (product.packed) {  // da W_hh by the packed product: a new tensor
+      dh_next = packed_linear(product, da_t);
       if (masks.hidden_mask) dh_next.mul_(*masks.hidden_mask);
       if (more) dh_next.add_(dy.select(0, t_next));
     } else if (!masks.hidden_mask && more) {
@@ -128,8 +137,8 @@ inline void bind_one_state_loop(pybind11::module_& m) {
   namespace py = pybind11;
   using Opt = std::optional<at::Tensor>;
   py::class_<Linear>(m, "Linear")
-      .def(py::init<at::Tensor, at::Tensor, Opt>(), py::arg("weight"), py::arg("weight_t"),
-           py::arg("packed") = py::none());
+      .def(py::init<at::Tensor, at::Tensor, Opt, std::string>(), py::arg("weight"),
+           py::arg("weight_t"), py::arg("packed") = py::none(), py::arg("backend") = "torch");
   py::class_<Masks>(m, "Masks")
       .def(py::init<Opt, Opt>(), py::arg("hidden_mask") = py::none(), py::arg("keep") = py::none());
   py::class_<States>(m, "States")

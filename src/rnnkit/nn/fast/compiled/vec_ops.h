@@ -172,4 +172,15 @@ inline at::Tensor mkl_linear(const at::Tensor& x, const at::Tensor& packed, cons
   return op.call(x, packed, w, std::nullopt, batch);
 }
 
+// oneDNN's inner product x W^T with a weight reordered once (products.py's "onednn").
+inline at::Tensor onednn_linear(const at::Tensor& x, const at::Tensor& packed) {
+  static auto op =
+      c10::Dispatcher::singleton()
+          .findSchemaOrThrow("mkldnn::_linear_pointwise", "")
+          .typed<at::Tensor(const at::Tensor&, const at::Tensor&, const std::optional<at::Tensor>&,
+                            c10::string_view, c10::List<std::optional<at::Scalar>>,
+                            std::optional<c10::string_view>)>();
+  return op.call(x, packed, std::nullopt, "none", c10::List<std::optional<at::Scalar>>(), "");
+}
+
 }  // namespace rnnkit::cpu
