@@ -17,6 +17,7 @@ from jaxtyping import Float, Int
 from torch import Tensor
 
 from rnnkit.models.tagger import Tagger
+from rnnkit.nn.tracing import values_readable
 
 
 def final_states(
@@ -34,7 +35,8 @@ def final_states(
         last = torch.full((B,), T - 1, dtype=torch.long, device=output.device)
     else:
         last = torch.as_tensor(lengths, device=output.device).long() - 1
-        if last.shape != (B,) or int(last.min()) < 0 or int(last.max()) >= T:
+        if last.shape != (B,) or values_readable(last) and (int(last.min()) < 0
+                                                            or int(last.max()) >= T):
             raise ValueError(f"lengths must hold {B} values in [1, {T}], got {lengths}")
     forward = output[torch.arange(B, device=output.device), last]  # (B, D*H)
     if not bidirectional:

@@ -19,6 +19,7 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from rnnkit.models.layers import CELLS, make_rnn  # noqa: F401 (CELLS: re-exported for the tasks)
+from rnnkit.nn.tracing import values_readable
 
 
 def run_rnn(
@@ -40,7 +41,8 @@ def run_rnn(
         raise ValueError(
             f"lengths must have one entry per sequence. Expected shape ({x.size(0)},), got {tuple(lengths.shape)}"
         )
-    if int(lengths.min()) < 1 or int(lengths.max()) > x.size(1):
+    # the values are checked in eager only (a traced graph would fix them: rnnkit.nn.tracing)
+    if values_readable(lengths) and (int(lengths.min()) < 1 or int(lengths.max()) > x.size(1)):
         raise ValueError(f"lengths must lie in [1, T={x.size(1)}], got {lengths.tolist()}")
     if type(rnn).__module__.startswith("torch."):
         packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)

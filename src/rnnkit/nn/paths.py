@@ -12,6 +12,13 @@ docs/architecture.md):
   (:mod:`rnnkit.nn.fast.compiled`), where a compiled kernel covers the cell, device and dtype.
 * ``loop``: the readable Python time loop (:func:`rnnkit.nn.loop.scan`) over the step functions,
   with autograd for the backward: the reference every other path is tested against.
+* ``scan``: the same steps with the time loop as torch's ``scan`` op (:mod:`rnnkit.export.scan`),
+  taken under ``torch.compile`` and ``torch.export`` (see :mod:`rnnkit.nn.tracing`): T stays
+  symbolic, and nothing of the fast path (its buffer pool, locks, MKL ops) enters a graph.
+
+Under a ``torch.func`` transform the layers take the loop; under ``torch.jit.trace`` PyTorch's
+kernels where the layer can use them, else the loop, unrolled, with a warning (see
+:func:`traced_path`).
 """
 
 from __future__ import annotations
@@ -20,9 +27,12 @@ import torch
 from torch import Tensor
 
 from rnnkit.nn.fast.registry import KERNELS
+from rnnkit.nn.loop import scan
+from rnnkit.nn.tracing import COMPILE, FUNC, tracing
 from rnnkit.options import current
 
 NATIVE, FAST, COMPILED, LOOP = "native", "fast", "compiled", "loop"
+SCAN = "scan"
 
 
 def compute_dtype(x: Tensor) -> torch.dtype:
@@ -47,6 +57,9 @@ def choose_path(
     in ``rnnkit.nn.fast.registry.KERNELS``), None if it has none; compiled: the layer's own
     choice, None to follow ``rnnkit.options(compiled=...)``.
     """
+    traced = tracing(x)
+    if traced is not None:  # a tracer or transform watches: only what it can hold
+        return traced_path(traced, backend, native)
     if backend == LOOP:
         return LOOP
     if native:
@@ -58,3 +71,47 @@ def choose_path(
             and compute_dtype(x) in (torch.float32, torch.float64)):
         return COMPILED
     return FAST
+
+
+def traced_path(mode: str, backend: str, native: bool) -> str:
+    """The path while ``mode`` (see :func:`rnnkit.nn.tracing.tracing`) watches the call.
+
+    torch.compile / torch.export: ``scan``, whatever the backend (it runs the loop's steps).
+    torch.func: ``loop``. torch.jit.trace: ``native`` where the layer can run PyTorch's kernels
+    (one traced node for any length), else the loop, which the tracer unrolls: a warning says
+    the trace holds exactly the traced number of steps, and the TorchScript-based ONNX exporter
+    is refused (its graph would silently compute something else at any other length).
+    """
+    if mode == COMPILE:
+        return SCAN
+    if mode == FUNC:
+        return LOOP
+    if native and backend != LOOP:
+        return NATIVE
+    import warnings
+
+    import torch.onnx
+
+    if torch.onnx.is_in_onnx_export():
+        raise RuntimeError(
+            "rnnkit: the TorchScript-based ONNX exporter (torch.onnx.export(..., dynamo=False)) "
+            "would unroll this layer's time loop into the traced number of steps; export with "
+            "rnnkit.export.to_onnx(model, path) or torch.onnx.export(..., dynamo=True) instead"
+        )
+    warnings.warn(
+        "rnnkit: torch.jit.trace unrolls this layer's Python time loop, so the trace holds "
+        "exactly the traced number of steps and is wrong for any other sequence length; "
+        "torch.export.export (or rnnkit.export) keeps the time axis dynamic",
+        torch.jit.TracerWarning, stacklevel=4,
+    )
+    return LOOP
+
+
+def time_loop(path: str):
+    """The time loop of ``path``: torch's scan op for ``scan``, else the readable loop. Both take
+    ``(step, gi, state, lengths, reverse, keep=)`` (see :func:`rnnkit.nn.loop.scan`)."""
+    if path == SCAN:
+        from rnnkit.export.scan import loop_scan  # imports torch's scan op only when tracing
+
+        return loop_scan
+    return scan
