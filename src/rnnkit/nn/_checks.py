@@ -194,13 +194,15 @@ def check_dtype(name: str, x: Tensor, weight: Tensor) -> None:
 def check_layer_state(name: str, hx, lstm: bool, shapes: list[tuple[int, ...]], x: Tensor):
     """The ``hx`` of a layer: one tensor, or for an LSTM a pair (h_0, c_0), of these ``shapes``
     (each (L*D, B, ·), or (L*D, ·) for unbatched input). Returns the states as a tuple."""
-    shown = " and ".join(str(s) for s in shapes)
+    def shown() -> str:  # only when an error is raised: Dynamo cannot trace str(tuple)
+        return " and ".join(str(s) for s in shapes)
+
     batched = len(shapes[0]) == 3
     kind = "batched 3-D" if batched else "unbatched 2-D"
     if lstm:
         if isinstance(hx, Tensor):
             raise RuntimeError(
-                f"{name}: hx must be a tuple (h_0, c_0) of two tensors of shapes {shown}; "
+                f"{name}: hx must be a tuple (h_0, c_0) of two tensors of shapes {shown()}; "
                 f"got a single Tensor of shape {list(hx.shape)}"
             )
         if not isinstance(hx, (tuple, list)) or len(hx) != 2:
@@ -221,7 +223,7 @@ def check_layer_state(name: str, hx, lstm: bool, shapes: list[tuple[int, ...]], 
     else:
         if isinstance(hx, (tuple, list)):
             raise RuntimeError(
-                f"{name}: hx must be a single Tensor of shape {shown}, got a "
+                f"{name}: hx must be a single Tensor of shape {shown()}, got a "
                 f"{type(hx).__name__} (only LSTM takes a pair (h_0, c_0))"
             )
         states, labels, what, names = (hx,), ("hidden",), ("hx",), ("hx",)

@@ -1,6 +1,6 @@
 """Which implementation runs a call: the one place the choice is made.
 
-Four paths compute the same function (each is tested against its reference; see
+Five paths compute the same function (each is tested against its reference; see
 docs/architecture.md):
 
 * ``native``: PyTorch's own RNN kernels (``torch._VF``, what ``torch.nn.RNN/LSTM/GRU`` call;
@@ -13,8 +13,10 @@ docs/architecture.md):
 * ``loop``: the readable Python time loop (:func:`rnnkit.nn.loop.scan`) over the step functions,
   with autograd for the backward: the reference every other path is tested against.
 * ``scan``: the same steps with the time loop as torch's ``scan`` op (:mod:`rnnkit.export.scan`),
-  taken under ``torch.compile`` and ``torch.export`` (see :mod:`rnnkit.nn.tracing`): T stays
-  symbolic, and nothing of the fast path (its buffer pool, locks, MKL ops) enters a graph.
+  taken under ``torch.export`` and under ``torch.compile`` without autograd (see
+  :mod:`rnnkit.nn.tracing`): T stays symbolic, and nothing of the fast path (its buffer pool,
+  locks, MKL ops, C++ extension) enters a graph. With autograd, ``torch.compile`` gets the
+  readable loop, unrolled (see :func:`traced_path`).
 
 Under a ``torch.func`` transform the layers take the loop; under ``torch.jit.trace`` PyTorch's
 kernels where the layer can use them, else the loop, unrolled, with a warning (see
@@ -28,7 +30,7 @@ from torch import Tensor
 
 from rnnkit.nn.fast.registry import KERNELS
 from rnnkit.nn.loop import scan
-from rnnkit.nn.tracing import COMPILE, FUNC, tracing
+from rnnkit.nn.tracing import COMPILE, FUNC, exporting, tracing
 from rnnkit.options import current
 
 NATIVE, FAST, COMPILED, LOOP = "native", "fast", "compiled", "loop"
@@ -76,23 +78,28 @@ def choose_path(
 def traced_path(mode: str, backend: str, native: bool) -> str:
     """The path while ``mode`` (see :func:`rnnkit.nn.tracing.tracing`) watches the call.
 
-    torch.compile / torch.export: ``scan``, whatever the backend (it runs the loop's steps).
-    torch.func: ``loop``. torch.jit.trace: ``native`` where the layer can run PyTorch's kernels
+    torch.export, and torch.compile without autograd: ``scan``, whatever the backend (it runs
+    the loop's steps; T stays symbolic). torch.compile with autograd on: ``loop``, which Dynamo
+    unrolls (the graph is specialised to T and recompiled for a new length), because Inductor
+    in torch 2.13 miscompiles the backward of a scan that closes over parameters (wrong
+    gradients for GRU's ``b_hh``, and ``W_hh`` of bidirectional layers;
+    ``tests/nn/test_nn_compile.py`` holds both paths to eager). torch.func: ``loop``. torch.jit.trace: ``native`` where the layer can run PyTorch's kernels
     (one traced node for any length), else the loop, which the tracer unrolls: a warning says
     the trace holds exactly the traced number of steps, and the TorchScript-based ONNX exporter
     is refused (its graph would silently compute something else at any other length).
     """
     if mode == COMPILE:
-        return SCAN
+        training = torch.is_grad_enabled() and not exporting()
+        return LOOP if training else SCAN
     if mode == FUNC:
         return LOOP
     if native and backend != LOOP:
         return NATIVE
     import warnings
 
-    import torch.onnx
+    from torch.onnx import is_in_onnx_export
 
-    if torch.onnx.is_in_onnx_export():
+    if is_in_onnx_export():
         raise RuntimeError(
             "rnnkit: the TorchScript-based ONNX exporter (torch.onnx.export(..., dynamo=False)) "
             "would unroll this layer's time loop into the traced number of steps; export with "

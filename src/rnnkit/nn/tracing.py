@@ -9,7 +9,8 @@ traced number of steps). So while one of these watches, the layers take another 
 * ``"compile"``: ``torch.compile`` (``torch.compiler.is_compiling()``), ``torch.export`` in
   either mode (``torch.compiler.is_exporting()``), or tensors that are fake (``make_fx`` and
   friends). The layers run their time loop as torch's ``scan`` op (:mod:`rnnkit.export.scan`),
-  one graph node whose body is traced once, so T stays symbolic.
+  one graph node whose body is traced once, so T stays symbolic; ``torch.compile`` with
+  autograd on gets the readable loop instead (:func:`rnnkit.nn.paths.traced_path` says why).
 * ``"func"``: a ``torch.func`` transform (``grad``, ``vmap``, ``jacrev``...). ``scan`` does not
   compose with them in torch 2.13 (grad over it fails in its meta conversion, vmap in its body),
   ``aten::lstm`` has no vmap batching rule and an autograd Function without ``setup_context``
@@ -39,6 +40,12 @@ def tracing(x: Tensor | None = None) -> str | None:
     if torch.jit.is_tracing():
         return JIT
     return None
+
+
+def exporting() -> bool:
+    """Whether ``torch.export`` is tracing this call (``torch.compiler.is_exporting()``, read
+    through its flag: Dynamo refuses to trace the function itself in torch 2.13)."""
+    return bool(getattr(torch.compiler, "_is_exporting_flag", False))
 
 
 def _is_fake(x) -> bool:
