@@ -25,7 +25,7 @@ import torch
 from doc_section import add_doc_flag, write_section
 
 from rnnkit.data.atomic import atomic_write_text
-from rnnkit.models.layers import make_rnn
+from rnnkit.models.build import make_rnn
 from rnnkit.tasks.adding import BASELINE_MSE, adding_batch
 from rnnkit.tasks.copying import BLANK, copy_baseline, copy_batch
 from rnnkit.tasks.losses import masked_cross_entropy

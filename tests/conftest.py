@@ -1,14 +1,26 @@
 """Fixtures for every test.
 
-One torch thread for the tests under tests/tasks and tests/viz: their models are tiny, and on a
-busy machine a second thread only adds contention. Restored afterwards so the other tests (the
-layers' parity and speed-path tests) see the usual setting. And no test may leave an execution
-choice (``rnnkit.options``) changed behind it."""
+One torch thread for the tests of the applications (tests/tasks, train, data, models, viz, and the
+command line's): their models are tiny, and on a busy machine a second thread only adds contention
+(and one thread makes the numbers reproducible). Restored afterwards so the other tests (the layers'
+parity and speed-path tests) see the usual setting. No test may leave an execution choice
+(``rnnkit.options``) changed behind it. ``corpus_text`` and ``corpus``: a small text for the
+character-LM tests (``lm_helpers.TINY`` holds their tiny training flags).
+"""
+
+import sys
+from pathlib import Path
 
 import pytest
 import torch
 
-ONE_THREAD_DIRS = {"tasks", "viz"}
+from rnnkit.data.corpora import python_docs_text
+
+HERE = str(Path(__file__).resolve().parent)
+if HERE not in sys.path:  # lm_helpers, for the tests in every folder below
+    sys.path.insert(0, HERE)
+
+ONE_THREAD_DIRS = {"tasks", "viz", "train", "data", "models", "cli"}
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -31,3 +43,15 @@ def _options_left_as_found():
     before = current()
     yield
     assert current() == before, f"the test left rnnkit.options at {current()}, not {before}"
+
+
+@pytest.fixture(scope="session")
+def corpus_text() -> str:
+    return python_docs_text()[:6000]
+
+
+@pytest.fixture
+def corpus(tmp_path, corpus_text):
+    path = tmp_path / "corpus.txt"
+    path.write_text(corpus_text, encoding="utf-8")
+    return path

@@ -129,7 +129,7 @@ def test_cli_errors_are_one_line(tmp_path, tiny_run, capsys):
     err = one_line_error(capsys, ["explore", str(tmp_path), "--text", str(big)])
     assert "10,485,760 characters" in err  # the text is refused before the folder is read
     assert "vocabulary" in one_line_error(capsys, ["explore", tiny_run, "--prompt", "\u20ac"])
-    assert "--port" in one_line_error(capsys, ["explore", tiny_run, "--port", "70000"])
+    assert "--port must lie in [0, 65535], got 70000" in one_line_error(capsys, ["explore", tiny_run, "--port", "70000"])
 
 
 def test_cli_html_file_holds_the_trace(tmp_path, tiny_run, explorer, capsys):

@@ -128,7 +128,7 @@ def test_sampler_runs_without_torch(charlm_run, capsys):
     bad = subprocess.run([sys.executable, "-c", BLOCKED, str(run / "model.onnx"), "--top-p", "2"],
                          capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and bad.stdout == ""
-    assert bad.stderr.strip() == "ort_sample: error: --top-p must be in (0, 1], got 2.0"
+    assert bad.stderr.strip() == "ort_sample: error: --top-p must lie in (0, 1], got 2.0"
 
 
 def test_cli_sample_runtime_onnx_prints_the_torch_text(charlm_run, tmp_path, capsys):

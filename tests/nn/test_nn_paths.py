@@ -30,7 +30,8 @@ def test_fast_and_compiled():
         assert choose_path("auto", X.double(), fast_cell="ln_lstm") == COMPILED
         assert choose_path("auto", X, fast_cell="lstm", compiled=False) == FAST  # layer wins
         assert choose_path("auto", X.bfloat16(), fast_cell="lstm") == FAST  # not built for bf16
-        assert choose_path("auto", X, fast_cell="gru") == FAST  # no compiled GRU kernel
+        assert choose_path("auto", X, fast_cell="gru") == COMPILED
+        assert choose_path("auto", X, fast_cell="rnn_relu") == COMPILED
         with torch.autocast("cpu", dtype=torch.bfloat16):  # the kernels would see bf16
             assert choose_path("auto", X, fast_cell="lstm") == FAST
     assert choose_path("auto", X, fast_cell="lstm", compiled=True) == COMPILED
@@ -48,5 +49,6 @@ def test_each_layer_asks_the_same_function():
     assert rnnkit.FusedLSTM(4, 5, proj_size=2)._path(x) == LOOP  # no fast kernel projects
     assert rnnkit.LayerNormLSTM(4, 5, compiled=True)._path(x) == COMPILED
     with rnnkit.options(compiled=True):
-        assert rnnkit.LayerNormGRU(4, 5)._path(x) == FAST
+        assert rnnkit.LayerNormGRU(4, 5)._path(x) == COMPILED
+        assert rnnkit.FusedRNN(4, 5)._path(x) == COMPILED
         assert rnnkit.FusedLSTM(4, 5)._path(x) == COMPILED

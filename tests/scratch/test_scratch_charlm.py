@@ -47,7 +47,7 @@ def test_samples_text(trained):
     hot = model.sample(300, temperature=5.0, seed=2)
     assert len(set(cold)) < len(set(hot))  # low temperature concentrates on likely characters
     assert len(model.sample(5)) == 5
-    with pytest.raises(ValueError, match="temperature must be > 0"):
+    with pytest.raises(ValueError, match="temperature must be greater than zero, got 0.0"):
         model.sample(5, temperature=0.0)
 
 

@@ -50,7 +50,7 @@ def test_mse_matches_torch(reduction):
     ref = F.mse_loss(tp, torch.from_numpy(target), reduction=reduction)
     ref.backward()
     assert abs(loss - ref.item()) < 1e-12 * ref.item() and rel_err(d, tp.grad.numpy()) < 1e-12
-    with pytest.raises(ValueError, match="reduction"):
+    with pytest.raises(ValueError, match="reduction must be one of mean, sum; got 'none'"):
         scratch.mse(pred, target, reduction="none")
 
 

@@ -176,11 +176,11 @@ def test_errors_say_expected_and_got(engine):
         lstm.forward(np.full((T, B), 4))
     with pytest.raises(ValueError, match="proj_size must be smaller"):
         scratch_["lstm"](I, H, proj_size=H)
-    with pytest.raises(ValueError, match="nonlinearity"):
+    with pytest.raises(ValueError, match="nonlinearity must be one of tanh, relu; got 'sigmoid'"):
         scratch_["rnn"](I, H, nonlinearity="sigmoid")
-    with pytest.raises(TypeError, match="bidirectional must be a bool"):
+    with pytest.raises(TypeError, match="bidirectional should be of type bool, got: str"):
         scratch_["rnn"](I, H, bidirectional="relu")
-    with pytest.raises(TypeError, match="float32 or float64"):
+    with pytest.raises(TypeError, match="dtype must be one of float32, float64; got int32"):
         scratch_["gru"](I, H, dtype=np.int32)
     with pytest.raises(KeyError, match="missing"):
         lstm.load_state_dict({"weight_ih_l0": np.zeros((4 * H, I))})

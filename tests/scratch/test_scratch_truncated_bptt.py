@@ -119,5 +119,5 @@ def test_tbptt_rejects_k2_smaller_than_k1():
     model, _, x, _, loss_fn = _setup("gru")
     with pytest.raises(ValueError, match="Expected k2 >= 4, got k2=2"):
         next(scratch.tbptt(model, x, loss_fn, 4, 2))
-    with pytest.raises(ValueError, match="k must be a positive integer"):
+    with pytest.raises(ValueError, match="k must be greater than zero, got 0"):
         next(scratch.bptt_chunks(model, x, loss_fn, 0))

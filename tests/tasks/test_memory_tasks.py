@@ -31,7 +31,7 @@ def test_copy_run_reports_recall_accuracy():
 def test_config_errors_say_expected_and_got():
     with pytest.raises(ValueError, match="cell must be one of rnn, lstm, gru; got 'tcn'"):
         MemoryTaskConfig(cell="tcn")
-    with pytest.raises(ValueError, match="length >= 2, got 1"):
+    with pytest.raises(ValueError, match="length must be at least 2, got 1"):
         MemoryTaskConfig(task="adding", length=1)
 
 

@@ -88,7 +88,7 @@ def test_picture_commands_print_progress_while_training(argv, bars, tmp_path, ca
 
 
 def test_config_cells_match_the_models():
-    from rnnkit.models.layers import CELLS
+    from rnnkit.models.build import CELLS
     from rnnkit.tasks.configs import CELLS as CONFIG_CELLS
 
     assert CONFIG_CELLS == CELLS

@@ -70,9 +70,9 @@ def test_transduction_batch():
 
 
 def test_bad_task_input():
-    with pytest.raises(ValueError, match="length >= 2"):
+    with pytest.raises(ValueError, match="length must be at least 2, got 1"):
         adding_batch(4, 1)
-    with pytest.raises(ValueError, match="delay >= 1"):
+    with pytest.raises(ValueError, match="delay must be greater than zero, got 0"):
         copy_batch(4, 0)
     with pytest.raises(ValueError, match="one of reverse, sort; got 'shuffle'"):
         make_transduction_batch("shuffle", [[1]])

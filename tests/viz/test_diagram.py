@@ -94,5 +94,5 @@ def test_cli_from_a_run_folder(tmp_path, capsys):
     assert "%% GRU (I=?, H=16), 3 layers, unrolled over 2 steps" in text
     (run / "config.json").write_text(json.dumps({"cell": "transformer"}))
     assert main(["diagram", "--run", str(run)]) == 2
-    assert "expected 'cell' to be one of rnn, lstm, gru, got 'transformer'" in capsys.readouterr().err
+    assert "config.json: cell must be one of rnn, lstm, gru; got 'transformer'" in capsys.readouterr().err
     assert main(["diagram", "--steps", "0"]) == 2

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from rnnkit.cli import main
-from rnnkit.models.layers import make_rnn
+from rnnkit.models.build import make_rnn
 from rnnkit.viz.gradflow import StepwiseRNN, hidden_gradient_norms, plot_gradient_norms
 
 B, T, I, H = 3, 6, 2, 4
@@ -82,6 +82,27 @@ def test_stepwise_equals_the_layer_with_lengths(cell, bidirectional):
         (o1, h1), (o2, h2) = StepwiseRNN(rnn)(x, **kw), rnn(x, **kw)
         torch.testing.assert_close(o1, o2)
         torch.testing.assert_close(h1, h2)
+
+
+@pytest.mark.parametrize("layer", [
+    lambda: nn.LSTM(I, H, num_layers=2, proj_size=3, bidirectional=True),
+    lambda: nn.GRU(I, H, num_layers=3, dropout=0.5, batch_first=True),
+    lambda: make_rnn("lstm", I, H, num_layers=2, dropout=0.5),
+    lambda: nn.RNN(I, H, nonlinearity="relu", bias=False),
+], ids=["torch-lstm-proj", "torch-gru-dropout", "rnnkit-lstm-dropout", "torch-relu-nobias"])
+def test_stepwise_equals_the_layer_in_eval_mode(layer):
+    """Projections, no biases, and dropout between layers that eval mode switches off, as in the layer."""
+    torch.manual_seed(3)
+    rnn = layer().double().eval()
+    x = torch.randn(5, 4, I, dtype=torch.double)
+    unrolled = StepwiseRNN(rnn)  # a new module: in training mode itself, it must follow rnn's mode
+    (o1, h1), (o2, h2) = unrolled(x), rnn(x)
+    torch.testing.assert_close(o1, o2)
+    torch.testing.assert_close(h1, h2)
+    D = 2 if rnn.bidirectional else 1
+    assert len(unrolled.states) == rnn.num_layers and all(len(s) == D for s in unrolled.states)
+    steps = x.size(1) if rnn.batch_first else x.size(0)
+    assert all(len(d) == steps for s in unrolled.states for d in s)
 
 
 def test_vanishing_gradient_in_a_contracting_rnn():

@@ -29,7 +29,7 @@ class CLIError(Exception):
 @contextlib.contextmanager
 def user_errors(*types: type[BaseException]):
     """Turn the given exceptions (default ValueError: a library's bad-input error, which already
-    says what was expected and what was got) into a :class:`CLIError` with the same message."""
+    says what was expected and what was got) into a `CLIError` with the same message."""
     caught = types or (ValueError,)
     try:
         yield

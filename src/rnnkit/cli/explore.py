@@ -10,7 +10,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from rnnkit.cli import CLIError
+from rnnkit.checks import check_range
+from rnnkit.cli import CLIError, user_errors
 
 DEFAULT_CHARS = 2000  # the default text: this much of the run's validation split
 SAMPLE_CHARS = 1000  # ... or, with the corpus out of reach, this much sampled from the model
@@ -46,8 +47,8 @@ def run(args) -> int:
     from rnnkit.explore.server import Explorer, write_html
     from rnnkit.train import CheckpointError, load_model
 
-    if not 0 <= args.port <= 65535:
-        raise CLIError(f"--port must be in 0..65535 (0: any free port), got {args.port}")
+    with user_errors():
+        check_range("--port", args.port, 0, 65535)  # 0: any free port
     try:
         text = read_text(args.text) if args.text is not None else args.prompt
         if text is not None:  # its length is known before the model loads

@@ -1,6 +1,6 @@
 """``rnnkit export RUN_DIR --format onnx|pt2 [--streaming] [--int8] [--out FILE]``.
 
-Argument parsing only: :func:`rnnkit.export.export_run` does the work. Any run folder works: a
+Argument parsing only: `rnnkit.export.export_run` does the work. Any run folder works: a
 char LM from ``rnnkit train`` or a task model from ``rnnkit task ... --out-dir``.
 """
 

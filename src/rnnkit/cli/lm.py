@@ -1,6 +1,6 @@
 """``rnnkit train``, ``sample``, ``eval`` and ``runs``: the character language model from the shell.
 
-Argument parsing only. ``train``'s flags are the fields of :class:`rnnkit.train.TrainConfig`, one
+Argument parsing only. ``train``'s flags are the fields of `rnnkit.train.TrainConfig`, one
 to one (``--hidden-size`` is ``hidden_size``); a flag left out keeps the default, the preset's value,
 or on ``--resume`` the run's saved value.
 """

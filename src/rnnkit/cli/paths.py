@@ -6,8 +6,8 @@
 * a run folder to read (``--run``, ``RUN_DIR``): it exists (a link to one, such as ``runs/latest``,
   is as good), it is a folder, it holds ``config.json``.
 
-Images are written atomically (:mod:`rnnkit.data.atomic`): an interrupted or failed write leaves the
-old file whole. Every failure is one line (:class:`~rnnkit.cli.CLIError`), never a traceback.
+Images are written atomically (`rnnkit.data.atomic`): an interrupted or failed write leaves the
+old file whole. Every failure is one line (`CLIError`), never a traceback.
 """
 
 from __future__ import annotations

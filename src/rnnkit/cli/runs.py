@@ -11,10 +11,12 @@ import dataclasses
 import json
 from pathlib import Path
 
+from rnnkit.checks import check_choice
 from rnnkit.cli import CLIError, user_errors
 from rnnkit.cli.paths import check_run_folder
+from rnnkit.tasks.configs import CELLS
 
-CELL_CHOICES = ("rnn", "lstm", "gru")
+CELL_CHOICES = CELLS  # the task models' cells (tasks.configs needs no torch)
 
 
 def read_run_json(run_dir: str | Path, flag: str = "--run") -> dict:
@@ -99,8 +101,10 @@ def model_shape(run_dir: str | Path, cfg: dict) -> dict:
     flat = {**cfg, **cfg.get("model", {})} if isinstance(cfg.get("model"), dict) else dict(cfg)
     cell = str(flat.get("cell", flat.get("mode", flat.get("rnn_type", "")))).lower()
     cell = {"rnn_tanh": "rnn", "rnn_relu": "rnn", "elman": "rnn"}.get(cell, cell)
-    if cell not in CELL_CHOICES:
-        raise CLIError(f"{path}: expected 'cell' to be one of {', '.join(CELL_CHOICES)}, got {cell or 'nothing'!r}")
+    try:
+        check_choice("cell", cell or None, CELL_CHOICES)  # None: config.json names no cell
+    except ValueError as err:
+        raise CLIError(f"{path}: {err}") from None
     input_size = flat.get("input_size") or flat.get("embed_size") or flat.get("vocab_size")  # 0: one-hot
     if input_size is None and flat.get("task") in ("adding", "copy"):
         input_size = 2 if flat["task"] == "adding" else 10

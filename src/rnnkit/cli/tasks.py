@@ -12,6 +12,7 @@ import dataclasses
 import typing
 from pathlib import Path
 
+from rnnkit.checks import check_positive_int
 from rnnkit.cli import CLIError, user_errors
 from rnnkit.cli.paths import check_writable_folder
 from rnnkit.cli.runs import load_memory_run, read_run_json  # noqa: F401 (their old home)
@@ -71,8 +72,9 @@ def config_from_args(cls, args, **fixed):
 
 def _check_common(args) -> None:
     """--threads and --out-dir, before any work."""
-    if args.threads is not None and args.threads < 1:
-        raise CLIError(f"--threads must be >= 1, got {args.threads}")
+    if args.threads is not None:
+        with user_errors():
+            check_positive_int("--threads", args.threads)
     if args.out_dir:
         out = Path(args.out_dir)
         if out.exists() and not out.is_dir():

@@ -2,17 +2,19 @@
 ``rnnkit curves``. Each writes a PNG (or SVG) and prints its path; ``diagram`` also prints Mermaid.
 
 Every argument and path is checked before any training or drawing starts; training shows progress.
-``gradflow`` and ``heatmap`` live in :mod:`rnnkit.cli.viz_models`.
+``gradflow`` and ``heatmap`` live in `rnnkit.cli.viz_models`.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from rnnkit.checks import check_int
 from rnnkit.cli import CLIError, user_errors
 from rnnkit.cli.paths import check_image_path, check_run_folder, save_figure
+from rnnkit.tasks.configs import CELLS
 
-CELL_CHOICES = ("rnn", "lstm", "gru")
+CELL_CHOICES = CELLS  # the task models' cells (tasks.configs needs no torch)
 
 
 def given(args, names) -> list[str]:
@@ -28,10 +30,12 @@ def refuse_with_run(args, names, why: str) -> None:
 
 
 def check_at_least(args, minimum: int, *names: str) -> None:
+    """CLIError unless each given flag among ``names`` is at least ``minimum`` (rnnkit.checks' wording)."""
     for name in names:
         value = getattr(args, name, None)
-        if value is not None and value < minimum:
-            raise CLIError(f"--{name.replace('_', '-')} must be >= {minimum}, got {value}")
+        if value is not None:
+            with user_errors():
+                check_int("--" + name.replace("_", "-"), value, minimum)
 
 
 # ---- diagram --------------------------------------------------------------------------------------

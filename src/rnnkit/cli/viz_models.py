@@ -7,6 +7,7 @@ train (with a progress bar on a terminal, log lines otherwise) and draw.
 
 from __future__ import annotations
 
+from rnnkit.checks import check_positive_number
 from rnnkit.cli import CLIError, user_errors
 from rnnkit.cli.paths import check_image_path, run_name, save_figure
 from rnnkit.cli.viz import CELL_CHOICES, check_at_least, refuse_with_run
@@ -21,8 +22,9 @@ def _common_checks(args, image: str):
     out = check_image_path(args.out or image)
     check_at_least(args, 1, "threads", "length", "hidden_size")
     check_at_least(args, 0, "train_steps", "seed")
-    if args.lr is not None and not args.lr > 0:
-        raise CLIError(f"--lr must be > 0, got {args.lr}")
+    if args.lr is not None:
+        with user_errors():
+            check_positive_number("--lr", args.lr)
     if not args.run and args.text is not None:
         raise CLIError("--text is the input of a char-LM run: it needs --run")
     return out

@@ -99,7 +99,7 @@ NAMED = {BUILTIN: lambda note=None: python_docs_text(), "tinyshakespeare": fetch
 
 
 def load_corpus(data: str, *, note=None) -> Corpus:
-    """``data`` is a path to a UTF-8 text file or the name of a corpus in :data:`NAMED`.
+    """``data`` is a path to a UTF-8 text file or the name of a corpus in `NAMED`.
 
     An existing path wins over a name, so a file called ``tinyshakespeare`` in the current folder is
     read as a file. ``note(text)``, when given, hears about slow work (a download) before it starts.

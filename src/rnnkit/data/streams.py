@@ -25,6 +25,8 @@ from dataclasses import dataclass
 import numpy as np
 from jaxtyping import Int
 
+from rnnkit.checks import check_positive_int
+
 
 @dataclass
 class Batch:
@@ -48,8 +50,8 @@ class Streams:
         world_size: int = 1,
     ):
         ids = np.asarray(ids, dtype=np.int64)
-        if batch_size < 1 or seq_len < 1:
-            raise ValueError(f"batch_size and seq_len must be >= 1, got {batch_size}, {seq_len}")
+        check_positive_int("batch_size", batch_size)
+        check_positive_int("seq_len", seq_len)
         if len(ids) < batch_size * seq_len + 1:
             raise ValueError(
                 f"{batch_size} streams of {seq_len} steps need at least "

@@ -1,7 +1,7 @@
 """Reading a text corpus: UTF-8 (a byte-order mark is fine), Unicode NFC, a train/validation split.
 
 Every problem a user can cause (a missing file, a directory, invalid UTF-8, a corpus too small to
-train on) raises :class:`CorpusError` with one line that says what was expected and what was found;
+train on) raises `CorpusError` with one line that says what was expected and what was found;
 the command line prints it without a traceback.
 """
 
@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import unicodedata
 from pathlib import Path
+
+from rnnkit.checks import check_range, errors_as
 
 
 class CorpusError(ValueError):
@@ -37,7 +39,7 @@ def decode_text(raw: bytes, source: str = "text") -> str:
 
 
 def read_text(path: str | Path) -> str:
-    """The contents of a UTF-8 text file, NFC-normalised (see :func:`decode_text`)."""
+    """The contents of a UTF-8 text file, NFC-normalised (see `decode_text`)."""
     p = Path(path)
     if p.is_dir():
         raise CorpusError(f"{path} is a directory; expected a UTF-8 text file")
@@ -56,8 +58,8 @@ def split_text(text: str, val_fraction: float = 0.1) -> tuple[str, str]:
     A contiguous split, as char-rnn and nanoGPT do, so validation text is never seen in training.
     tinyshakespeare (1,115,394 characters) splits into 1,003,854 and 111,540.
     """
-    if not 0.0 < val_fraction < 1.0:
-        raise CorpusError(f"val_fraction must be in (0, 1), got {val_fraction}")
+    with errors_as(CorpusError):
+        check_range("val_fraction", val_fraction, 0, 1, low_open=True, high_open=True)
     n_train = int(len(text) * (1.0 - val_fraction))
     return text[:n_train], text[n_train:]
 

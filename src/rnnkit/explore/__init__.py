@@ -4,8 +4,8 @@
 gate), shows the next-character predictions under the mouse, ranks units by how well they separate
 a selected stretch of text (LSTMVis, Strobelt et al. 2018) and by how well they follow simple
 properties of the text (Karpathy, Johnson & Fei-Fei 2015), and draws each gate's saturation.
-``--html OUT`` writes the same page as one file. The data layer is :func:`rnnkit.viz.trace.trace`;
-the rankings are in :mod:`rnnkit.explore.analysis`, usable from Python:
+``--html OUT`` writes the same page as one file. The data layer is `rnnkit.viz.trace.trace`;
+the rankings are in `rnnkit.explore.analysis`, usable from Python:
 
     from rnnkit.train import load_model
     from rnnkit.viz.trace import trace

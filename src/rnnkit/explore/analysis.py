@@ -1,9 +1,9 @@
-"""What the explorer ranks, computed from a :class:`rnnkit.viz.trace.Trace` (one source of truth).
+"""What the explorer ranks, computed from a `rnnkit.viz.trace.Trace` (one source of truth).
 
-* :func:`feature_scan`: Karpathy, Johnson & Fei-Fei (2015) looked for cells that track simple
-  properties of the text. For each property p_t of :func:`text_features` and each unit u (every
+* `feature_scan`: Karpathy, Johnson & Fei-Fei (2015) looked for cells that track simple
+  properties of the text. For each property p_t of `text_features` and each unit u (every
   kind, layer and direction), the Pearson correlation r = corr_t(v_u(t), p_t).
-* :func:`unit_search`: LSTMVis (Strobelt et al. 2018) matches a selected stretch of text against the
+* `unit_search`: LSTMVis (Strobelt et al. 2018) matches a selected stretch of text against the
   units' on/off patterns. Here each unit gets the standardised difference between its values inside
   the selection and outside it (Cohen's d with a floor on the spread):
 
@@ -11,9 +11,9 @@
 
   EPS keeps a unit that hardly moves (a saturated gate, say) from ranking high on a difference
   of a thousandth. The page computes the same d in JavaScript; tests/explore compares the two.
-* :func:`saturation`: Karpathy et al.'s figure 4: for each sigmoid gate, the fraction of steps
+* `saturation`: Karpathy et al.'s figure 4: for each sigmoid gate, the fraction of steps
   each unit spends left-saturated (< 0.1) and right-saturated (> 0.9).
-* :func:`colour`: the colour of a value on the page (tests check the browser against it).
+* `colour`: the colour of a value on the page (tests check the browser against it).
 
 A hit names a unit by (kind, layer, direction, unit); kinds are h, c and the gates (trace.KINDS).
 """

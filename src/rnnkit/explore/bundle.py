@@ -5,7 +5,7 @@ own minimum and maximum (``v ≈ lo + q (hi - lo) / 255``, an error of at most (
 invisible in a colour), unit-major so that one unit's T values are contiguous, and base64-encoded.
 An LSTM 1x512 over 10,000 characters is then 31 MB of bytes instead of 123 MB of float32.
 Everything the page ranks without a selection (feature scan, gate saturation) is computed here in
-Python (:mod:`rnnkit.explore.analysis`) and sent as numbers; the unit search runs in the page on
+Python (`rnnkit.explore.analysis`) and sent as numbers; the unit search runs in the page on
 the bytes (it depends on the selection), with the formula of ``analysis.separation``.
 """
 

@@ -21,12 +21,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 from collections.abc import Iterator
 
 import numpy as np
 
+from rnnkit.checks import check_sampling, errors_as
 from rnnkit.data.text import CorpusError
 from rnnkit.data.vocab import Vocab
 
@@ -62,18 +62,10 @@ class TorchCPURandom:
 
 
 def check_options(vocab_size: int, temperature: float, top_k, top_p, length: int):
-    """As :func:`rnnkit.train.sampling.check_options`: returns top_k capped at the vocabulary."""
-    if not (isinstance(temperature, (int, float)) and math.isfinite(temperature)) or temperature < 0:
-        raise SamplingError(f"--temperature must be a finite number >= 0 (0: greedy), got {temperature}")
-    if top_k is not None:
-        if top_k < 1:
-            raise SamplingError(f"--top-k must be >= 1, got {top_k}")
-        top_k = min(top_k, vocab_size)
-    if top_p is not None and not 0.0 < top_p <= 1.0:
-        raise SamplingError(f"--top-p must be in (0, 1], got {top_p}")
-    if length < 0:
-        raise SamplingError(f"--length must be >= 0, got {length}")
-    return top_k
+    """As `rnnkit.train.sampling.check_options` (the same check): returns top_k capped at the
+    vocabulary."""
+    with errors_as(SamplingError):
+        return check_sampling(vocab_size, temperature, top_k, top_p, length)
 
 
 def filter_probs(logits: np.ndarray, temperature: float, top_k=None, top_p=None) -> np.ndarray:

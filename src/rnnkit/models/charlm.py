@@ -10,7 +10,7 @@ the layout of PyTorch's fused recurrent kernels. The state ``s`` is a tuple of t
 (L, B, H): ``(h, c)`` for an LSTM, ``(h,)`` otherwise, so callers treat every cell alike.
 
 With ``embed_size=0`` the input is one-hot and ``weight_ih_l0`` plays the embedding's part; that is
-the model the NumPy engine (:mod:`rnnkit.scratch.charlm`) trains, so its weights load here unchanged.
+the model the NumPy engine (`rnnkit.scratch.charlm`) trains, so its weights load here unchanged.
 """
 
 # ruff: noqa: F722 (jaxtyping shape strings such as "T B" are not Python expressions)
@@ -21,7 +21,8 @@ import torch.nn.functional as F
 from jaxtyping import Float, Int
 from torch import Tensor, nn
 
-from rnnkit.models.layers import make_rnn
+from rnnkit.checks import check_int, check_probability
+from rnnkit.models.build import make_rnn
 
 State = tuple[Tensor, ...]
 
@@ -34,10 +35,8 @@ class CharLM(nn.Module):
         super().__init__()
         for name, value, low in (("vocab_size", vocab_size, 2), ("hidden_size", hidden_size, 1),
                                  ("num_layers", num_layers, 1), ("embed_size", embed_size, 0)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+            check_int(name, value, low)
+        check_probability("dropout", dropout)
         self.vocab_size, self.cell, self.hidden_size = vocab_size, cell, hidden_size
         self.num_layers, self.embed_size, self.dropout = num_layers, embed_size, dropout
         self.embed = nn.Embedding(vocab_size, embed_size) if embed_size else None

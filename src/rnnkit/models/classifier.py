@@ -17,7 +17,7 @@ from jaxtyping import Float, Int
 from torch import Tensor
 
 from rnnkit.models.tagger import Tagger
-from rnnkit.nn.tracing import values_readable
+from rnnkit.nn._checks import check_lengths
 
 
 def final_states(
@@ -34,10 +34,7 @@ def final_states(
     if lengths is None:
         last = torch.full((B,), T - 1, dtype=torch.long, device=output.device)
     else:
-        last = torch.as_tensor(lengths, device=output.device).long() - 1
-        if last.shape != (B,) or values_readable(last) and (int(last.min()) < 0
-                                                            or int(last.max()) >= T):
-            raise ValueError(f"lengths must hold {B} values in [1, {T}], got {lengths}")
+        last = check_lengths(lengths, B, T, output.device) - 1
     forward = output[torch.arange(B, device=output.device), last]  # (B, D*H)
     if not bidirectional:
         return forward
@@ -50,7 +47,7 @@ def final_states(
 class SequenceClassifier(Tagger):
     """Whole-sequence classifier: ``(B, T, I) -> (B, C)`` from the final hidden state.
 
-    Same constructor as :class:`Tagger`; the head reads :func:`final_states` instead of every step.
+    Same constructor as `Tagger`; the head reads `final_states` instead of every step.
     """
 
     def __init__(self, *args, **kwargs):

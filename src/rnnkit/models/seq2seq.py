@@ -18,7 +18,7 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor, nn
 
-from rnnkit.models.layers import make_rnn
+from rnnkit.models.build import make_rnn
 from rnnkit.models.tagger import run_rnn
 
 

@@ -5,21 +5,20 @@
 
 Shapes: B batch, T time, I input features (or token ids when ``vocab_size`` is given), H hidden,
 D = 2 if bidirectional else 1, C classes. Padded steps (``t >= lengths[b]``) get logits too; the loss
-ignores them (:func:`rnnkit.tasks.losses.masked_cross_entropy`).
+ignores them (`rnnkit.tasks.losses.masked_cross_entropy`).
 
-The recurrent layer comes from :func:`rnnkit.models.layers.make_rnn`, batch-first.
+The recurrent layer comes from `rnnkit.models.build.make_rnn`, batch-first.
 """
 
 from __future__ import annotations
 
 # ruff: noqa: F722 (jaxtyping shape strings such as "B T H" are not Python expressions)
-import torch
 from jaxtyping import Float, Int
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from rnnkit.models.layers import CELLS, make_rnn  # noqa: F401 (CELLS: re-exported for the tasks)
-from rnnkit.nn.tracing import values_readable
+from rnnkit.models.build import CELLS, make_rnn  # noqa: F401 (CELLS: re-exported for the tasks)
+from rnnkit.nn._checks import check_lengths
 
 
 def run_rnn(
@@ -36,20 +35,13 @@ def run_rnn(
     """
     if lengths is None:
         return rnn(x, hx)
-    lengths = torch.as_tensor(lengths)
-    if lengths.shape != (x.size(0),):
-        raise ValueError(
-            f"lengths must have one entry per sequence. Expected shape ({x.size(0)},), got {tuple(lengths.shape)}"
-        )
-    # the values are checked in eager only (a traced graph would fix them: rnnkit.nn.tracing)
-    if values_readable(lengths) and (int(lengths.min()) < 1 or int(lengths.max()) > x.size(1)):
-        raise ValueError(f"lengths must lie in [1, T={x.size(1)}], got {lengths.tolist()}")
+    lengths = check_lengths(lengths, x.size(0), x.size(1), x.device)  # (B,) int64 in [1, T]
     if type(rnn).__module__.startswith("torch."):
         packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
         out, h_n = rnn(packed, hx)
         out, _ = pad_packed_sequence(out, batch_first=True, total_length=x.size(1))
         return out, h_n
-    return rnn(x, hx, lengths=lengths.to(x.device))
+    return rnn(x, hx, lengths=lengths)
 
 
 class Tagger(nn.Module):

@@ -14,7 +14,8 @@ One function per kind of error, one wording each, torch.nn's where torch.nn has 
 Where torch.nn has a message for an error, ours contains it word for word (code and tests that
 match on torch.nn's text keep working) and may add detail after it;
 ``tests/nn/test_nn_torch_errors.py`` runs a catalogue of bad inputs through both and checks.
-Every check runs before any work starts. Only the tensor checks need torch.
+Every check runs before any work starts. The generic ones (sizes, flags, choices, probabilities)
+need no torch and come from ``rnnkit.checks``; the tensor checks are here.
 """
 
 from __future__ import annotations
@@ -24,38 +25,19 @@ import numbers
 import torch
 from torch import Tensor
 
+# The generic checks need no torch: they live in rnnkit.checks (rnnkit.scratch uses them too) and
+# are imported here so that every layer takes all its checks from this one module.
+from rnnkit.checks import (  # noqa: F401 (re-exported)
+    check_bool,
+    check_choice,
+    check_positive_int,
+    check_probability,
+)
 from rnnkit.nn.tracing import values_readable
 
 INIT_STATES = ("zeros", "random", "learned")
 BACKENDS = ("auto", "native", "loop")
 NONLINEARITIES = ("tanh", "relu")
-
-
-def check_positive_int(name: str, value) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} should be of type int, got: {type(value).__name__}")
-    if value <= 0:
-        raise ValueError(f"{name} must be greater than zero, got {value}")
-    return value
-
-
-def check_bool(name: str, value) -> bool:
-    if not isinstance(value, bool):
-        raise TypeError(f"{name} should be of type bool, got: {type(value).__name__}")
-    return value
-
-
-def check_choice(name: str, value, choices: tuple[str, ...]) -> str:
-    if not isinstance(value, str) or value not in choices:
-        raise ValueError(f"{name} must be one of {', '.join(choices)}; got {value!r}")
-    return value
-
-
-def check_probability(name: str, p) -> float:
-    """A dropout probability in [0, 1); 1 would drop everything and divide by zero."""
-    if isinstance(p, bool) or not isinstance(p, numbers.Real) or not 0 <= p < 1:
-        raise ValueError(f"{name} must be a probability in [0, 1), got {p!r}")
-    return float(p)
 
 
 def check_dropout(dropout) -> float:

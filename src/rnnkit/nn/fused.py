@@ -13,8 +13,8 @@ Extra keyword-only constructor arguments:
 * ``recurrent_dropout`` (variational, on ``h`` entering ``W_hh``), ``zoneout`` (a float, or
   ``(p_h, p_c)`` for the LSTM), ``weight_dropout`` (DropConnect on ``W_hh``): see
   :mod:`rnnkit.nn.dropout`; all 0 by default.
-* ``compiled``: True to run the time loop in C++ where a compiled kernel covers the cell (the
-  LSTM on CPU, float32/float64), False never; None (default) follows ``rnnkit.options``.
+* ``compiled``: True to run the time loop in C++ where a compiled kernel covers the cell (every
+  cell here, on CPU, float32/float64), False never; None (default) follows ``rnnkit.options``.
 """
 
 from __future__ import annotations

@@ -27,7 +27,7 @@ Same constructor, inputs and outputs as ``rnnkit.LSTM`` / ``rnnkit.GRU`` (batch_
 bidirectional, num_layers, dropout, packed sequences, ``lengths=``, ``hx``, ``init_state``), plus
 the recurrent-dropout and ``compiled`` arguments of the ``Fused*`` layers (:mod:`rnnkit.nn.fused`).
 ``backend="auto"`` runs the fast path (:mod:`rnnkit.nn.fast`, hand-written BPTT; with
-``compiled``, the LSTM's time loop and layer norms in C++); ``backend="loop"`` runs the readable
+``compiled``, the time loop and the layer norms in C++); ``backend="loop"`` runs the readable
 steps below through :func:`rnnkit.nn.loop.scan` (the oracle the tests compare against).
 """
 
@@ -136,8 +136,9 @@ class _LayerNormMixin(FusedMixin):
         gamma_ih = self._ln("ln_ih_weight", layer, reverse)
         shift, params = self._params(w, layer, reverse)
         xp = F.linear(x, w["w_ih"])  # (T, B, G): one matrix product for all T steps
-        if self.mode == "LSTM" and path == COMPILED:
-            # the compiled loop applies γ_ih LN(·) + shift to each row as it goes
+        if path == COMPILED:  # the compiled loop applies γ_ih LN(·) + shift to each row as it goes
+            if self.mode == "GRU":
+                return "ln_gru_x", xp, (*params, gamma_ih, shift)  # shift None: bias=False
             shift = torch.zeros_like(gamma_ih) if shift is None else shift  # bias=False
             return "ln_lstm_x", xp, (*params, gamma_ih, shift)
         # γ_ih ⊙ LN(W_ih x) + shift for all T steps in one layer-norm pass

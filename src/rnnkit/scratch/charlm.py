@@ -13,11 +13,11 @@ Use::
     result = charlm.fit(text, hidden_size=100, seq_len=25, batch_size=64, steps=2000)
     result.losses[-1], result.model.sample(200, prime="ROMEO:", temperature=0.8)
 
-API: :class:`NumpyCharLM` (``loss_and_grads(x_idx, y_idx, state) -> (loss, grads, state)``,
+API: `NumpyCharLM` (``loss_and_grads(x_idx, y_idx, state) -> (loss, grads, state)``,
 ``sample(n, prime, temperature, seed) -> str``, ``encode``/``decode``, ``config()``,
-``state_dict()``/``load_state_dict()``), :func:`fit` -> :class:`FitResult`, :func:`evaluate`.
-:class:`NumpyCharLM` runs the textbook layers and loss (a step you can break in); :func:`fit`
-trains its speed-tuned twin :class:`rnnkit.scratch.fast.FastNumpyCharLM` (the same numbers,
+``state_dict()``/``load_state_dict()``), `fit` -> `FitResult`, `evaluate`.
+`NumpyCharLM` runs the textbook layers and loss (a step you can break in); `fit`
+trains its speed-tuned twin `rnnkit.scratch.fast.FastNumpyCharLM` (the same numbers,
 tests/scratch/fast/test_scratch_fast_equivalence.py) unless given a model. Old names (``CharLM``,
 ``train``, ``TrainResult``) still work and warn.
 """
@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from rnnkit.checks import check_choice, check_positive_number
 from rnnkit.scratch.deprecation import renamed
 from rnnkit.scratch.linear import init_linear, linear_backward, linear_forward
 from rnnkit.scratch.losses import cross_entropy_backward, cross_entropy_forward, log_softmax
@@ -49,7 +50,7 @@ class NumpyCharLM(Module):
     Parameters: the recurrent layer's torch names (``weight_ih_l0``, ...), then ``weight_ho`` (V, H)
     and ``bias_ho`` (V,); the same names and shapes as ``rnnkit.CharLM``'s (``rnn.``/``head.``).
     The layers run the cell's step once per time step and the loss is the textbook softmax
-    cross-entropy; :class:`rnnkit.scratch.fast.FastNumpyCharLM` is the same model, speed-tuned.
+    cross-entropy; `rnnkit.scratch.fast.FastNumpyCharLM` is the same model, speed-tuned.
     """
 
     layer_classes = CELLS  # the recurrent layer per cell name; the tuned twin swaps in its own
@@ -63,8 +64,7 @@ class NumpyCharLM(Module):
         if (not self.chars or len(set(self.chars)) != len(self.chars)
                 or any(not isinstance(ch, str) or len(ch) != 1 for ch in self.chars)):
             raise ValueError(f"chars must be a non-empty sequence of distinct characters, got {chars!r}")
-        if cell not in CELLS:
-            raise ValueError(f"cell must be one of {sorted(CELLS)}. Expected one of those, got {cell!r}")
+        check_choice("cell", cell, tuple(CELLS))
         self.cell, self.hidden_size = cell, check_size("hidden_size", hidden_size)
         self.stoi = {ch: i for i, ch in enumerate(self.chars)}
         codes = np.array([ord(ch) for ch in self.chars], dtype=np.uint32)
@@ -143,8 +143,7 @@ class NumpyCharLM(Module):
         Each next character is drawn from softmax(logits / temperature): temperature < 1 is more
         conservative, > 1 more varied. Returns the n new characters (without the prime).
         """
-        if not temperature > 0:
-            raise ValueError(f"temperature must be > 0, got {temperature}")
+        check_positive_number("temperature", temperature)
         n = check_size("n", n, minimum=0)
         rng = np.random.default_rng(seed)
         prime_idx = self.encode(prime) if prime else rng.integers(self.vocab_size, size=1)
@@ -179,7 +178,7 @@ def stream_batches(idx: np.ndarray, batch_size: int, seq_len: int):
 
 @dataclass
 class FitResult:
-    """What :func:`fit` returns: the trained model and the loss of every step."""
+    """What `fit` returns: the trained model and the loss of every step."""
 
     model: NumpyCharLM
     losses: list[float] = field(default_factory=list)  # mean loss (nats/char) of every step
@@ -208,17 +207,16 @@ def fit(
 
     Each step: loss and gradients of one chunk (state carried from the last), clipping, one
     optimiser update. The model is ``model`` when given (to continue training, or a textbook
-    :class:`NumpyCharLM` to step through), else a new :class:`rnnkit.scratch.fast.FastNumpyCharLM`
+    `NumpyCharLM` to step through), else a new `rnnkit.scratch.fast.FastNumpyCharLM`
     (the textbook model's numbers, speed-tuned) on the sorted set of characters of ``text``.
     ``callback(step, loss, model)`` runs after every update. ``threads`` > 1 splits each batch's
-    streams over that many threads (:class:`rnnkit.scratch.fast.BatchSplit`: the same gradients
+    streams over that many threads (`rnnkit.scratch.fast.BatchSplit`: the same gradients
     up to rounding, each thread with its share of the BLAS threads).
     """
     # imported here: rnnkit.scratch.fast builds on this module (its model subclasses NumpyCharLM)
     from rnnkit.scratch.fast import BatchSplit, FastNumpyCharLM
 
-    if optimizer not in OPTIMIZERS:
-        raise ValueError(f"optimizer must be one of {sorted(OPTIMIZERS)}, got {optimizer!r}")
+    check_choice("optimizer", optimizer, tuple(OPTIMIZERS))
     steps = check_size("steps", steps, minimum=0)
     if model is None:
         model = FastNumpyCharLM(sorted(set(text)), hidden_size, cell=cell, num_layers=num_layers,

@@ -49,7 +49,7 @@ def gru_step(x, h, params):
 
 
 def gru_step_backward(d_h_new, cache):
-    """Backward of :func:`gru_step`: d gx = [da_r, da_z, da_n], d gh = [da_r, da_z, da_n * r].
+    """Backward of `gru_step`: d gx = [da_r, da_z, da_n], d gh = [da_r, da_z, da_n * r].
 
     d_h_new (B, H) -> (d_x (B, I), d_h (B, H), grads keyed like params).
     """

@@ -14,14 +14,14 @@ from __future__ import annotations
 
 import numpy as np
 
+from rnnkit.checks import check_choice
 from rnnkit.scratch.module import to_numpy
 
 _REDUCTIONS = ("mean", "sum")
 
 
 def _check_reduction(reduction):
-    if reduction not in _REDUCTIONS:
-        raise ValueError(f"reduction must be 'mean' or 'sum'. Expected one of those, got {reduction!r}")
+    check_choice("reduction", reduction, _REDUCTIONS)
 
 
 def log_softmax(z, axis=-1):
@@ -37,7 +37,7 @@ def softmax(z, axis=-1):
 
 
 def check_targets(logits, targets, ignore_index=-100, reduction="mean"):
-    """The checks of :func:`cross_entropy_forward`, before any work.
+    """The checks of `cross_entropy_forward`, before any work.
 
     Returns (z (N, V), y (N,), keep (N,) true on counted rows, the logits' shape (..., V)).
     """

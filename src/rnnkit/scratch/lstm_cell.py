@@ -52,7 +52,7 @@ def lstm_step(x, state, params):
 
 
 def lstm_step_backward(d_state, cache):
-    """Backward of :func:`lstm_step`: dc_tot = dc + dm * o * (1 - tanh(c)^2), then the four gates.
+    """Backward of `lstm_step`: dc_tot = dc + dm * o * (1 - tanh(c)^2), then the four gates.
 
     d_state = (d_h_new (B, P or H), d_c_new (B, H)), either may be None (zero).
     Returns (d_x (B, I), (d_h (B, P or H), d_c (B, H)), grads keyed like params).

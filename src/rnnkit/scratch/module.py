@@ -1,6 +1,6 @@
 """Named parameters in NumPy, with ``state_dict`` / ``load_state_dict`` compatible with torch.
 
-A :class:`Module` keeps its parameters in an ordered dict of arrays under the names torch gives
+A `Module` keeps its parameters in an ordered dict of arrays under the names torch gives
 them (``weight_ih_l0``, ``bias_hh_l1_reverse``, ...), so a state dict moves between ``rnnkit.scratch``,
 ``rnnkit.nn`` and ``torch.nn`` unchanged. Torch tensors are accepted by duck typing (anything with
 ``.detach()`` / ``.numpy()``): this package never imports torch.
@@ -9,6 +9,8 @@ them (``weight_ih_l0``, ``bias_hh_l1_reverse``, ...), so a state dict moves betw
 from __future__ import annotations
 
 import numpy as np
+
+from rnnkit.checks import check_bool, check_int
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
@@ -25,15 +27,21 @@ def to_numpy(value) -> np.ndarray:
 
 def check_dtype(dtype) -> np.dtype:
     dt = np.dtype(dtype)
-    if dt not in FLOAT_DTYPES:
-        raise TypeError(f"dtype must be float32 or float64. Expected one of those, got {dt}")
+    if dt not in FLOAT_DTYPES:  # rnnkit.checks.check_choice's wording, for a dtype
+        raise TypeError(f"dtype must be one of float32, float64; got {dt}")
     return dt
 
 
 def check_size(name: str, value, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}. Expected that, got {value!r}")
-    return int(value)
+    """``rnnkit.checks.check_int``, also taking NumPy's integers (a size read from an array)."""
+    if isinstance(value, np.integer):
+        value = int(value)
+    return check_int(name, value, minimum)
+
+
+def check_flag(name: str, value) -> bool:
+    """``rnnkit.checks.check_bool``, also taking NumPy's bools."""
+    return check_bool(name, bool(value) if isinstance(value, np.bool_) else value)
 
 
 class Module:

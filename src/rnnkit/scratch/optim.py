@@ -16,7 +16,11 @@ References: Polyak 1964 (momentum); Duchi, Hazan & Singer 2011 (Adagrad); Kingma
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
+
+from rnnkit.checks import check_range
 
 
 class Optimizer:
@@ -28,8 +32,7 @@ class Optimizer:
                 "params must be a non-empty dict of name -> array (model.parameters()). "
                 f"Expected a dict, got {type(params).__name__}"
             )
-        if lr < 0:
-            raise ValueError(f"lr must be >= 0, got {lr}")
+        check_range("lr", lr, 0, math.inf)
         self.params = params
         self.lr = lr
         # per-parameter state, as torch: a parameter skipped on a step does not advance its count

@@ -11,9 +11,9 @@ the same loop run backwards, calling the step's backward:
 
 So a breakpoint in ``lstm_step`` stops once per time step with that step's x, h, c and gates in
 view (docs/bptt.md, "Stepping through it"). The speed-tuned layers that compute the same numbers
-are in :mod:`rnnkit.scratch.fast` (tests/scratch/fast/test_scratch_fast_equivalence.py ties them).
+are in `rnnkit.scratch.fast` (tests/scratch/fast/test_scratch_fast_equivalence.py ties them).
 The walk over layers and directions, the parameters (torch.nn's names, shapes and gate order) and
-the states are in :mod:`rnnkit.scratch.rnn_base`.
+the states are in `rnnkit.scratch.rnn_base`.
 
 Shapes: T time, B batch, I input, H hidden, P proj_size, H_out = P or H, L layers, D directions.
 """
@@ -93,7 +93,7 @@ class RNN(_Unrolled):
     """Elman RNN layers: h_t = f(x_t W_ih^T + b_ih + h_{t-1} W_hh^T + b_hh), f = tanh or relu.
 
     Same arguments, parameters and shapes as torch.nn.RNN: x (T, B, I) -> output (T, B, D*H),
-    h_n (L*D, B, H). Each step is :func:`rnnkit.scratch.rnn_cell.rnn_step`.
+    h_n (L*D, B, H). Each step is `rnnkit.scratch.rnn_cell.rnn_step`.
     """
 
     gates = 1
@@ -116,7 +116,7 @@ class GRU(_Unrolled):
     """GRU layers: r, z = σ(.), n = tanh(x W_in^T + b_in + r * (h W_hn^T + b_hn)), h' = (1-z) n + z h.
 
     Same arguments, parameters and shapes as torch.nn.GRU (gates r, z, n): x (T, B, I) -> output
-    (T, B, D*H), h_n (L*D, B, H). Each step is :func:`rnnkit.scratch.gru_cell.gru_step`.
+    (T, B, D*H), h_n (L*D, B, H). Each step is `rnnkit.scratch.gru_cell.gru_step`.
     """
 
     gates = 3
@@ -138,7 +138,7 @@ class LSTM(_Unrolled):
     Same arguments, parameters and shapes as torch.nn.LSTM (gates i, f, g, o). The state is the
     pair (h, c): h (L*D, B, H_out), c (L*D, B, H); ``forward`` returns (output (T, B, D*H_out),
     (h_n, c_n), cache) and ``backward`` takes d_h_n = (d_h_n, d_c_n), either part may be None.
-    Each step is :func:`rnnkit.scratch.lstm_cell.lstm_step`.
+    Each step is `rnnkit.scratch.lstm_cell.lstm_step`.
     """
 
     gates = 4

@@ -8,8 +8,8 @@ The walk, for each layer l and direction d (d = 1 reads the time-reversed sequen
 
 and backward walks the same in reverse: each direction's backward gives d x_l, and the two
 directions' d x_l add (both read the same input). How one direction runs is the subclass's choice:
-:mod:`rnnkit.scratch.recurrent_layers` calls the cell's step once per time step (the textbook
-loop); :mod:`rnnkit.scratch.fast.loop_layers` runs the speed-tuned loops. Named after
+`rnnkit.scratch.recurrent_layers` calls the cell's step once per time step (the textbook
+loop); `rnnkit.scratch.fast.loop_layers` runs the speed-tuned loops. Named after
 torch.nn.RNNBase, which plays the same part for torch.nn.RNN / LSTM / GRU.
 
 Parameters and states follow torch.nn exactly: ``weight_ih_l{k}{suffix}`` (G*H, I_k),
@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from rnnkit.scratch.module import Module, check_size, to_numpy
+from rnnkit.scratch.module import Module, check_flag, check_size, to_numpy
 
 
 class RNNBase(Module):
@@ -53,11 +53,8 @@ class RNNBase(Module):
             raise ValueError(
                 f"proj_size must be smaller than hidden_size. Expected < {hidden_size}, got {proj_size}"
             )
-        for name, value in (("bidirectional", bidirectional), ("bias", bias)):
-            if not isinstance(value, (bool, np.bool_)):
-                raise TypeError(f"{name} must be a bool. Expected True or False, got {value!r}")
-        self.bidirectional = bool(bidirectional)
-        self.bias = bool(bias)
+        self.bidirectional = check_flag("bidirectional", bidirectional)
+        self.bias = check_flag("bias", bias)
         self.num_directions = 2 if self.bidirectional else 1
         H, G = self.hidden_size, self.gates
         H_out = self.proj_size or H

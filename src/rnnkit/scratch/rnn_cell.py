@@ -18,12 +18,13 @@ from __future__ import annotations
 
 import numpy as np
 
+from rnnkit.checks import check_choice
+
 NONLINEARITIES = ("tanh", "relu")
 
 
 def _check_nonlinearity(nonlinearity: str) -> None:
-    if nonlinearity not in NONLINEARITIES:
-        raise ValueError(f"nonlinearity must be 'tanh' or 'relu'. Expected one of those, got {nonlinearity!r}")
+    check_choice("nonlinearity", nonlinearity, NONLINEARITIES)
 
 
 def _act(a: np.ndarray, nonlinearity: str) -> np.ndarray:
@@ -50,7 +51,7 @@ def rnn_step(x, h, params, nonlinearity="tanh"):
 
 
 def rnn_step_backward(d_h_new, cache):
-    """Backward of :func:`rnn_step`: da = dh_new * f'(a); dx = da W_ih, dh = da W_hh.
+    """Backward of `rnn_step`: da = dh_new * f'(a); dx = da W_ih, dh = da W_hh.
 
     d_h_new (B, H) -> (d_x (B, I), d_h (B, H), grads keyed like params: dW = da^T input, db = sum_B da).
     """

@@ -3,13 +3,13 @@
 Two forms, both generators that yield after each backward pass so the caller can update the
 weights (``opt.step(step.grads)``) before the stream goes on:
 
-* :func:`bptt_chunks` -- the form language models use: cut the stream into chunks of ``k`` steps,
+* `bptt_chunks` -- the form language models use: cut the stream into chunks of ``k`` steps,
   carry the state from one chunk into the next, stop the gradient at chunk edges (in torch:
   ``h = h.detach()`` between chunks).
-* :func:`tbptt` -- TBPTT(k1, k2) of Williams & Peng (1990), as named by Sutskever (2013): the
+* `tbptt` -- TBPTT(k1, k2) of Williams & Peng (1990), as named by Sutskever (2013): the
   network runs one step at a time, and every k1 steps the losses of those k1 steps are
   backpropagated through the last k2 steps (k2 >= k1; each loss term is counted once). With
-  k1 = k2 it is :func:`bptt_chunks`.
+  k1 = k2 it is `bptt_chunks`.
 
 The model is any scratch sequence model with ``forward(x, h) -> (out, h_n, cache)`` and
 ``backward(d_out, cache, d_h_n) -> (d_x, d_h, grads)`` (RNN, LSTM, GRU, Elman). The loss is a
@@ -28,6 +28,8 @@ from dataclasses import dataclass
 from math import gcd
 
 import numpy as np
+
+from rnnkit.scratch.module import check_size
 
 
 @dataclass
@@ -50,11 +52,11 @@ def _add(total, grads):
 
 
 def bptt_chunks(model, x, loss_fn, k, hx=None):
-    """Chunked truncated BPTT over x (T, B, ...): yields a :class:`TBPTTStep` per chunk of k steps.
+    """Chunked truncated BPTT over x (T, B, ...): yields a `TBPTTStep` per chunk of k steps.
 
     The state flows forward across chunk edges; no gradient flows back across them.
     """
-    _check_positive("k", k)
+    check_size("k", k)
     state = hx
     for start in range(0, len(x), k):
         steps = slice(start, min(start + k, len(x)))
@@ -65,14 +67,14 @@ def bptt_chunks(model, x, loss_fn, k, hx=None):
 
 
 def tbptt(model, x, loss_fn, k1, k2, hx=None):
-    """TBPTT(k1, k2) over x (T, B, ...): yields a :class:`TBPTTStep` every k1 steps (and at the end).
+    """TBPTT(k1, k2) over x (T, B, ...): yields a `TBPTTStep` every k1 steps (and at the end).
 
     The stream is run in blocks of gcd(k1, k2) steps whose caches are kept for the last k2
     steps, so the backward pass replays the history the forward pass really took. Backward uses
     the model's current weights (the same as forward's when the weights are not updated in between).
     """
-    _check_positive("k1", k1)
-    _check_positive("k2", k2)
+    check_size("k1", k1)
+    check_size("k2", k2)
     if k2 < k1:
         raise ValueError(
             f"TBPTT(k1, k2) needs k2 >= k1 so every loss lies inside the window it is "
@@ -97,8 +99,3 @@ def tbptt(model, x, loss_fn, k1, k2, hx=None):
             total_grads = _add(total_grads, grads)
         yield TBPTTStep(slice(last_update, stop), total_loss, total_grads, state)
         last_update = stop
-
-
-def _check_positive(name, value):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name} must be a positive integer. Expected >= 1, got {value!r}")

@@ -20,6 +20,8 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
+from rnnkit.checks import check_int, check_positive_int
+
 BASELINE_MSE = 1.0 / 6.0  # MSE of always predicting 1.0
 
 
@@ -27,10 +29,8 @@ def adding_batch(
     batch_size: int, length: int, generator: torch.Generator | None = None
 ) -> tuple[Float[Tensor, "B T 2"], Float[Tensor, " B"]]:
     """One batch of the adding problem: inputs (B, T, 2) and targets (B,)."""
-    if length < 2:
-        raise ValueError(f"the adding problem needs length >= 2 (one marker per half), got {length}")
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    check_positive_int("batch_size", batch_size)
+    check_int("length", length, 2)  # one marker in each half
     half = length // 2
     values = torch.rand(batch_size, length, generator=generator)  # (B, T)
     first = torch.randint(0, half, (batch_size,), generator=generator)  # in [0, T/2)

@@ -1,4 +1,4 @@
-"""The settings of a task run: :class:`MemoryTaskConfig` (adding, copy) and :class:`TransductionConfig`
+"""The settings of a task run: `MemoryTaskConfig` (adding, copy) and `TransductionConfig`
 (reverse, sort), checked when they are made.
 
 This module never imports torch (except to check a device other than the CPU), so ``rnnkit task
@@ -7,9 +7,18 @@ This module never imports torch (except to check a device other than the CPU), s
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
-CELLS = ("rnn", "lstm", "gru")  # rnnkit.models.layers.CELLS (a test keeps the two equal)
+from rnnkit.checks import (
+    check_bool,
+    check_choice,
+    check_int,
+    check_positive_int,
+    check_positive_number,
+    check_range,
+)
+
+CELLS = ("rnn", "lstm", "gru")  # rnnkit.models.build.CELLS (a test keeps the two equal)
 MEMORY_TASKS = ("adding", "copy")
 TRANSDUCTIONS = ("reverse", "sort")
 
@@ -32,35 +41,14 @@ def check_device(device: str) -> None:
         raise ValueError(f"device {device!r}: this machine has {torch.cuda.device_count()} CUDA device(s)")
 
 
-def _check_types(config) -> None:
-    """Whole numbers where an int is expected, numbers where a float is (bools are neither)."""
-    for f in fields(config):
-        value, kind = getattr(config, f.name), f.type
-        if kind in ("int", int):
-            ok = isinstance(value, int) and not isinstance(value, bool)
-        elif kind in ("float", float):
-            ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-        else:
-            continue
-        if not ok:
-            raise ValueError(f"{f.name} must be a{'n int' if kind in ('int', int) else ' number'}, "
-                             f"got {value!r}")
-
-
 def _check_common(config, positive: tuple[str, ...]) -> None:
-    _check_types(config)
-    if config.cell not in CELLS:
-        raise ValueError(f"cell must be one of {', '.join(CELLS)}; got {config.cell!r}")
+    check_choice("cell", config.cell, CELLS)
     for name in positive:
-        if getattr(config, name) < 1:
-            raise ValueError(f"{name} must be >= 1, got {getattr(config, name)}")
+        check_positive_int(name, getattr(config, name))
+    for name in ("steps", "seed"):
+        check_int(name, getattr(config, name), 0)
     for name in ("lr", "clip"):
-        if not getattr(config, name) > 0:
-            raise ValueError(f"{name} must be > 0, got {getattr(config, name)}")
-    if config.steps < 0:
-        raise ValueError(f"steps must be >= 0, got {config.steps}")
-    if config.seed < 0:
-        raise ValueError(f"seed must be >= 0, got {config.seed}")
+        check_positive_number(name, getattr(config, name))
     check_device(config.device)
 
 
@@ -86,14 +74,12 @@ class MemoryTaskConfig:
     device: str = "cpu"
 
     def __post_init__(self):
-        if self.task not in MEMORY_TASKS:
-            raise ValueError(f"task must be one of {', '.join(MEMORY_TASKS)}; got {self.task!r}")
+        check_choice("task", self.task, MEMORY_TASKS)
         _check_common(self, ("length", "hidden_size", "num_layers", "batch_size", "eval_every",
                              "eval_size", "num_symbols"))
-        if self.task == "adding" and self.length < 2:
-            raise ValueError(f"the adding problem needs length >= 2, got {self.length}")
-        if not 0 < self.solve_ratio <= 1:
-            raise ValueError(f"solve_ratio must lie in (0, 1], got {self.solve_ratio}")
+        if self.task == "adding":
+            check_int("length", self.length, 2)  # one marker in each half
+        check_range("solve_ratio", self.solve_ratio, 0, 1, low_open=True)
 
 
 @dataclass
@@ -117,12 +103,11 @@ class TransductionConfig:
     device: str = "cpu"
 
     def __post_init__(self):
-        if self.task not in TRANSDUCTIONS:
-            raise ValueError(f"task must be one of {', '.join(TRANSDUCTIONS)}; got {self.task!r}")
+        check_choice("task", self.task, TRANSDUCTIONS)
         _check_common(self, ("hidden_size", "embed_size", "num_layers", "batch_size", "eval_every",
                              "eval_size"))
-        if not 1 <= self.min_len <= self.max_len:
-            raise ValueError(f"need 1 <= min_len <= max_len, got {self.min_len} and {self.max_len}")
-        if self.target is not None and (isinstance(self.target, bool) or not isinstance(self.target, (int, float))
-                                        or not 0 < self.target <= 1):
-            raise ValueError(f"target must lie in (0, 1] (an exact-match rate) or be None, got {self.target}")
+        check_positive_int("min_len", self.min_len)
+        check_int("max_len", self.max_len, self.min_len)
+        check_bool("cosine", self.cosine)
+        if self.target is not None:  # an exact-match rate
+            check_range("target", self.target, 0, 1, low_open=True)

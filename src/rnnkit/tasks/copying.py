@@ -23,6 +23,8 @@ import torch
 from jaxtyping import Int
 from torch import Tensor
 
+from rnnkit.checks import check_positive_int
+
 BLANK, DELIMITER, NUM_DATA_SYMBOLS, VOCAB_SIZE = 0, 9, 8, 10
 
 
@@ -30,10 +32,9 @@ def copy_batch(
     batch_size: int, delay: int, num_symbols: int = 10, generator: torch.Generator | None = None
 ) -> tuple[Int[Tensor, "B L"], Int[Tensor, "B L"]]:
     """One batch of the copy task: input ids and target ids, both (B, delay + 2 * num_symbols)."""
-    if delay < 1:
-        raise ValueError(f"the copy task needs a delay >= 1, got {delay}")
-    if num_symbols < 1 or batch_size < 1:
-        raise ValueError(f"num_symbols and batch_size must be >= 1, got {num_symbols} and {batch_size}")
+    check_positive_int("batch_size", batch_size)
+    check_positive_int("delay", delay)
+    check_positive_int("num_symbols", num_symbols)
     K, L = num_symbols, delay + 2 * num_symbols
     data = torch.randint(1, NUM_DATA_SYMBOLS + 1, (batch_size, K), generator=generator)  # (B, K)
     x = torch.full((batch_size, L), BLANK, dtype=torch.long)

@@ -7,8 +7,8 @@ gradient norm clipped, and every ``eval_every`` steps measures the metric on a f
     copy:    cross-entropy per step (nats)        vs the baseline K log 8 / (T + 2K)
 
 A run counts as *solved* when the final metric is below ``solve_ratio`` (10%) of the baseline. Models:
-a :class:`~rnnkit.models.classifier.SequenceClassifier` with one output (adding) and a
-:class:`~rnnkit.models.tagger.Tagger` over one-hot inputs (copy).
+a `SequenceClassifier` with one output (adding) and a
+`Tagger` over one-hot inputs (copy).
 """
 
 from __future__ import annotations

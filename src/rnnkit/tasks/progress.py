@@ -1,7 +1,7 @@
 """Progress of a training loop of known length: a tqdm bar on a terminal, log lines otherwise.
 
-An instance is the ``on_step(step, loss)`` callback of :func:`~rnnkit.tasks.memory.train_memory_task`
-and :func:`~rnnkit.tasks.train_transduction.train_transduction`. Off a terminal (a CI log, a file,
+An instance is the ``on_step(step, loss)`` callback of `train_memory_task`
+and `train_transduction`. Off a terminal (a CI log, a file,
 a pipe) it prints a line after the first step, then whenever ``interval`` seconds have passed since
 the last line, and after the last step, so a long run is never silent for long and a short one
 still says it ran.

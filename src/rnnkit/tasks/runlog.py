@@ -2,7 +2,7 @@
 
 Written by ``rnnkit task ... --out-dir DIR`` and read by ``rnnkit curves DIR``. The columns are the
 union of the keys logged, in first-seen order; a value missing from a row (or None) is left empty.
-Both files are written atomically (:mod:`rnnkit.data.atomic`): a reader never sees half of one.
+Both files are written atomically (`rnnkit.data.atomic`): a reader never sees half of one.
 """
 
 from __future__ import annotations

@@ -19,6 +19,7 @@ import torch
 from jaxtyping import Int
 from torch import Tensor
 
+from rnnkit.checks import check_choice, check_int, check_positive_int
 from rnnkit.tasks.configs import TRANSDUCTIONS
 from rnnkit.tasks.losses import IGNORE_INDEX
 
@@ -28,11 +29,8 @@ VOCAB_SIZE = DIGIT0 + 10
 
 def transduce(kind: str, digits: list[int]) -> list[int]:
     """The target digits for source digits (plain ints 0..9)."""
-    if kind == "reverse":
-        return digits[::-1]
-    if kind == "sort":
-        return sorted(digits)
-    raise ValueError(f"transduction must be one of {', '.join(TRANSDUCTIONS)}; got {kind!r}")
+    check_choice("transduction", kind, TRANSDUCTIONS)
+    return digits[::-1] if kind == "reverse" else sorted(digits)
 
 
 def encode_digits(text: str) -> list[int]:
@@ -69,8 +67,9 @@ def transduction_batch(
     generator: torch.Generator | None = None,
 ) -> TransductionBatch:
     """A batch of random digit strings and their transductions, padded (see the module docstring)."""
-    if not 1 <= min_len <= max_len:
-        raise ValueError(f"lengths must satisfy 1 <= min_len <= max_len, got {min_len} and {max_len}")
+    check_positive_int("batch_size", batch_size)
+    check_positive_int("min_len", min_len)
+    check_int("max_len", max_len, min_len)
     lengths = torch.randint(min_len, max_len + 1, (batch_size,), generator=generator)
     digits = torch.randint(0, 10, (batch_size, max_len), generator=generator)
     return make_transduction_batch(kind, [d[:n].tolist() for d, n in zip(digits, lengths)])

@@ -9,9 +9,9 @@
     metrics.csv         one row per log line and per validation
     loss.png            the loss curves
 
-Every file is written atomically (:mod:`rnnkit.data.atomic`). The weights go first, then the state;
+Every file is written atomically (`rnnkit.data.atomic`). The weights go first, then the state;
 both carry the step, and a resume refuses a pair that disagrees (a save cut short between them).
-A problem with the files raises :class:`CheckpointError` naming the file and what is wrong.
+A problem with the files raises `CheckpointError` naming the file and what is wrong.
 """
 
 from __future__ import annotations
@@ -189,7 +189,7 @@ def load_model(run_dir: str | Path, device: str | torch.device = "cpu"):
     try:
         model = CharLM(shape["vocab_size"], cell=shape["cell"], hidden_size=shape["hidden_size"],
                        num_layers=shape["num_layers"], embed_size=shape["embed_size"])
-    except ValueError as err:
+    except (TypeError, ValueError) as err:  # a size of the wrong type or out of range
         raise CheckpointError(f"{run_dir / CONFIG}: {err}") from None
     weights, _ = load_weights(run_dir)
     load_into(model, weights, run_dir / WEIGHTS)

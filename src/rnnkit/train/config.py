@@ -2,7 +2,7 @@
 
 Its defaults train on the built-in ``python-docs`` corpus for 2200 steps or at most 150 s of training
 (about 2 minutes for the whole command on an idle 2-core CPU).
-:data:`PRESETS` hold tuned recipes (``--preset shakespeare``); explicit flags override a preset, and
+`PRESETS` hold tuned recipes (``--preset shakespeare``); explicit flags override a preset, and
 on ``--resume`` the run's saved configuration is the base that flags override.
 """
 
@@ -14,6 +14,15 @@ import math
 from dataclasses import dataclass, fields
 from pathlib import Path
 
+from rnnkit.checks import (
+    check_choice,
+    check_int,
+    check_positive_int,
+    check_positive_number,
+    check_probability,
+    check_range,
+    errors_as,
+)
 from rnnkit.data.corpora import BUILTIN
 
 
@@ -159,8 +168,8 @@ def make_config(overrides: dict, preset: str | None = None) -> TrainConfig:
             raise ConfigError(f"--resume: {out} is not a run folder (no config.json)")
         base, _ = read_run_config(Path(out))
     if preset is not None:
-        if preset not in PRESETS:
-            raise ConfigError(f"--preset must be one of {', '.join(PRESETS)}; got {preset!r}")
+        with errors_as(ConfigError):
+            check_choice("--preset", preset, tuple(PRESETS))
         base = dataclasses.replace(base, **PRESETS[preset])
     cfg = dataclasses.replace(base, **overrides)
     if cfg.engine == "numpy" and "embed_size" not in overrides:
@@ -169,37 +178,33 @@ def make_config(overrides: dict, preset: str | None = None) -> TrainConfig:
     return cfg
 
 
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _check_values(cfg: TrainConfig) -> None:
+    """Each field on its own, in rnnkit.checks' words, named by its flag."""
+    with errors_as(ConfigError):
+        choices = {"cell": ("lstm", "gru", "rnn"), "precision": ("fp32", "bf16", "fp64"),
+                   "engine": ("torch", "numpy")}
+        for name, allowed in choices.items():
+            check_choice(_flag(name), getattr(cfg, name), allowed)
+        for name in ("hidden_size", "num_layers", "seq_len", "batch_size", "max_iters", "eval_every",
+                     "log_every", "numpy_threads"):
+            check_positive_int(_flag(name), getattr(cfg, name))
+        for name in ("embed_size", "warmup_iters", "decay_iters", "eval_chars", "sample_length"):
+            check_int(_flag(name), getattr(cfg, name), 0)
+        check_probability("--dropout", cfg.dropout)
+        check_range("--val-fraction", cfg.val_fraction, 0, 1, low_open=True, high_open=True)
+        check_positive_number("--lr", cfg.lr)
+        check_range("--min-lr-ratio", cfg.min_lr_ratio, 0, 1)
+        for name in ("weight_decay", "grad_clip", "max_time"):
+            check_range(_flag(name), getattr(cfg, name), 0, math.inf)
+
+
 def check_config(cfg: TrainConfig) -> None:
     """Reject values that cannot work, naming the flag (expected, got)."""
-
-    def bad(flag: str, expected: str):
-        value = getattr(cfg, flag.replace("-", "_"))
-        raise ConfigError(f"--{flag} must be {expected}, got {value!r}")
-
-    choices = {"cell": ("lstm", "gru", "rnn"), "precision": ("fp32", "bf16", "fp64"),
-               "engine": ("torch", "numpy")}
-    for name, allowed in choices.items():
-        if getattr(cfg, name) not in allowed:
-            bad(name, "one of " + ", ".join(allowed))
-    for name in ("hidden_size", "num_layers", "seq_len", "batch_size", "max_iters", "eval_every",
-                 "log_every", "numpy_threads"):
-        if getattr(cfg, name) < 1:
-            bad(name.replace("_", "-"), "an integer >= 1")
-    for name in ("embed_size", "warmup_iters", "decay_iters", "eval_chars", "sample_length"):
-        if getattr(cfg, name) < 0:
-            bad(name.replace("_", "-"), "an integer >= 0")
-    if not 0.0 <= cfg.dropout < 1.0:
-        bad("dropout", "in [0, 1)")
-    if not 0.0 < cfg.val_fraction < 1.0:
-        bad("val-fraction", "in (0, 1)")
-    for name in ("lr", "min_lr_ratio", "weight_decay", "grad_clip", "max_time"):
-        value = getattr(cfg, name)
-        if not math.isfinite(value) or value < 0:
-            bad(name.replace("_", "-"), "a finite number >= 0")
-    if cfg.lr == 0:
-        bad("lr", "> 0")
-    if cfg.min_lr_ratio > 1:
-        bad("min-lr-ratio", "in [0, 1]")
+    _check_values(cfg)
     if cfg.engine != "numpy" and cfg.numpy_threads != 1:
         raise ConfigError(f"--numpy-threads applies to --engine numpy only, got {cfg.numpy_threads} "
                           f"with --engine {cfg.engine}")

@@ -48,7 +48,7 @@ def check_precision(precision: str, cell: str, *, input_size: int, hidden_size: 
     """
     if precision != "bf16":
         return
-    from rnnkit.models.layers import make_rnn
+    from rnnkit.models.build import make_rnn
 
     layer = make_rnn(cell, input_size, hidden_size, num_layers).to(device)
     x = torch.zeros(2, 1, input_size, device=device, requires_grad=True)  # (T, B, I)

@@ -1,6 +1,6 @@
 """Two engines behind one interface: PyTorch (autograd, any device, DDP, bf16) and NumPy (rnnkit.scratch).
 
-The training loop (:mod:`rnnkit.train.loop`) only calls
+The training loop (`rnnkit.train.loop`) only calls
 
     loss, grad_norm = engine.train_step(x, y, reset)   forward + backward on one (T, B) window;
                                                         gradients clipped; parameters untouched
@@ -142,7 +142,7 @@ def evaluate_model(model: CharLM, ids: np.ndarray, device: torch.device,
                    progress=None) -> tuple[float, int]:
     """(sum of -log p in nats, number of predictions) over one stateful pass of ``ids``.
 
-    ``progress``: a :class:`rnnkit.train.progress.WorkProgress` told the predictions scored.
+    ``progress``: a `rnnkit.train.progress.WorkProgress` told the predictions scored.
     """
     B, T = eval_layout(len(ids))
     total, count, state = 0.0, 0, None
@@ -158,7 +158,7 @@ def evaluate_model(model: CharLM, ids: np.ndarray, device: torch.device,
 
 
 class NumpyEngine:
-    """The same loop on :class:`rnnkit.scratch.fast.FastNumpyCharLM` (the speed-tuned NumPy engine,
+    """The same loop on `rnnkit.scratch.fast.FastNumpyCharLM` (the speed-tuned NumPy engine,
     tied to the textbook ``rnnkit.scratch`` by tests/scratch/fast): one-hot input, hand-written BPTT."""
 
     def __init__(self, vocab: Vocab, cfg: TrainConfig):

@@ -1,9 +1,9 @@
 """The training loop of the character language model: stateful truncated BPTT over parallel streams.
 
-One step reads the next (T, B) window of every stream (:class:`rnnkit.data.Streams`), runs the model
+One step reads the next (T, B) window of every stream (`rnnkit.data.Streams`), runs the model
 from the state the previous window ended in (detached: gradients stop at the window edge), and makes
 one AdamW update with the global gradient norm clipped and the learning rate from
-:func:`rnnkit.train.schedule.learning_rate`. Every ``eval_every`` steps it measures the validation
+`rnnkit.train.schedule.learning_rate`. Every ``eval_every`` steps it measures the validation
 loss and saves a checkpoint; at the end it saves, then measures the loss on the whole validation split
 (outside the ``max_time`` budget).
 
@@ -11,8 +11,8 @@ A checkpoint holds everything the next step depends on (weights, optimizer momen
 position, carried state, RNG state), so ``k`` steps, a resume, and ``N - k`` more give the weights of
 ``N`` steps straight, bit for bit on CPU, when the schedule is step-based (``max_time=0``).
 
-:func:`train` reads as its steps: check everything (:func:`_check_setup`, :func:`_load_data`), build
-the run (:class:`_Run`), train it (:meth:`_Run.train`), score it (:meth:`_Run.finish`).
+`train` reads as its steps: check everything (`_check_setup`, `_load_data`), build
+the run (`_Run`), train it (`_Run.train`), score it (`_Run.finish`).
 """
 
 from __future__ import annotations

@@ -13,13 +13,13 @@ one step at a time, carrying the state, so generating n characters costs n singl
 # ruff: noqa: F722 (jaxtyping shape strings such as "T B" are not Python expressions)
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator
 
 import torch
 from jaxtyping import Float
 from torch import Tensor
 
+from rnnkit.checks import check_sampling, errors_as
 from rnnkit.data.vocab import Vocab
 from rnnkit.models.charlm import CharLM
 
@@ -31,17 +31,8 @@ class SamplingError(ValueError):
 def check_options(vocab_size: int, temperature: float, top_k: int | None,
                   top_p: float | None, length: int) -> int | None:
     """Validate; returns top_k capped at the vocabulary size."""
-    if not (isinstance(temperature, (int, float)) and math.isfinite(temperature)) or temperature < 0:
-        raise SamplingError(f"--temperature must be a finite number >= 0 (0: greedy), got {temperature}")
-    if top_k is not None:
-        if top_k < 1:
-            raise SamplingError(f"--top-k must be >= 1, got {top_k}")
-        top_k = min(top_k, vocab_size)
-    if top_p is not None and not 0.0 < top_p <= 1.0:
-        raise SamplingError(f"--top-p must be in (0, 1], got {top_p}")
-    if length < 0:
-        raise SamplingError(f"--length must be >= 0, got {length}")
-    return top_k
+    with errors_as(SamplingError):
+        return check_sampling(vocab_size, temperature, top_k, top_p, length)
 
 
 def filter_probs(logits: Float[Tensor, " V"], temperature: float, top_k: int | None = None,

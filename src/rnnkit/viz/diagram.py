@@ -20,6 +20,8 @@ from pathlib import Path
 from matplotlib.figure import Figure
 from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
 
+from rnnkit.checks import check_choice, check_positive_int
+
 CELL_NAMES = {"rnn": "Elman RNN", "lstm": "LSTM", "gru": "GRU"}
 DIRS = ("f", "b")
 
@@ -81,11 +83,9 @@ def unrolled_graph(
     hidden_size: int | None = None,
 ) -> UnrolledGraph:
     """Nodes and edges of the network unrolled over ``steps`` time steps."""
-    cell = cell.lower()
-    if cell not in CELL_NAMES:
-        raise ValueError(f"cell must be one of {', '.join(CELL_NAMES)}; got {cell!r}")
-    if num_layers < 1 or steps < 1:
-        raise ValueError(f"num_layers and steps must be >= 1, got {num_layers} and {steps}")
+    cell = check_choice("cell", cell.lower() if isinstance(cell, str) else cell, CELL_NAMES)
+    check_positive_int("num_layers", num_layers)
+    check_positive_int("steps", steps)
     if steps > 32 or num_layers > 8:
         raise ValueError(f"too large to draw: at most 32 steps and 8 layers, got {steps} and {num_layers}")
     g = UnrolledGraph(cell, num_layers, bidirectional, steps, input_size, hidden_size)

@@ -2,8 +2,9 @@
 exploding gradients; Bengio et al. 1994, Pascanu et al. 2013).
 
 A fused RNN layer computes all steps in one call, so its intermediate states are not tensors one can
-ask the gradient of. :class:`StepwiseRNN` runs the same weights one step at a time with the cell
-equations written out (gate order as torch.nn: LSTM i, f, g, o; GRU r, z, n):
+ask the gradient of. `StepwiseRNN` runs the same weights through rnnkit's readable loop
+(`rnnkit.nn.loop.scan` over the step functions of `rnnkit.nn.cells`, gate order as torch.nn:
+LSTM i, f, g, o; GRU r, z, n):
 
     Elman: h' = tanh(W_ih x + b_ih + W_hh h + b_hh)                 (relu if nonlinearity="relu")
     LSTM:  i, f, g, o = σ, σ, tanh, σ of (W_ih x + b_ih + W_hh h + b_hh);  c' = f c + i g;  h' = o tanh c'
@@ -19,12 +20,15 @@ from __future__ import annotations
 # ruff: noqa: F722 (jaxtyping shape strings such as "B T H" are not Python expressions)
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from functools import partial
 
 import torch
-import torch.nn.functional as F
 from jaxtyping import Float
 from matplotlib.figure import Figure
 from torch import Tensor, nn
+
+from rnnkit.nn.cells import input_projection, layer_step
+from rnnkit.nn.loop import State, Step, run_layers, scan
 
 
 def _mode(rnn: nn.Module) -> str:
@@ -33,29 +37,18 @@ def _mode(rnn: nn.Module) -> str:
         mode = "RNN_RELU" if getattr(rnn, "nonlinearity", "tanh") == "relu" else "RNN_TANH"
     if mode not in ("RNN_TANH", "RNN_RELU", "LSTM", "GRU"):
         raise TypeError(f"expected an RNN, LSTM or GRU layer (torch.nn or rnnkit.nn), got {type(rnn).__name__}")
-    if getattr(rnn, "proj_size", 0):
-        raise NotImplementedError("LSTM with proj_size > 0 is not supported for step-by-step unrolling")
     return mode
 
 
-def _cell_step(mode: str, x: Tensor, state, w_ih, w_hh, b_ih, b_hh):
-    """One step of the cell; ``state`` is h, or (h, c) for an LSTM."""
-    h = state[0] if mode == "LSTM" else state
-    gi = F.linear(x, w_ih, b_ih)  # (B, G*H)
-    gh = F.linear(h, w_hh, b_hh)  # (B, G*H)
-    if mode == "RNN_TANH":
-        return torch.tanh(gi + gh)
-    if mode == "RNN_RELU":
-        return torch.relu(gi + gh)
-    if mode == "LSTM":
-        i, f, g, o = (gi + gh).chunk(4, dim=1)  # each (B, H)
-        c = torch.sigmoid(f) * state[1] + torch.sigmoid(i) * torch.tanh(g)
-        return torch.sigmoid(o) * torch.tanh(c), c
-    i_r, i_z, i_n = gi.chunk(3, dim=1)
-    h_r, h_z, h_n = gh.chunk(3, dim=1)
-    r, z = torch.sigmoid(i_r + h_r), torch.sigmoid(i_z + h_z)
-    n = torch.tanh(i_n + r * h_n)
-    return (1 - z) * n + z * h
+def _recording(step: Step, seen: list[State]) -> Step:
+    """``step``, keeping each state it is given: the carried state of the step before (after the
+    length mask), the very tensor that step's output and the next step read."""
+
+    def run(gi_t: Tensor, state: State) -> State:
+        seen.append(state)
+        return step(gi_t, state)
+
+    return run
 
 
 class StepwiseRNN(nn.Module):
@@ -65,6 +58,11 @@ class StepwiseRNN(nn.Module):
     with the same layout (``batch_first`` honoured) and the same results up to rounding. After a
     call, ``states[l][d]`` is the list of T hidden states (B, H) of layer l, direction d, at time
     positions 0..T-1, and ``cells`` the LSTM cell states likewise.
+
+    It runs the readable loop (``rnnkit.nn.loop.scan`` over ``rnnkit.nn.cells.layer_step``, the
+    equations of every rnnkit layer) on the wrapped layer's weights, and records the state each
+    step is handed: that tensor feeds both the output at t and step t+1, so autograd's gradient
+    with respect to it is the total ``∂L/∂h_t``.
     """
 
     def __init__(self, rnn: nn.Module):
@@ -74,80 +72,61 @@ class StepwiseRNN(nn.Module):
         self.states: list[list[list[Tensor]]] = []
         self.cells: list[list[list[Tensor]]] = []
 
-    def _weights(self, layer: int, direction: int):
+    def _weights(self, layer: int, direction: int) -> dict:
+        """The weights of one layer and direction, named as ``rnnkit.nn.cells.layer_step`` wants."""
         sfx = f"l{layer}" + ("_reverse" if direction else "")
-        get = lambda name: getattr(self.rnn, f"{name}_{sfx}", None)  # noqa: E731 (bias may be absent)
-        return get("weight_ih"), get("weight_hh"), get("bias_ih"), get("bias_hh")
+        return {name: getattr(self.rnn, f"{attr}_{sfx}", None)  # a bias or projection may be absent
+                for name, attr in (("w_ih", "weight_ih"), ("w_hh", "weight_hh"), ("b_ih", "bias_ih"),
+                                   ("b_hh", "bias_hh"), ("w_hr", "weight_hr"))}
 
-    def _initial_state(self, rows: int, B: int, H: int, x: Tensor):
+    def _initial_state(self, rows: int, B: int, x: Tensor) -> State:
         """What the wrapped layer starts from without hx: zeros, or rnnkit's init_state choice."""
-        init = getattr(self.rnn, "init_state", "zeros")
+        rnn, init = self.rnn, getattr(self.rnn, "init_state", "zeros")
         names = ("h0", "c0") if self.mode == "LSTM" else ("h0",)
+        widths = (getattr(rnn, "proj_size", 0) or rnn.hidden_size, rnn.hidden_size)
         if init == "learned":  # parameters (L*D, H), shared by every sequence
-            states = [getattr(self.rnn, n).unsqueeze(1).expand(-1, B, -1).to(x.dtype) for n in names]
-        else:
-            make = torch.randn if (init == "random" and self.rnn.training) else torch.zeros
-            states = [make(rows, B, H, dtype=x.dtype, device=x.device) for _ in names]
-        return tuple(states) if self.mode == "LSTM" else states[0]
+            return tuple(getattr(rnn, n).unsqueeze(1).expand(-1, B, -1).to(x.dtype) for n in names)
+        make = torch.randn if (init == "random" and rnn.training) else torch.zeros
+        return tuple(make(rows, B, w, dtype=x.dtype, device=x.device) for _, w in zip(names, widths))
+
+    def _run_direction(self, x: Tensor, state: State, layer: int, reverse: bool,
+                       lengths: Tensor | None) -> tuple[Tensor, State]:
+        """One layer, one direction through ``scan``, recording the state of every step."""
+        w = self._weights(layer, int(reverse))
+        gi = input_projection(self.mode, x, w)  # (T, B, G)
+        seen: list[State] = []
+        out, final = scan(_recording(layer_step(self.mode, w, w["w_hh"]), seen), gi, state,
+                          lengths, reverse)
+        carried = seen[1:] + [final]  # the state after each step, in the order the steps ran
+        if reverse:
+            carried.reverse()
+        self.states[layer].append([s[0] for s in carried])
+        self.cells[layer].append([s[1] if len(s) > 1 else None for s in carried])
+        return out, final
 
     def forward(self, input: Tensor, hx=None, *, lengths: Tensor | None = None):
-        rnn, mode = self.rnn, self.mode
+        rnn = self.rnn
         if isinstance(input, nn.utils.rnn.PackedSequence):
             raise TypeError("StepwiseRNN takes a padded tensor and lengths=, not a PackedSequence")
         x = input.transpose(0, 1) if rnn.batch_first else input  # (T, B, I)
-        T, B = x.shape[:2]
-        L, D, H = rnn.num_layers, 2 if rnn.bidirectional else 1, rnn.hidden_size
+        L, D = rnn.num_layers, 2 if rnn.bidirectional else 1
         if hx is None:
-            hx = self._initial_state(L * D, B, H, x)
-        h0, c0 = hx if mode == "LSTM" else (hx, None)
-        # alive[t] (B, 1): step t is a real step of sequence b; past the end the state is held
-        alive = None
+            hx = self._initial_state(L * D, x.size(1), x)
+        else:  # a state tuple, as scan takes it: (h, c) for an LSTM, (h,) otherwise
+            hx = tuple(hx) if self.mode == "LSTM" else (hx,)
         if lengths is not None:
             lengths = torch.as_tensor(lengths, device=x.device)
-            alive = (torch.arange(T, device=x.device)[:, None] < lengths[None, :])[..., None]  # (T, B, 1)
-        self.states = [[[] for _ in range(D)] for _ in range(L)]
-        self.cells = [[[] for _ in range(D)] for _ in range(L)]
-        h_n, c_n = [], []
-        layer_in = x
-        for layer in range(L):
-            outs = []
-            for d in range(D):
-                w = self._weights(layer, d)
-                k = layer * D + d
-                state = (h0[k], c0[k]) if mode == "LSTM" else h0[k]
-                out_t: list[Tensor | None] = [None] * T
-                cell_t: list[Tensor | None] = [None] * T
-                for t in range(T) if d == 0 else range(T - 1, -1, -1):
-                    new = _cell_step(mode, layer_in[t], state, *w)
-                    if alive is not None:  # past a sequence's end the state is held unchanged
-                        if mode == "LSTM":
-                            new = tuple(torch.where(alive[t], n, s) for n, s in zip(new, state))
-                        else:
-                            new = torch.where(alive[t], new, state)
-                    state = new
-                    out_t[t] = state[0] if mode == "LSTM" else state
-                    cell_t[t] = state[1] if mode == "LSTM" else None
-                self.states[layer][d] = out_t
-                self.cells[layer][d] = cell_t
-                # the state after the loop is the final one: last real step (fwd), step 0 (bwd)
-                h_n.append(state[0] if mode == "LSTM" else state)
-                if mode == "LSTM":
-                    c_n.append(state[1])
-                out = torch.stack(out_t)  # (T, B, H)
-                if alive is not None:  # torch.nn pads outputs with zeros
-                    out = out * alive
-                outs.append(out)
-            layer_in = torch.cat(outs, dim=2)  # (T, B, D*H)
-            if layer < L - 1 and rnn.dropout and self.training:
-                layer_in = F.dropout(layer_in, rnn.dropout, training=True)
-        h_n_t = torch.stack(h_n)  # (L*D, B, H)
-        output = layer_in.transpose(0, 1) if rnn.batch_first else layer_in
-        return output, ((h_n_t, torch.stack(c_n)) if mode == "LSTM" else h_n_t)
+        self.states = [[] for _ in range(L)]
+        self.cells = [[] for _ in range(L)]
+        out, h_n = run_layers(partial(self._run_direction, lengths=lengths), x, hx, L, D,
+                              rnn.dropout if rnn.training else 0.0)
+        output = out.transpose(0, 1) if rnn.batch_first else out
+        return output, (h_n if self.mode == "LSTM" else h_n[0])
 
 
 @contextmanager
 def stepwise(model: nn.Module, attr: str = "rnn") -> Iterator[StepwiseRNN]:
-    """Temporarily replace ``model.<attr>`` by a :class:`StepwiseRNN` of it."""
+    """Temporarily replace ``model.<attr>`` by a `StepwiseRNN` of it."""
     layer = getattr(model, attr, None)
     if layer is None:
         raise AttributeError(f"{type(model).__name__} has no recurrent layer named {attr!r}")
@@ -195,7 +174,7 @@ def plot_gradient_norms(
 ) -> Figure:
     """Line plot of gradient norm (log scale) against time step, one line per named curve (T,).
 
-    The y limits come from the data (:func:`log_limits`, or ``ylim``), so every line stays inside
+    The y limits come from the data (`log_limits`, or ``ylim``), so every line stays inside
     the axis. A norm of exactly 0 (underflow) has no place on a log scale: it is drawn on the bottom
     edge, an infinite one on the top edge, and a note under the axis says so.
     """

@@ -5,7 +5,7 @@ diverging scale centred at 0 (tanh-bounded states lie in [-1, 1]). Units that sw
 then hold their value are the memory of the network, visible as horizontal bands.
 
 A wide layer (a char LM's 384 units, say) drawn whole is a barcode nobody can read, so a picture
-usually shows a few units: :func:`most_varying_units` picks the ones whose value changes most over
+usually shows a few units: `most_varying_units` picks the ones whose value changes most over
 the sequence (largest standard deviation over time), and each row is labelled with its unit index.
 """
 
@@ -21,6 +21,7 @@ from jaxtyping import Float
 from matplotlib.figure import Figure
 from torch import Tensor, nn
 
+from rnnkit.checks import check_positive_int
 from rnnkit.viz.gradflow import stepwise
 
 INCH_PER_TITLE_CHAR = 0.09  # a 10-point title character (about 0.076 in), with room to spare
@@ -52,8 +53,7 @@ def most_varying_units(states: Float[Tensor, "T H"] | np.ndarray, n: int) -> lis
     s = np.asarray(torch.as_tensor(states).detach().cpu().double())
     if s.ndim != 2:
         raise ValueError(f"states must be (T, H), got shape {s.shape}")
-    if n < 1:
-        raise ValueError(f"n must be >= 1, got {n}")
+    check_positive_int("n", n)
     spread = s.std(axis=0)  # (H,)
     order = sorted(range(s.shape[1]), key=lambda j: (-spread[j], j))
     return order[:n]

@@ -36,7 +36,7 @@ def memory_gradient_flow(
     """``{cell: {"before": (T,), "after": (T,), "result": MemoryTaskResult}}`` for the top layer.
 
     ``progress(cell)``, if given, is entered around that cell's training and yields its
-    ``on_step(step, loss)`` callback (a :class:`~rnnkit.tasks.progress.StepProgress`, say)."""
+    ``on_step(step, loss)`` callback (a `StepProgress`, say)."""
     out = {}
     for cell in cells:
         cfg = replace(config, cell=cell)

@@ -47,7 +47,7 @@ _LN_EPS = 1e-5  # rnnkit.nn.layernorm's epsilon, torch.nn.LayerNorm's default
 
 @dataclass(frozen=True)
 class Trace:
-    """What :func:`trace` returns. ``tr["c"][l, d, t, j]``: unit j's cell state after character t."""
+    """What `trace` returns. ``tr["c"][l, d, t, j]``: unit j's cell state after character t."""
 
     text: str
     ids: Tensor  # (T,) character ids
@@ -321,7 +321,7 @@ def _encode(text, vocab, vocab_size: int) -> tuple[str, Tensor, tuple[str, ...] 
 def trace(model, text, vocab=None) -> Trace:
     """Run a char LM over ``text`` and keep every state, gate and next-character distribution.
 
-    ``model`` is a :class:`rnnkit.CharLM` (``model, vocab, cfg = rnnkit.train.load_model(run)``)
+    ``model`` is a `rnnkit.CharLM` (``model, vocab, cfg = rnnkit.train.load_model(run)``)
     or a run folder; ``text`` a str (with ``vocab``) or character ids (T,). Example::
 
         tr = trace("runs/shakespeare", "To be, or not to be")

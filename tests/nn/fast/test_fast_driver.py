@@ -47,6 +47,10 @@ STEPS = {
         [(4 * H,), (H,), (H,), (4 * H,), (4 * H,)]),
     "ln_gru": (lambda g, hi, s, w, p: (ln_gru_step(g, hi, s[0], w, *p),), 3, 1,
                [(3 * H,), (3 * H,)]),
+    # the input side's layer norm inside the cell: g is W_ih x before γ_ih LN(·) + shift
+    "ln_gru_x": (lambda g, hi, s, w, p: (ln_gru_step(
+        F.layer_norm(g, g.shape[-1:], p[2], p[3]), hi, s[0], w, *p[:2]),), 3, 1,
+        [(3 * H,), (3 * H,), (3 * H,), (3 * H,)]),
 }
 
 
@@ -167,8 +171,9 @@ def test_bad_arguments_say_what_was_expected(kwargs, message):
 
 def test_compiled_refused_where_no_compiled_kernel_applies():
     gi, w, state, params = make_inputs("gru")
-    with pytest.raises(ValueError, match="no compiled kernel takes cell 'gru'"):
-        recurrence("gru", gi, state, w, params, compiled=True)
+    with pytest.raises(ValueError, match="no compiled kernel takes cell 'gru' on cpu torch.bfloat16"):
+        recurrence("gru", gi.bfloat16(), tuple(s.bfloat16() for s in state), w.bfloat16(),
+                   tuple(p.bfloat16() for p in params), compiled=True)
 
 
 def _as32(t):

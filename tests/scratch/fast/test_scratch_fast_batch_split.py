@@ -100,11 +100,17 @@ def test_train_with_threads_follows_one_thread():
         assert rel_err(two.model.parameters()[name], p) < 1e-9, name
 
 
-@pytest.mark.parametrize("bad", [0, -1, 1.5, "2", True])
-def test_threads_must_be_a_positive_integer(bad):
-    with pytest.raises(ValueError, match=r"threads must be an integer >= 1, got"):
+@pytest.mark.parametrize("bad, error, message", [
+    (0, ValueError, "must be greater than zero, got 0"),
+    (-1, ValueError, "must be greater than zero, got -1"),
+    (1.5, TypeError, "should be of type int, got: float"),
+    ("2", TypeError, "should be of type int, got: str"),
+    (True, TypeError, "should be of type int, got: bool"),
+])
+def test_threads_must_be_a_positive_integer(bad, error, message):
+    with pytest.raises(error, match=f"^threads {message}$"):
         BatchSplit(bad)
-    with pytest.raises(ValueError, match=r"min_slice must be an integer >= 1, got"):
+    with pytest.raises(error, match=f"^min_slice {message}$"):
         BatchSplit(2, min_slice=bad)
 
 

@@ -9,7 +9,8 @@ One idea per file:
 * ``products.py``   the per-step products with ``W_hh`` (MKL's packed GEMM where it applies)
 * ``workspace.py``  the buffer pool reused across calls
 * ``ops.py``        layer norm and activation slopes the kernels share
-* ``compiled/``     the LSTM's time loop in C++ (``lstm.cpp``), its bridge and its build
+* ``compiled/``     the time loops in C++ (``lstm.cpp``, ``gru.cpp``, ``elman.cpp``), their
+                    bridges and the build
 
 Each path here is tested against the readable loop (``rnnkit.nn.loop.scan``): see
 docs/architecture.md for the test that ties each pair. This ``__init__`` imports nothing, so

@@ -2,7 +2,9 @@
 
 GRU (torch.nn's form, gate order r, z, n): ``gh = a + b_hh`` with ``a = W_hh h_in``;
 ``r, z = σ(gi_rz + gh_rz)``; ``n = tanh(gi_n + r ⊙ gh_n)``; ``h' = n + z ⊙ (h - n)``.
-LN-GRU (Ba et al. 2016): ``gh = γ_hh ⊙ LN(a) + b_hh``, then as the GRU.
+LN-GRU (Ba et al. 2016): ``gh = γ_hh ⊙ LN(a) + b_hh``, then as the GRU. With the input side's
+layer norm folded in (cell ``ln_gru_x``), ``gi`` arrives as ``W_ih x`` and becomes
+``γ_ih ⊙ LN(W_ih x) + shift`` inside the kernel.
 
 The kernel interface is described in :mod:`rnnkit.nn.fast.driver`. Shapes: T time, B batch,
 H hidden; gi, gh (T, B, 3H).
@@ -110,3 +112,24 @@ class LNGRUKernel(GRUKernel):
         d_b = None if self.b_hh is None else torch.stack(self.d_b_hh).sum(0)
         grads = (torch.stack(self.d_gamma_hh).sum(0), d_b)  # γ_hh, b_hh
         return self.dgi.view(T, B, -1), torch.stack(self.da), grads
+
+
+class InputLNGRUKernel(LNGRUKernel):
+    """``ln_gru_x`` on the eager kernel: params (γ_hh, b_hh, γ_ih, shift); ``x = W_ih x_t``.
+
+    ``gi = γ_ih LN(x) + shift`` for all steps before the loop (one ATen layer norm), its backward
+    after, in :meth:`finish`: the eager counterpart of the compiled loop, which does that layer
+    norm row by row inside each step. ``b_hh`` and ``shift`` may be None (``bias=False``).
+    """
+
+    def __init__(self, x: Tensor, params: tuple, save: bool = True, eps: float = EPS) -> None:
+        gamma_hh, b_hh, gamma_ih, shift = params
+        gi, self.mean_x, self.rstd_x = layer_norm(x, eps, gamma_ih, shift)  # (T, B, 3H), (T, B, 1)
+        super().__init__(gi, (gamma_hh, b_hh), save, eps)
+        self.x, self.gamma_ih, self.shift = x, gamma_ih, shift
+
+    def finish(self):
+        dgi, da, p_grads = super().finish()
+        dx, d_gamma_ih, d_shift = layer_norm_backward(dgi, self.x, self.mean_x, self.rstd_x,
+                                                      self.gamma_ih, True, self.shift)
+        return dx, da, (*p_grads, d_gamma_ih, d_shift)

@@ -30,6 +30,8 @@ from contextlib import nullcontext
 
 import numpy as np
 
+from rnnkit.checks import check_positive_int
+
 try:  # optional: NumPy alone is enough for rnnkit.scratch
     from threadpoolctl import ThreadpoolController
 except ImportError:  # pragma: no cover - exercised by monkeypatching in the tests
@@ -51,9 +53,8 @@ class BatchSplit:
     """
 
     def __init__(self, threads: int, min_slice: int = MIN_SLICE):
-        for name, value in (("threads", threads), ("min_slice", min_slice)):
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+        check_positive_int("threads", threads)
+        check_positive_int("min_slice", min_slice)
         self.threads, self.min_slice = threads, min_slice
         self._pool = self._blas = self.blas_threads = None
         if threads > 1:
@@ -123,7 +124,7 @@ def _take(state, s: slice):
 
 
 def _join(states):
-    """Inverse of :func:`_take` over consecutive slices: concatenate along the batch axis."""
+    """Inverse of `_take` over consecutive slices: concatenate along the batch axis."""
     first = states[0]
     if isinstance(first, (tuple, list)):
         return tuple(_join([st[i] for st in states]) for i in range(len(first)))

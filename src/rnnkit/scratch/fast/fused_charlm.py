@@ -1,13 +1,13 @@
 """The character LM, speed-tuned: tuned layers, and the output layer fused with the loss.
 
-:class:`FastNumpyCharLM` is :class:`rnnkit.scratch.charlm.NumpyCharLM` (same arguments, parameters,
+`FastNumpyCharLM` is `rnnkit.scratch.charlm.NumpyCharLM` (same arguments, parameters,
 sampling) with two changes that leave the numbers the same up to float rounding
 (tests/scratch/fast/test_scratch_fast_equivalence.py):
 
-* its recurrent layers are :mod:`rnnkit.scratch.fast.loop_layers`' (input projection in one
+* its recurrent layers are `rnnkit.scratch.fast.loop_layers`' (input projection in one
   matmul or lookup, the speed-tuned loops);
 * ``loss_and_grads`` runs the output layer and the softmax cross-entropy as one pass in the
-  (V, N) layout, N = T*B, forward and backward (:func:`fused_head`):
+  (V, N) layout, N = T*B, forward and backward (`fused_head`):
 
       z = W_ho h^T + b_ho (V, N),   loss = (1/N) sum_n (log sum_v exp z[v, n] - z[y_n, n])
       d z = (softmax_v(z) - onehot(y)) / N,   d h = d z^T W_ho,   dW_ho = d z h,   db_ho = sum_n d z
@@ -54,7 +54,7 @@ class FastNumpyCharLM(NumpyCharLM):
 
         h_t = cell(x_t, h_{t-1})  (B, H)      logits_t = h_t W_ho^T + b_ho  (B, V)
 
-    Same constructor, parameters and methods as :class:`NumpyCharLM`; ``loss_and_grads(x_idx
+    Same constructor, parameters and methods as `NumpyCharLM`; ``loss_and_grads(x_idx
     (T, B), y_idx (T, B), state) -> (loss, grads, state)`` runs the fused head.
     """
 
@@ -73,5 +73,5 @@ class FastNumpyCharLM(NumpyCharLM):
         return loss, grads, state
 
     def _head_loss_and_grads(self, hs, y):
-        """:func:`fused_head` on this model's output layer: (loss, d_hs (T, B, H), head grads)."""
+        """`fused_head` on this model's output layer: (loss, d_hs (T, B, H), head grads)."""
         return fused_head(hs, y, self._params["weight_ho"], self._params["bias_ho"])

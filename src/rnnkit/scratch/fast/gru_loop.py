@@ -1,6 +1,6 @@
-"""The GRU recurrence over T steps, speed-tuned: the loop :class:`rnnkit.scratch.fast.GRU` runs.
+"""The GRU recurrence over T steps, speed-tuned: the loop `rnnkit.scratch.fast.GRU` runs.
 
-The same numbers as :func:`rnnkit.scratch.gru_cell.gru_step` applied T times (up to float rounding;
+The same numbers as `rnnkit.scratch.gru_cell.gru_step` applied T times (up to float rounding;
 tests/scratch/fast/test_scratch_fast_equivalence.py ties them), computed differently:
 
     gx_t = x_t W_ih^T + b_ih (all T at once),   gh_t = h_{t-1} W_hh^T + b_hh            (B, 3H)
@@ -64,7 +64,7 @@ def gru_recur(gx, h0, w_hh, b_hh=None):
 
 
 def gru_recur_backward(d_hs, d_hT, cache):
-    """Backward of :func:`gru_recur`. d_hs (T, B, H) or None; d_hT (B, H) or None.
+    """Backward of `gru_recur`. d_hs (T, B, H) or None; d_hT (B, H) or None.
 
     Returns (d_gx (T, B, 3H), d_h0 (B, H), grads {weight_hh, bias_hh}).
     """

@@ -1,6 +1,6 @@
 """The speed-tuned recurrent layers: RNN, LSTM, GRU that run the cell files' fast loops.
 
-The same layers as :mod:`rnnkit.scratch.recurrent_layers` (same arguments, parameters, states and
+The same layers as `rnnkit.scratch.recurrent_layers` (same arguments, parameters, states and
 results up to float rounding; they subclass them), with one direction of one layer run as:
 
     gx = x W_ih^T + b_ih                  one matmul over all T*B rows (a row lookup for indices)
@@ -81,9 +81,9 @@ def _scatter_columns(idx, rows, size):
 
 
 class RNN(_Projected, textbook.RNN):
-    """Elman RNN layers, h_t = f(x_t W_ih^T + b_ih + h_{t-1} W_hh^T + b_hh), by :func:`rnn_recur`.
+    """Elman RNN layers, h_t = f(x_t W_ih^T + b_ih + h_{t-1} W_hh^T + b_hh), by `rnn_recur`.
 
-    As :class:`rnnkit.scratch.RNN` (torch.nn.RNN's arguments; x (T, B, I) -> (T, B, D*H), h_n
+    As `rnnkit.scratch.RNN` (torch.nn.RNN's arguments; x (T, B, I) -> (T, B, D*H), h_n
     (L*D, B, H)), computed by the tuned loop.
     """
 
@@ -96,9 +96,9 @@ class RNN(_Projected, textbook.RNN):
 
 
 class GRU(_Projected, textbook.GRU):
-    """GRU layers, h_t = (1 - z) n + z h_{t-1} (gates r, z, n), by :func:`gru_recur`.
+    """GRU layers, h_t = (1 - z) n + z h_{t-1} (gates r, z, n), by `gru_recur`.
 
-    As :class:`rnnkit.scratch.GRU` (torch.nn.GRU's arguments; x (T, B, I) -> (T, B, D*H), h_n
+    As `rnnkit.scratch.GRU` (torch.nn.GRU's arguments; x (T, B, I) -> (T, B, D*H), h_n
     (L*D, B, H)), computed by the tuned loop.
     """
 
@@ -113,7 +113,7 @@ class GRU(_Projected, textbook.GRU):
 class LSTM(_Projected, textbook.LSTM):
     """LSTM layers, c_t = f c_{t-1} + i g, h_t = (o tanh(c_t)) W_hr^T (gates i f g o), by lstm_recur.
 
-    As :class:`rnnkit.scratch.LSTM` (torch.nn.LSTM's arguments with proj_size; state (h, c):
+    As `rnnkit.scratch.LSTM` (torch.nn.LSTM's arguments with proj_size; state (h, c):
     h (L*D, B, H_out), c (L*D, B, H)), computed by the tuned loop.
     """
 

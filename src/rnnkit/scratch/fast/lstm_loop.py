@@ -1,6 +1,6 @@
-"""The LSTM recurrence over T steps, speed-tuned: the loop :class:`rnnkit.scratch.fast.LSTM` runs.
+"""The LSTM recurrence over T steps, speed-tuned: the loop `rnnkit.scratch.fast.LSTM` runs.
 
-The same numbers as :func:`rnnkit.scratch.lstm_cell.lstm_step` applied T times (up to float
+The same numbers as `rnnkit.scratch.lstm_cell.lstm_step` applied T times (up to float
 rounding; tests/scratch/fast/test_scratch_fast_equivalence.py ties them), computed differently:
 
     a_t = gx_t + h_{t-1} W_hh^T + b_hh          gx_t = x_t W_ih^T + b_ih given for all T  (B, 4H)
@@ -79,7 +79,7 @@ def lstm_recur(gx, h0, c0, w_hh, b_hh=None, w_hr=None):
 
 
 def lstm_recur_backward(d_hs, d_hT, d_cT, cache):
-    """Backward of :func:`lstm_recur`. d_hs (T, B, P or H) or None; d_hT, d_cT (B, .) or None.
+    """Backward of `lstm_recur`. d_hs (T, B, P or H) or None; d_hT, d_cT (B, .) or None.
 
     Returns (d_gx (T, B, 4H), (d_h0, d_c0), grads {weight_hh, bias_hh, weight_hr}).
     """

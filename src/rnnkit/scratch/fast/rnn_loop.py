@@ -1,6 +1,6 @@
-"""The Elman recurrence over T steps, speed-tuned: the loop :class:`rnnkit.scratch.fast.RNN` runs.
+"""The Elman recurrence over T steps, speed-tuned: the loop `rnnkit.scratch.fast.RNN` runs.
 
-The same numbers as :func:`rnnkit.scratch.rnn_cell.rnn_step` applied T times (up to float rounding;
+The same numbers as `rnnkit.scratch.rnn_cell.rnn_step` applied T times (up to float rounding;
 tests/scratch/fast/test_scratch_fast_equivalence.py ties them), computed differently:
 
     gx_t = x_t W_ih^T + b_ih        given for all T at once (one matmul in the layer)     (T, B, H)
@@ -41,7 +41,7 @@ def rnn_recur(gx, h0, w_hh, b_hh, nonlinearity="tanh"):
 
 
 def rnn_recur_backward(d_hs, d_hT, cache):
-    """Backward of :func:`rnn_recur`.
+    """Backward of `rnn_recur`.
 
     d_hs (T, B, H) gradient on every h_t from above (or None); d_hT (B, H) on the final state (or
     None). Returns (d_gx (T, B, H), d_h0 (B, H), grads {weight_hh, bias_hh}).

@@ -19,7 +19,7 @@ from rnnkit.scratch.losses import check_targets
 
 
 def cross_entropy_forward(logits, targets, ignore_index=-100, reduction="mean"):
-    """Softmax cross-entropy as :func:`rnnkit.scratch.losses.cross_entropy_forward`: (loss, cache)."""
+    """Softmax cross-entropy as `rnnkit.scratch.losses.cross_entropy_forward`: (loss, cache)."""
     z, y, keep, shape = check_targets(logits, targets, ignore_index, reduction)
     V = z.shape[1]
     # exp(z - max) once: the loss needs its row sums, the backward its ratio to them (softmax)

@@ -10,7 +10,7 @@ import stat
 
 import pytest
 
-from rnnkit.nn.fast.compiled.build import SOURCE, CPUKernelsUnavailable, build
+from rnnkit.nn.fast.compiled.build import SOURCES, CPUKernelsUnavailable, build, newest_source
 
 
 def fake_ninja(folder):
@@ -37,6 +37,7 @@ def test_build_falls_back_to_lesser_instruction_sets(tmp_path, monkeypatch):
     tried = []
 
     def fake_load(name, sources, extra_cflags, extra_ldflags, verbose):
+        assert sources == [str(s) for s in SOURCES]  # one extension from every source
         tried.append(name)
         if not name.endswith("_default"):
             raise RuntimeError(f"compiler rejects {name}")
@@ -69,10 +70,10 @@ def test_a_build_says_so_and_a_cached_load_is_silent(tmp_path, monkeypatch, caps
     assert len(err) == 2 and "building the compiled CPU kernels" in err[0]
     assert "built in" in err[1]
     (tmp_path / name).mkdir()
-    (tmp_path / name / f"{name}.so").write_bytes(b"")  # newer than lstm.cpp: a cached build
+    (tmp_path / name / f"{name}.so").write_bytes(b"")  # newer than the sources: a cached build
     assert build("DEFAULT", loader=fake_load) == "module"
     assert capsys.readouterr().err == ""
-    old = SOURCE.stat().st_mtime - 10  # a build older than the source is rebuilt
+    old = newest_source() - 10  # a build older than a source is rebuilt
     os.utime(tmp_path / name / f"{name}.so", (old, old))
     build("DEFAULT", loader=fake_load)
     assert "building" in capsys.readouterr().err
@@ -102,3 +103,23 @@ def test_deprecated_enable_and_disable():
     from rnnkit.options import current
 
     assert current().compiled is False  # the test's own context never changed
+
+
+def test_the_package_carries_every_source():
+    """Every .cpp and .h the build reads (the sources and what they include) matches a
+    package-data pattern, so a wheel can build the kernels on first use."""
+    import fnmatch
+    from pathlib import Path
+
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+
+    root = Path(__file__).resolve().parents[4]
+    patterns = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"][
+        "package-data"]["rnnkit"]
+    package = root / "src" / "rnnkit"
+    folder = SOURCES[0].parent
+    files = sorted([*folder.glob("*.cpp"), *folder.glob("*.h")])
+    assert set(SOURCES) <= set(files) and (folder / "lstm.cpp") in files
+    for f in files:
+        rel = f.relative_to(package).as_posix()
+        assert any(fnmatch.fnmatch(rel, p) for p in patterns), f"{rel} is not in package-data"

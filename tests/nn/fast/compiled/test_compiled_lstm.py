@@ -91,8 +91,7 @@ def test_kernel_choice(on):
     assert isinstance(KERNELS["ln_lstm"].compiled(gi, params), CompiledLSTMKernel)
     # dtypes the extension is not built for keep the eager kernel
     assert choose_path("auto", gi.bfloat16(), fast_cell="ln_lstm") == FAST
-    # so does a cell it has no kernel for, and a layer's own compiled=False
-    assert choose_path("auto", gi[..., :6], fast_cell="gru") == FAST
+    # so does a layer's own compiled=False
     assert choose_path("auto", gi, fast_cell="ln_lstm", compiled=False) == FAST
 
 

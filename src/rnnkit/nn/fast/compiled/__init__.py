@@ -1,10 +1,14 @@
-"""The compiled CPU kernels: the LSTM and layer-norm LSTM time loop in C++ (opt-in).
+"""The compiled CPU kernels: the time loop of every fast-path cell in C++ (opt-in).
 
-``lstm.cpp`` is the C++ (a PyTorch extension, built on first use by :mod:`.build`); ``lstm.py`` is
-the bridge, a kernel with the same interface and mathematics as the eager ones in
-:mod:`rnnkit.nn.fast.lstm`. A call takes it with ``rnnkit.options(compiled=True)`` or a layer's
-``compiled=True``, on CPU tensors in float32 or float64; ``tests/nn/fast/compiled/test_lstm.py``
-ties it to the eager kernels, the readable loop and float64 finite differences.
+One PyTorch extension, built on first use by :mod:`.build`, from one C++ file per cell beside
+its Python bridge (a kernel with the same interface and mathematics as the eager one in
+:mod:`rnnkit.nn.fast`): ``lstm.cpp`` / ``lstm.py`` (LSTM, layer-norm LSTM), ``gru.cpp`` /
+``gru.py`` (GRU, layer-norm GRU), ``elman.cpp`` / ``elman.py`` (tanh, relu). The GRU and Elman
+cells share one time loop, ``one_state_loop.h`` (its arguments: ``one_state.py``), and the vector
+helpers of ``vec_ops.h``; ``module.cpp`` is the extension's Python module. A call takes them with
+``rnnkit.options(compiled=True)`` or a layer's ``compiled=True``, on CPU tensors in float32 or
+float64; ``tests/nn/fast/compiled/`` ties each to its eager kernel, the readable loop and float64
+finite differences.
 """
 
 from rnnkit.nn.fast.compiled.build import CPUKernelsUnavailable, available, load

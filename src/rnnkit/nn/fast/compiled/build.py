@@ -23,7 +23,15 @@ from types import ModuleType
 
 import torch
 
-SOURCE = Path(__file__).with_name("lstm.cpp")
+#: the C++ compiled into the one extension: module.cpp (the Python module; it includes lstm.cpp)
+#: and the cells whose state is h alone; every .cpp and .h beside them is read by the build
+SOURCES = [Path(__file__).with_name(name) for name in ("module.cpp", "gru.cpp", "elman.cpp")]
+
+
+def newest_source() -> float:
+    """The modification time of the newest C++ source or header the build reads."""
+    here = Path(__file__).parent
+    return max(p.stat().st_mtime for p in [*here.glob("*.cpp"), *here.glob("*.h")])
 
 #: capability -> (compiler flags, the macros ATen's vec headers select their implementation by)
 ISA_FLAGS = {
@@ -57,12 +65,12 @@ def _openmp() -> bool:
 
 
 def _cached(name: str) -> bool:
-    """Whether a build of ``name`` newer than the source sits in the extension folder."""
+    """Whether a build of ``name`` newer than the sources sits in the extension folder."""
     from torch.utils import cpp_extension
 
     root = os.environ.get("TORCH_EXTENSIONS_DIR") or cpp_extension.get_default_build_root()
     built = Path(root) / name / f"{name}.so"
-    return built.exists() and built.stat().st_mtime >= SOURCE.stat().st_mtime
+    return built.exists() and built.stat().st_mtime >= newest_source()
 
 
 def _check_tools() -> None:
@@ -100,7 +108,7 @@ def build(capability: str | None = None, *, loader=None, verbose: bool = False) 
                   "minute)...", file=sys.stderr, flush=True)
         start = time.perf_counter()
         try:
-            module = loader(name=name, sources=[str(SOURCE)], extra_cflags=flags,
+            module = loader(name=name, sources=[str(s) for s in SOURCES], extra_cflags=flags,
                             extra_ldflags=omp, verbose=verbose)
         except (RuntimeError, OSError, ImportError) as e:  # a build or load failure, with its log
             failures.append(f"[{cap}] {e}")

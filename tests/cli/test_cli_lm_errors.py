@@ -85,10 +85,10 @@ def test_missing_file_and_directory(tmp_path, capsys):
 @pytest.mark.parametrize(
     ("flags", "message"),
     [
-        (["--cell", "transformer"], "--cell must be one of lstm, gru, rnn"),
-        (["--lr", "-1"], "--lr must be a finite number >= 0"),
-        (["--dropout", "1.5"], "--dropout must be in [0, 1)"),
-        (["--preset", "nope"], "--preset must be one of shakespeare"),
+        (["--cell", "transformer"], "--cell must be one of lstm, gru, rnn; got 'transformer'"),
+        (["--lr", "-1"], "--lr must be greater than zero, got -1.0"),
+        (["--dropout", "1.5"], "--dropout must be a probability in [0, 1), got 1.5"),
+        (["--preset", "nope"], "--preset must be one of shakespeare; got 'nope'"),
         (["--device", "tpu"], "--device must be auto, cpu, cuda, cuda:N or mps"),
     ],
 )

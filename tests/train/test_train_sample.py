@@ -63,11 +63,11 @@ def test_seeded_sampling_repeats_and_top_k_is_capped(run_dir, capsys):
 @pytest.mark.parametrize(
     ("flags", "message"),
     [
-        (["--temperature", "-0.5"], "--temperature must be a finite number >= 0"),
-        (["--top-k", "0"], "--top-k must be >= 1, got 0"),
-        (["--top-p", "0"], "--top-p must be in (0, 1], got 0.0"),
-        (["--top-p", "1.5"], "--top-p must be in (0, 1], got 1.5"),
-        (["--length", "-1"], "--length must be >= 0"),
+        (["--temperature", "-0.5"], "--temperature must lie in [0, inf), got -0.5"),
+        (["--top-k", "0"], "--top-k must be greater than zero, got 0"),
+        (["--top-p", "0"], "--top-p must lie in (0, 1], got 0.0"),
+        (["--top-p", "1.5"], "--top-p must lie in (0, 1], got 1.5"),
+        (["--length", "-1"], "--length must be at least 0, got -1"),
         (["--prompt", "the ü ✓"], "the prompt has 2 character(s) outside the vocabulary"),
     ],
 )

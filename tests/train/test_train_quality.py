@@ -1,4 +1,4 @@
-"""Opt-in quality checks (``pytest -m slow tests/lm``): the documented recipes reach their numbers.
+"""Opt-in quality checks (``pytest -m slow tests/train``): the documented recipes reach their numbers.
 
 They measure wall-clock-limited training, so run them on an otherwise idle machine.
 """

@@ -166,7 +166,7 @@ def test_numpy_threads_flag_is_checked(corpus, tmp_path, capsys):
     assert main(base + ["--numpy-threads", "2"]) == 2
     assert "--numpy-threads applies to --engine numpy only, got 2 with --engine torch" in capsys.readouterr().err
     assert main(base + ["--engine", "numpy", "--numpy-threads", "0"]) == 2
-    assert "--numpy-threads must be an integer >= 1, got 0" in capsys.readouterr().err
+    assert "--numpy-threads must be greater than zero, got 0" in capsys.readouterr().err
     small = ["--engine", "numpy", "--numpy-threads", "2", "--hidden-size", "8", "--seq-len", "8",
              "--batch-size", "4", "--max-iters", "1", "--sample-length", "0"]
     assert main(base + small) == 0

@@ -78,7 +78,7 @@ def test_loss_is_mean_negative_log_likelihood_in_float32():
 def test_bad_model_arguments():
     with pytest.raises(ValueError, match="cell must be one of rnn, lstm, gru"):
         CharLM(V, cell="transformer")
-    with pytest.raises(ValueError, match="hidden_size must be an integer >= 1"):
+    with pytest.raises(ValueError, match="hidden_size must be greater than zero, got 0"):
         CharLM(V, hidden_size=0)
     with pytest.raises(ValueError, match=r"x must be \(T, B\)"):
         CharLM(V, hidden_size=4)(torch.zeros(3, dtype=torch.long))

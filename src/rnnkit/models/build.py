@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from rnnkit.nn._checks import check_choice, check_positive_int
+from rnnkit.checks import check_choice, check_positive_int
 
 #: the cell names a task model is built from (``rnnkit.scratch.charlm`` takes the same names)
 CELLS = ("rnn", "lstm", "gru")

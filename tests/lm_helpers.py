@@ -1,5 +1,6 @@
-"""Settings shared by the character-LM tests (a plain module: importing names from a conftest.py
-breaks as soon as another test folder has a conftest of its own, since both are named conftest)."""
+"""Settings shared by the character-LM tests under tests/train and tests/cli (a plain module:
+importing names from a conftest.py breaks as soon as another test folder has a conftest of its own,
+since both are named conftest). tests/conftest.py puts this folder on sys.path."""
 
 # A model this small trains a step in about a millisecond; the tests check plumbing and exactness,
 # not quality. --max-time 0: step-based, so the numbers do not depend on the machine's speed.
