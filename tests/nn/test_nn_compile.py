@@ -107,3 +107,27 @@ def test_training_mode_compiles_with_its_dropouts():
     sum(o.square().sum() for o in outs).backward()
     assert [o.shape for o in outs] == [torch.Size([5, 3, 4])] * 3
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in layers.parameters())
+
+
+def test_nothing_of_the_fast_path_enters_a_graph():
+    """With the C++ loop chosen for eager, a compiled graph still holds only ATen ops and the
+    scan: no autograd Function of the fast path, no call into the C++ extension."""
+    torch._dynamo.reset()
+    seen = []
+
+    def record(gm, example_inputs):
+        seen.extend(str(n.target) for n in gm.graph.nodes if n.op == "call_function")
+        return gm.forward
+
+    torch.manual_seed(0)
+    layers = torch.nn.ModuleList([rnnkit.FusedLSTM(3, 4), rnnkit.LayerNormGRU(3, 4),
+                                  rnnkit.FusedRNN(3, 4)]).eval()
+    x = torch.randn(5, 2, 3)
+    with rnnkit.options(compiled=True), torch.no_grad():
+        want = [m(x)[0] for m in layers]
+        got = torch.compile(lambda x: [m(x)[0] for m in layers], fullgraph=True,
+                            backend=record)(x)
+    for g, w in zip(got, want):
+        assert_close(g, w)
+    assert any("scan" in t for t in seen)
+    assert not [t for t in seen if "rnnkit" in t or "autograd_function" in t or "Recurrence" in t]

@@ -13,6 +13,8 @@ import torch
 from nn_zoo import ALL, LAYERS, assert_close, leaves
 from torch.func import functional_call, grad, vmap
 
+import rnnkit
+
 T, B = 5, 3
 
 
@@ -64,3 +66,17 @@ def test_vmap_equals_a_loop_over_the_batch(kind):
     want = [w.movedim(0, kind.batch_axis) if w.dim() > 1 and kind.batch_axis else w
             for w in want]
     assert_close(got, want, rtol=1e-5, what=kind.name)
+
+
+def test_grad_with_the_compiled_loop_chosen_for_eager():
+    """rnnkit.options(compiled=True) picks the C++ loop in eager; under torch.func the layers
+    still take the readable loop (the extension's autograd Function has no functorch rule)."""
+    torch.manual_seed(0)
+    module = rnnkit.FusedGRU(3, 4, num_layers=2).eval()
+    args, kwargs = (torch.randn(T, B, 3),), {}
+    with rnnkit.options(compiled=True):
+        got = grad(loss_of(module, args, kwargs))({n: p.detach() for n, p in module.named_parameters()})
+        want = torch.autograd.grad(loss_of(module, args, kwargs)(dict(module.named_parameters())),
+                                   list(module.parameters()))
+    for (name, g), w in zip(got.items(), want):
+        assert_close(g, w, rtol=1e-5, what=name)
