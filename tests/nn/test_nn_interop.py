@@ -147,6 +147,7 @@ def test_allowed_classes_run_no_code_of_their_own_when_loaded():
 @pytest.mark.parametrize("kw", [
     {"nonlinearity": "relu"}, {"num_layers": 2, "bias": False, "batch_first": True},
     {"dropout": 0.5, "num_layers": 2, "bidirectional": True},
+    {"num_layers": 3, "bias": False, "batch_first": True, "dropout": 0.25, "bidirectional": True},
 ])
 @pytest.mark.parametrize("name", ["RNN", "LSTM", "GRU"])
 def test_repr_equals_torch_nn(name, kw):

@@ -193,14 +193,11 @@ class RNNBase(TorchInterop, nn.Module):
             s += f", proj_size={self.proj_size}"
         if self.num_layers != 1:
             s += f", num_layers={self.num_layers}"
-        if self.bias is not True:
-            s += f", bias={self.bias}"
-        if self.batch_first is not False:
-            s += f", batch_first={self.batch_first}"
-        if self.dropout != 0:
-            s += f", dropout={self.dropout}"
-        if self.bidirectional is not False:
-            s += f", bidirectional={self.bidirectional}"
+        for name, shown in (("bias", self.bias is not True),
+                            ("batch_first", self.batch_first is not False),
+                            ("dropout", self.dropout != 0), ("bidirectional", self.bidirectional is not False)):
+            if shown:  # torch.nn's tests and order (bias, batch_first, dropout, bidirectional)
+                s += f", {name}={getattr(self, name)}"
         for name, default in (("init_state", "zeros"), ("backend", "auto")):
             if getattr(self, name) != default:
                 s += f", {name}={getattr(self, name)!r}"
