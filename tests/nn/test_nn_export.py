@@ -13,6 +13,8 @@ import torch
 from nn_zoo import ALL, assert_close
 from torch.export import Dim
 
+import rnnkit
+
 EXPORT_T, EXPORT_B = 4, 3
 SIZES = [(7, 2), (2, 5), (11, 1)]
 
@@ -59,3 +61,16 @@ def _names(module, args):
     import inspect
 
     return list(inspect.signature(module.forward).parameters)[: len(args)]
+
+
+@pytest.mark.parametrize("strict", [False, True])
+def test_export_with_autograd_on_keeps_time_dynamic(strict):
+    """Outside no_grad torch.compile unrolls the loop (rnnkit.nn.paths.traced_path); torch.export
+    must not: it still takes the scan, so the program holds at other lengths."""
+    torch.manual_seed(0)
+    module = rnnkit.GRU(3, 4, bidirectional=True).eval()
+    program = torch.export.export(module, (torch.randn(5, 2, 3),), strict=strict,
+                                  dynamic_shapes=({0: Dim("T", min=2), 1: Dim("B", min=1)},))
+    for T, B in SIZES:
+        x = torch.randn(T, B, 3)
+        assert_close(program.module()(x), module(x), what=f"{T}x{B}")
