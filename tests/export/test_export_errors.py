@@ -58,7 +58,7 @@ def test_wrong_example(export, tmp_path, lstm):
              "unknown example input(s) hx", "input, h0, c0, lengths")
     bad_state = {"input": torch.randn(4, 2, 3), "h0": torch.randn(1, 3, 5),
                  "c0": torch.randn(1, 3, 5)}
-    _refused(lambda: export(lstm, out, bad_state), tmp_path, "Expected hx[0] (h_0) size (1, 2, 5)")
+    _refused(lambda: export(lstm, out, bad_state), tmp_path, "Expected hidden[0] size (1, 2, 5)")
 
 
 def test_example_needed_or_wrong_elsewhere(tmp_path):

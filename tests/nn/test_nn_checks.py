@@ -23,20 +23,22 @@ def raises(exc, pattern, fn, *args, **kwargs):
 def test_forward_errors(cls, backend):
     m = cls(I, H, num_layers=2, backend=backend)
     x = torch.randn(6, 3, I)
-    raises(ValueError, "Expected input to be 2D .* got 4D", m, torch.randn(1, 6, 3, I))
+    raises(ValueError, "Expected input to be 2D or 3D, got 4D.*instead", m, torch.randn(1, 6, 3, I))
     raises(RuntimeError, re.escape("Expected 4, got 7"), m, torch.randn(6, 3, 7))
-    raises(ValueError, "input dtype \\(torch.float64\\) does not match weight dtype \\(torch.float32\\)",
-           m, x.double())
+    raises(ValueError, "RNN input dtype \\(torch.float64\\) does not match weight dtype "
+           "\\(torch.float32\\)", m, x.double())
     bad = torch.zeros(2, 4, H)  # batch 4, input batch 3
     if cls is rnnkit.LSTM:
         raises(RuntimeError, "tuple \\(h_0, c_0\\).*got a single Tensor", m, x, torch.zeros(2, 3, H))
-        raises(RuntimeError, re.escape("Expected hx[0] (h_0) size (2, 3, 5), got [2, 4, 5]"),
+        raises(RuntimeError, re.escape("Expected hidden[0] size (2, 3, 5), got [2, 4, 5] (h_0"),
                m, x, (bad, torch.zeros(2, 3, H)))
-        raises(RuntimeError, "should also be 3-D but got 2-D", m, x, (torch.zeros(2, H),) * 2)
+        raises(RuntimeError, re.escape("hx and cx should also be 3-D but got (2-D, 2-D)"), m, x,
+               (torch.zeros(2, H),) * 2)
         raises(ValueError, "hx\\[1\\] \\(c_0\\) dtype", m, x,
                (torch.zeros(2, 3, H), torch.zeros(2, 3, H, dtype=torch.float64)))
     else:
-        raises(RuntimeError, re.escape("Expected hx size (2, 3, 5), got [2, 4, 5]"), m, x, bad)
+        raises(RuntimeError, re.escape("Expected hidden size (2, 3, 5), got [2, 4, 5] (hx"), m, x,
+               bad)
         raises(RuntimeError, "should also be 2-D but got 3-D", m, x[:, 0], torch.zeros(2, 1, H))
         raises(RuntimeError, "only LSTM takes a pair", m, x, (bad, bad))
         raises(ValueError, "hx dtype", m, x, torch.zeros(2, 3, H, dtype=torch.float64))
@@ -66,21 +68,23 @@ def test_constructor_errors():
            rnnkit.LSTM, 3, 4, init_state="ones")
     raises(ValueError, "backend must be one of", rnnkit.LSTM, 3, 4, backend="cudnn")
     raises(ValueError, "output_size must be greater than zero", rnnkit.Elman, 3, 4, 0)
-    raises(ValueError, "hidden_size must be greater than zero", rnnkit.LSTMCell, 3, 0)
+    raises(ValueError, "hidden_size must be zero or greater", rnnkit.LSTMCell, 3, -1)
     with pytest.warns(UserWarning, match="non-zero dropout expects num_layers greater than 1"):
         rnnkit.LSTM(3, 4, dropout=0.5)
 
 
 def test_cell_errors():
     cell = rnnkit.LSTMCell(I, H)
-    raises(ValueError, re.escape("Expected input to be 1D (I,) or 2D (B, I), got 3D"), cell,
-           torch.randn(2, 3, I))
-    raises(RuntimeError, "Expected 4, got 3", cell, torch.randn(2, 3))
+    raises(ValueError, re.escape("Expected input to be 1D or 2D, got 3D instead (1D: (I,), 2D: "
+                                 "(B, I))"), cell, torch.randn(2, 3, I))
+    raises(RuntimeError, "input has inconsistent input_size: got 3 expected 4", cell,
+           torch.randn(2, 3))
     raises(TypeError, "tuple \\(h, c\\).*got a single Tensor", cell, torch.randn(2, I), torch.randn(2, H))
-    raises(RuntimeError, re.escape("Expected hx[0] size (2, 5), got [3, 5]"), cell,
+    raises(RuntimeError, re.escape("Input batch size 2 doesn't match hidden0 batch size 3"), cell,
            torch.randn(2, I), (torch.randn(3, H), torch.randn(3, H)))
     gru = rnnkit.GRUCell(I, H)
-    raises(ValueError, "input dtype \\(torch.float64\\)", gru, torch.randn(2, I, dtype=torch.float64))
+    raises(ValueError, "RNN input dtype \\(torch.float64\\)", gru,
+           torch.randn(2, I, dtype=torch.float64))
     raises(ValueError, "Expected hx to be 1D like the input, got 2D", gru, torch.randn(I), torch.randn(1, H))
 
 

@@ -146,7 +146,7 @@ def test_errors_say_what_was_expected():
         m(torch.randn(7, 2, 4))
     with pytest.raises(RuntimeError, match=r"Expected h0 size \(1, 2, 5\), got \[2, 5\]"):
         m(torch.randn(7, 2, 3), torch.zeros(2, 5))
-    with pytest.raises(ValueError, match=r"Expected input to be 2D \(T, I\) or 3D \(T, B, I\), got 4D"):
+    with pytest.raises(ValueError, match=r"Expected input to be 2D or 3D, got 4D instead \(2D: \(T, I\), 3D: \(T, B, I\)\)"):
         m(torch.randn(7, 2, 3, 1))
     with pytest.raises(ValueError, match="scan must be one of"):
         MinGRU(3, 5, scan="cumsum")

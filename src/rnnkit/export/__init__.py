@@ -24,6 +24,7 @@ _LAZY = {
     "quantize_int8": "quantize",
     "export_run": "runs",
     "load_run": "runs",
+    "to_torch_nn": "rnnkit.nn.interop",  # rnnkit layers -> their torch.nn twins (TorchScript, torch.ao)
 }
 
 __all__ = sorted(_LAZY)
@@ -33,7 +34,7 @@ def __getattr__(name: str):
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'rnnkit.export' has no attribute {name!r}")
-    value = getattr(import_module(f"rnnkit.export.{module}"), name)
+    value = getattr(import_module(module if "." in module else f"rnnkit.export.{module}"), name)
     globals()[name] = value
     return value
 

@@ -108,6 +108,51 @@ def time_loop(
     return scan_lanes([lane], reverse)[0]
 
 
+def loop_scan(
+    step,
+    gi: Tensor,
+    state: State,
+    lengths: Tensor | None = None,
+    reverse: bool = False,
+    *,
+    keep: tuple[Tensor | None, ...] | None = None,
+) -> tuple[Tensor, State]:
+    """:func:`rnnkit.nn.loop.scan` on torch's scan op: the same contract, the same arithmetic.
+
+    ``step(gi_t, state) -> state``; gi (T, B, G); state tuple of (B, ·); lengths (B,) hold each
+    sequence's state past its end, where the output is zero; keep: per state tensor None or the
+    zoneout update fractions (T, B, 1 or H). Returns (out (T, B, H_out), final state). The layers
+    run it under ``torch.compile`` and ``torch.export`` (:func:`rnnkit.nn.paths.time_loop`).
+    """
+    valid = valid_mask(lengths, gi.shape[0])  # (T, B, 1) or None: scanned, never closed over
+    zoned = [k for k, z in enumerate(keep or ()) if z is not None]
+    xs = (gi, *(() if valid is None else (valid,)), *(keep[k] for k in zoned))
+    copy_carry = torch.is_grad_enabled()
+
+    def combine(carry: State, x_t: tuple[Tensor, ...]):
+        new = step(x_t[0], carry)
+        rest = x_t[1:] if valid is None else x_t[2:]
+        if zoned:  # s_t = s_{t-1} + k_t (s'_t - s_{t-1})
+            k_t = dict(zip(zoned, rest))
+            new = tuple(n if i not in k_t else s + k_t[i] * (n - s)
+                        for i, (n, s) in enumerate(zip(new, carry)))
+        if valid is None:
+            out = new[0].clone()  # scan forbids an output that aliases the carry
+        else:
+            m = x_t[1]  # (B, 1)
+            new = tuple(torch.where(m, n, s) for n, s in zip(new, carry))
+            out = new[0].masked_fill(~m, 0.0)
+        if copy_carry:
+            # under autograd inductor refuses a carry that an op saved for its backward (tanh,
+            # sigmoid save their outputs): "scan might be aliasing the input or the output!"
+            # (pytorch#195977); a copy is what it saves instead
+            new = tuple(n.clone() for n in new)
+        return new, out
+
+    final, out = _scan(combine, _fresh(state), xs, reverse=reverse)
+    return out, tuple(final)
+
+
 def _fresh(state: State) -> State:
     """Copies of the initial states: a state that is a view into a larger tensor (layer k of
     h0) has a storage offset of k*B*H, and tracing the scan would fix B from it."""
@@ -121,9 +166,11 @@ def linear_scan(a: Tensor, b: Tensor, h0: Tensor) -> tuple[Tensor, Tensor]:
     an exported graph the loop body is one fused multiply-add, and a step costs the same either way.
     """
 
+    copy_carry = torch.is_grad_enabled()
+
     def combine(h: Tensor, ab: tuple[Tensor, Tensor]):
         new = torch.addcmul(ab[1], ab[0], h)
-        return new, new.clone()
+        return (new.clone() if copy_carry else new), new.clone()  # see loop_scan for the copy
 
     final, out = _scan(combine, _fresh((h0,))[0], (a, b))
     return out, final

@@ -6,11 +6,14 @@ One function per kind of error, one wording each, torch.nn's where torch.nn has 
   ``hidden_size must be greater than zero, got 0`` (ValueError);
 * a flag: ``bias should be of type bool, got: int``; a choice: ``backend must be one of auto,
   native, loop; got 'x'``; a probability: ``zoneout must be a probability in [0, 1), got 1.0``;
-* the input: ``LSTM: Expected input to be 2D (T, I) or 3D (T, B, I), got 4D tensor``;
+* the input: ``LSTM: Expected input to be 2D or 3D, got 4D instead (2D: (T, I), 3D: (T, B, I))``;
   ``LSTM: input.size(-1) must be equal to input_size. Expected 5, got 3`` (RuntimeError);
-* a state: ``LSTM: Expected hx[0] (h_0) size (2, 3, 5), got [2, 4, 5]`` (RuntimeError), then its
-  dtype and device against the input's (ValueError).
+* a state: ``LSTM: Expected hidden[0] size (2, 3, 5), got [2, 4, 5] (h_0 of hx = (h_0, c_0):
+  ...)`` (RuntimeError), then its dtype and device against the input's (ValueError).
 
+Where torch.nn has a message for an error, ours contains it word for word (code and tests that
+match on torch.nn's text keep working) and may add detail after it;
+``tests/nn/test_nn_torch_errors.py`` runs a catalogue of bad inputs through both and checks.
 Every check runs before any work starts. The generic ones (sizes, flags, choices, probabilities)
 need no torch and come from ``rnnkit.checks``; the tensor checks are here.
 """
@@ -30,6 +33,7 @@ from rnnkit.checks import (  # noqa: F401 (re-exported)
     check_positive_int,
     check_probability,
 )
+from rnnkit.nn.tracing import values_readable
 
 INIT_STATES = ("zeros", "random", "learned")
 BACKENDS = ("auto", "native", "loop")
@@ -54,13 +58,15 @@ def check_nonlinearity(nonlinearity) -> str:
 
 def check_proj_size(proj_size, mode: str, hidden_size: int) -> int:
     """torch.nn.LSTM's projection size: 0 (none) or a positive int below hidden_size."""
-    if isinstance(proj_size, bool) or not isinstance(proj_size, int) or proj_size < 0:
+    if proj_size is not None and proj_size != 0 and mode != "LSTM":  # torch.nn's first question
+        raise ValueError("proj_size argument is only supported for LSTM, not RNN or GRU")
+    if isinstance(proj_size, bool) or not isinstance(proj_size, int):
+        raise TypeError(f"proj_size should be of type int, got: {type(proj_size).__name__}")
+    if proj_size < 0:
         raise ValueError(
             "proj_size should be a positive integer or zero to disable projections; "
             f"got {proj_size!r}"
         )
-    if proj_size and mode != "LSTM":
-        raise ValueError("proj_size argument is only supported for LSTM, not RNN or GRU")
     if proj_size >= hidden_size:
         raise ValueError(
             f"proj_size has to be smaller than hidden_size; got proj_size={proj_size}, "
@@ -74,14 +80,21 @@ def check_input(name: str, x, layouts: dict[int, str], what: str = "a Tensor") -
     if not isinstance(x, Tensor):
         raise TypeError(f"{name}: expected input to be {what}, got {type(x).__name__}")
     if x.dim() not in layouts:
-        want = " or ".join(f"{d}D {layout}" for d, layout in layouts.items())
-        raise ValueError(f"{name}: Expected input to be {want}, got {x.dim()}D tensor")
+        want = " or ".join(f"{d}D" for d in layouts)
+        shown = ", ".join(f"{d}D: {layout}" for d, layout in layouts.items())
+        # torch.nn's words: its RNN says "got 1D tensor instead", its LSTM and GRU "got 1D instead"
+        noun = " tensor" if name in ("RNN", "FusedRNN") else ""
+        raise ValueError(
+            f"{name}: Expected input to be {want}, got {x.dim()}D{noun} instead ({shown})"
+        )
 
 
 def check_lengths(lengths, batch_size: int, seq_len: int, device: torch.device) -> Tensor:
     """Validate per-sequence lengths; returns them as an int64 tensor on ``device``.
 
     Each length must lie in [1, seq_len]: a sequence of length 0 has no last step to report.
+    The values are checked in eager only: a traced graph would fix them into itself (see
+    :func:`rnnkit.nn.tracing.values_readable`), so compiled and exported calls trust them.
     """
     if not isinstance(lengths, Tensor):
         try:
@@ -101,6 +114,8 @@ def check_lengths(lengths, batch_size: int, seq_len: int, device: torch.device) 
             "lengths must have one entry per sequence in the batch. "
             f"Expected {batch_size}, got {lengths.numel()}"
         )
+    if not values_readable(lengths):
+        return lengths.to(device=device, dtype=torch.int64)
     lo, hi = int(lengths.min()), int(lengths.max())
     if lo < 1 or hi > seq_len:
         raise ValueError(
@@ -111,13 +126,24 @@ def check_lengths(lengths, batch_size: int, seq_len: int, device: torch.device) 
 
 
 def check_state(
-    name: str, state: Tensor, expected: tuple[int, ...], like: Tensor, label: str = "hx"
+    name: str, state: Tensor, expected: tuple[int, ...], like: Tensor, label: str = "hx",
+    shape_label: str | None = None, detail: str = "",
 ) -> None:
-    """A state tensor must match the expected shape and the input's dtype and device."""
+    """A state tensor must match the expected shape and the input's dtype and device.
+
+    The shape error reads ``Expected {shape_label} size (...), got [...]{detail}`` (torch.nn's
+    words for its layers' ``hidden``), the dtype and device errors name the state ``label``.
+    """
     if not isinstance(state, Tensor):
         raise TypeError(f"{name}: {label} must be a Tensor, got {type(state).__name__}")
     if tuple(state.shape) != tuple(expected):
-        raise RuntimeError(f"{name}: Expected {label} size {tuple(expected)}, got {list(state.shape)}")
+        raise RuntimeError(f"{name}: Expected {shape_label or label} size {tuple(expected)}, "
+                           f"got {list(state.shape)}{detail}")
+    check_like(name, state, like, label)
+
+
+def check_like(name: str, state: Tensor, like: Tensor, label: str) -> None:
+    """A state's dtype and device must be the input's."""
     if state.dtype != like.dtype:
         raise ValueError(
             f"{name}: {label} dtype ({state.dtype}) does not match input dtype ({like.dtype})"
@@ -135,42 +161,63 @@ def check_features(name: str, x: Tensor, input_size: int, weight: Tensor) -> Non
             f"{name}: input.size(-1) must be equal to input_size. "
             f"Expected {input_size}, got {x.size(-1)}"
         )
+    check_dtype(name, x, weight)
+
+
+def check_dtype(name: str, x: Tensor, weight: Tensor) -> None:
+    """The input's dtype must be the weights' (autocast aside); torch.nn's words."""
     if x.dtype != weight.dtype and not torch.is_autocast_enabled(x.device.type):
         raise ValueError(
-            f"{name}: input dtype ({x.dtype}) does not match weight dtype ({weight.dtype}). "
-            f"Convert the input with input.to({weight.dtype}) or the model with model.to({x.dtype})"
+            f"{name}: RNN input dtype ({x.dtype}) does not match weight dtype ({weight.dtype}). "
+            f"Convert input: input.to({weight.dtype}), or convert model: model.to({x.dtype})"
         )
 
 
 def check_layer_state(name: str, hx, lstm: bool, shapes: list[tuple[int, ...]], x: Tensor):
     """The ``hx`` of a layer: one tensor, or for an LSTM a pair (h_0, c_0), of these ``shapes``
     (each (L*D, B, ·), or (L*D, ·) for unbatched input). Returns the states as a tuple."""
-    shown = " and ".join(str(s) for s in shapes)
+    def shown() -> str:  # only when an error is raised: Dynamo cannot trace str(tuple)
+        return " and ".join(str(s) for s in shapes)
+
+    batched = len(shapes[0]) == 3
+    kind = "batched 3-D" if batched else "unbatched 2-D"
     if lstm:
         if isinstance(hx, Tensor):
             raise RuntimeError(
-                f"{name}: hx must be a tuple (h_0, c_0) of two tensors of shapes {shown}; "
+                f"{name}: hx must be a tuple (h_0, c_0) of two tensors of shapes {shown()}; "
                 f"got a single Tensor of shape {list(hx.shape)}"
             )
         if not isinstance(hx, (tuple, list)) or len(hx) != 2:
             raise RuntimeError(
-                f"{name}: hx must be a tuple (h_0, c_0) of two tensors, got {type(hx).__name__}"
+                f"{name}: lstm expects two hidden states: hx must be a tuple (h_0, c_0) of two "
+                f"tensors, got {type(hx).__name__}"
                 + (f" of length {len(hx)}" if isinstance(hx, (tuple, list)) else "")
             )
-        states, labels = tuple(hx), ("hx[0] (h_0)", "hx[1] (c_0)")
+        states = tuple(hx)
+        dims = [s.dim() if isinstance(s, Tensor) else None for s in states]
+        if any(d is not None and d != len(shapes[0]) for d in dims):
+            raise RuntimeError(
+                f"{name}: For {kind} input, hx and cx should also be {len(shapes[0])}-D but got "
+                f"({dims[0]}-D, {dims[1]}-D) tensors"
+            )
+        labels, what = ("hidden[0]", "hidden[1]"), ("h_0", "c_0")
+        names = ("hx[0] (h_0)", "hx[1] (c_0)")
     else:
         if isinstance(hx, (tuple, list)):
             raise RuntimeError(
-                f"{name}: hx must be a single Tensor of shape {shown}, got a "
+                f"{name}: hx must be a single Tensor of shape {shown()}, got a "
                 f"{type(hx).__name__} (only LSTM takes a pair (h_0, c_0))"
             )
-        states, labels = (hx,), ("hx",)
-    for s, label, shape in zip(states, labels, shapes):
-        if isinstance(s, Tensor) and s.dim() != len(shape):
-            kind = "batched 3-D" if len(shape) == 3 else "unbatched 2-D"
+        states, labels, what, names = (hx,), ("hidden",), ("hx",), ("hx",)
+        if isinstance(hx, Tensor) and hx.dim() != len(shapes[0]):
             raise RuntimeError(
-                f"{name}: For {kind} input, {label} should also be {len(shape)}-D but got "
-                f"{s.dim()}-D tensor"
+                f"{name}: For {kind} input, hx should also be {len(shapes[0])}-D but got "
+                f"{hx.dim()}-D tensor"
             )
-        check_state(name, s, shape, x, label)
+    rows = "num_layers * num_directions" + (", B" if batched else "")
+    for s, label, w, n, shape in zip(states, labels, what, names, shapes):
+        size = "proj_size or hidden_size" if w == "h_0" else "hidden_size"
+        detail = f" ({w} of hx = (h_0, c_0): ({rows}, {size}))" if lstm else (
+            f" (hx: ({rows}, hidden_size))")
+        check_state(name, s, shape, x, n, shape_label=label, detail=detail)
     return states

@@ -17,14 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from rnnkit.nn._checks import (
-    check_bool,
-    check_features,
-    check_input,
-    check_nonlinearity,
-    check_positive_int,
-    check_state,
-)
+from rnnkit.nn._checks import check_dtype, check_input, check_like, check_nonlinearity
+from rnnkit.nn.interop import TorchInterop, allow_weights_only_load
 from rnnkit.nn.loop import Step, column_major
 
 # --------------------------------------------------------------------------------------------------
@@ -128,7 +122,7 @@ def layer_step(mode: str, w: dict, w_hh: Tensor, hidden_mask: Tensor | None = No
 # --------------------------------------------------------------------------------------------------
 
 
-class _CellBase(nn.Module):
+class _CellBase(TorchInterop, nn.Module):
     """Parameters ``weight_ih (G*H, I)``, ``weight_hh (G*H, H)``, ``bias_ih``, ``bias_hh (G*H)``."""
 
     _name = "RNNCell"
@@ -137,9 +131,9 @@ class _CellBase(nn.Module):
         self, input_size: int, hidden_size: int, bias: bool, num_chunks: int, device=None, dtype=None
     ) -> None:
         super().__init__()
-        check_positive_int("input_size", input_size)
-        check_positive_int("hidden_size", hidden_size)
-        check_bool("bias", bias)
+        for name, value in (("input_size", input_size), ("hidden_size", hidden_size)):
+            _check_size(name, value)
+        # like torch.nn's cells: any truth value for bias, and sizes of 0 (an empty state)
         kw = {"device": device, "dtype": dtype}
         self.input_size, self.hidden_size, self.bias = input_size, hidden_size, bias
         self.weight_ih = nn.Parameter(torch.empty(num_chunks * hidden_size, input_size, **kw))
@@ -154,41 +148,71 @@ class _CellBase(nn.Module):
 
     def reset_parameters(self) -> None:
         # torch.nn's scheme and order, so the same seed gives the same weights
-        bound = 1.0 / math.sqrt(self.hidden_size)
+        bound = 1.0 / math.sqrt(self.hidden_size) if self.hidden_size > 0 else 0.0
         for p in self.parameters():
             nn.init.uniform_(p, -bound, bound)
 
     def extra_repr(self) -> str:
+        """torch.nn's repr, exactly."""
         s = f"{self.input_size}, {self.hidden_size}"
-        if not self.bias:
-            s += ", bias=False"
+        if self.bias is not True:
+            s += f", bias={self.bias}"
         if getattr(self, "nonlinearity", "tanh") != "tanh":
             s += f", nonlinearity={self.nonlinearity}"
         return s
 
     def _prepare(self, input: Tensor, states: tuple[Tensor | None, ...]):
-        """Check shapes and dtypes; add the batch axis to unbatched input. Returns batched tensors."""
+        """Check shapes and dtypes in torch.nn's order and words (then ours); add the batch axis
+        to unbatched input. Returns batched tensors."""
         name = self._name
         check_input(name, input, {1: "(I,)", 2: "(B, I)"})
-        check_features(name, input, self.input_size, self.weight_ih)
+        labels = ["hidden"] if len(states) == 1 else [f"hx[{k}]" for k in range(len(states))]
+        for s, label in zip(states, labels):
+            if isinstance(s, Tensor) and s.dim() not in (1, 2):
+                raise ValueError(f"{name}: Expected {label} to be 1D or 2D, got {s.dim()}D instead")
+        for s, label in zip(states, labels):  # torch.nn would misread the batch axis: ours
+            if isinstance(s, Tensor) and s.dim() != input.dim():
+                raise ValueError(f"{name}: Expected {label.replace('hidden', 'hx')} to be "
+                                 f"{input.dim()}D like the input, got {s.dim()}D instead")
+        if input.size(-1) != self.input_size:
+            raise RuntimeError(
+                f"{name}: input has inconsistent input_size: got {input.size(-1)} expected "
+                f"{self.input_size} (input.size(-1) must be equal to input_size)"
+            )
+        check_dtype(name, input, self.weight_ih)
         batched = input.dim() == 2
         x = input if batched else input.unsqueeze(0)
         out = []
         for k, s in enumerate(states):
-            label = "hx" if len(states) == 1 else f"hx[{k}]"
             if s is None:
                 s = x.new_zeros(x.size(0), self.hidden_size)
             else:
-                if isinstance(s, Tensor) and s.dim() != input.dim():
-                    raise ValueError(
-                        f"{name}: Expected {label} to be {input.dim()}D like the input, "
-                        f"got {s.dim()}D instead"
-                    )
-                want = (x.size(0), self.hidden_size) if batched else (self.hidden_size,)
-                check_state(name, s, want, input, label)
-                s = s if batched else s.unsqueeze(0)
+                s = _check_cell_state(name, s if batched else s.unsqueeze(0), k, x,
+                                      self.hidden_size, labels[k].replace("hidden", "hx"))
             out.append(s)
         return x, out, batched
+
+
+def _check_size(name: str, value) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} should be of type int, got: {type(value).__name__}")
+    if value < 0:
+        raise ValueError(f"{name} must be zero or greater, got {value}")
+    return value
+
+
+def _check_cell_state(name: str, s, k: int, x: Tensor, hidden_size: int, label: str) -> Tensor:
+    """One state (B, H) of a cell against the input x (B, I): torch.nn's words, then ours."""
+    if not isinstance(s, Tensor):
+        raise TypeError(f"{name}: {label} must be a Tensor, got {type(s).__name__}")
+    if s.size(0) != x.size(0):
+        raise RuntimeError(f"{name}: Input batch size {x.size(0)} doesn't match hidden{k} batch "
+                           f"size {s.size(0)} ({label} is (B, hidden_size) like the input's (B, I))")
+    if s.size(1) != hidden_size:
+        raise RuntimeError(f"{name}: hidden{k} has inconsistent hidden_size: got {s.size(1)}, "
+                           f"expected {hidden_size} ({label}: (B, hidden_size))")
+    check_like(name, s, x, label)
+    return s
 
 
 class RNNCell(_CellBase):
@@ -238,7 +262,10 @@ class LSTMCell(_CellBase):
                 f"got a single Tensor of shape {list(hx.shape)}"
             )
         if hx is not None and len(hx) != 2:
-            raise TypeError(f"LSTMCell: hx must be a tuple (h, c), got {len(hx)} elements")
+            raise RuntimeError(
+                f"LSTMCell: lstm_cell expects two hidden states: hx must be a tuple (h, c), got "
+                f"{len(hx)} elements"
+            )
         x, (h, c), batched = self._prepare(input, (None, None) if hx is None else tuple(hx))
         gi = F.linear(x, self.weight_ih, combined_bias(self.bias_ih, self.bias_hh))
         h, c = lstm_step(gi, h, c, self.weight_hh)
@@ -260,3 +287,6 @@ class GRUCell(_CellBase):
         gi = F.linear(x, self.weight_ih, self.bias_ih)
         h = gru_step(gi, h, self.weight_hh, self.bias_hh)
         return h if batched else h.squeeze(0)
+
+
+allow_weights_only_load(RNNCell, LSTMCell, GRUCell)  # sound: see rnnkit.nn.interop

@@ -25,13 +25,14 @@ from rnnkit.nn._checks import (
     check_positive_int,
 )
 from rnnkit.nn.cells import combined_bias, rnn_step
-from rnnkit.nn.loop import column_major, length_mask, scan
+from rnnkit.nn.interop import TorchInterop, allow_weights_only_load
+from rnnkit.nn.loop import column_major, length_mask
 from rnnkit.nn.native import run_native_any
-from rnnkit.nn.paths import NATIVE, choose_path
+from rnnkit.nn.paths import NATIVE, choose_path, time_loop
 from rnnkit.nn.sequence import check_h0, from_time_major, initial_state, step_once, to_time_major
 
 
-class Elman(nn.Module):
+class Elman(TorchInterop, nn.Module):
     """Elman network. x (T, B, I) / (B, T, I) with batch_first / (T, I) -> (y, h_n).
 
     y (T, B, O) (batch_first: (B, T, O); unbatched: (T, O)); h_n (B, H) (unbatched: (H,)).
@@ -103,7 +104,7 @@ class Elman(nn.Module):
         )
 
     def forward(
-        self, x: Tensor, h0: Tensor | None = None, *, lengths: Tensor | None = None
+        self, x: Tensor, h0: Tensor | None = None, lengths: Tensor | None = None
     ) -> tuple[Tensor, Tensor]:
         name = type(self).__name__
         x, batched = to_time_major(name, x, self.batch_first)  # (T, B, I)
@@ -124,7 +125,8 @@ class Elman(nn.Module):
 
     def _recurrence(self, x: Tensor, h: Tensor, lengths: Tensor | None) -> tuple[Tensor, Tensor]:
         """x (T, B, I), h (B, H) -> all states (T, B, H) and the final one (B, H)."""
-        if choose_path(self.backend, x, native=True) == NATIVE:
+        path = choose_path(self.backend, x, native=True)
+        if path == NATIVE:
             weights = [self.weight_ih, self.weight_hh]
             if self.bias:
                 weights += [self.bias_ih, self.bias_hh]
@@ -136,6 +138,8 @@ class Elman(nn.Module):
             return hs, h_n[0]
         gi = F.linear(x, self.weight_ih, combined_bias(self.bias_ih, self.bias_hh))  # (T, B, H)
         w_hh, nl = column_major(self.weight_hh), self.nonlinearity
-        hs, (h_n,) = scan(lambda g, s: (rnn_step(g, s[0], w_hh, nl),), gi, (h,), lengths)
+        hs, (h_n,) = time_loop(path)(lambda g, s: (rnn_step(g, s[0], w_hh, nl),), gi, (h,), lengths)
         return hs, h_n
 
+
+allow_weights_only_load(Elman)  # sound: see rnnkit.nn.interop

@@ -32,8 +32,9 @@ from rnnkit.nn.fast import ops, products
 from rnnkit.nn.fast.driver import Recurrence, check_arguments, keeps_per_state, recurrence
 from rnnkit.nn.fast.registry import KERNELS
 from rnnkit.nn.fast.workspace import SHARED_POOL
+from rnnkit.nn.interop import allow_weights_only_load
 from rnnkit.nn.loop import scan
-from rnnkit.nn.paths import COMPILED, LOOP, choose_path
+from rnnkit.nn.paths import COMPILED, LOOP, SCAN, choose_path, time_loop
 from rnnkit.nn.rnn import GRU, LSTM, RNN
 
 _FAST_CELLS = {"LSTM": "lstm", "GRU": "gru", "RNN_TANH": "rnn_tanh", "RNN_RELU": "rnn_relu"}
@@ -110,9 +111,9 @@ class FusedMixin:
         hidden_mask = None
         if self.recurrent_dropout and self.training:
             hidden_mask = variational_mask(B, state[0].shape[-1], self.recurrent_dropout, gi)
-        if path == LOOP:
+        if path in (LOOP, SCAN):  # SCAN: the same loop as torch's scan op (compile, export)
             step = self._step(w, w_hh, params, hidden_mask)
-            return scan(step, gi, state, lengths, reverse, keep=keep)
+            return time_loop(path)(step, gi, state, lengths, reverse, keep=keep)
         dtype = gi.dtype  # under autocast gi may be bf16 while the weights are float32
         params = tuple(None if p is None else p.to(dtype) for p in params)
         state = tuple(s.to(dtype) for s in state)
@@ -131,6 +132,9 @@ class FusedLSTM(FusedMixin, LSTM):
 
 class FusedGRU(FusedMixin, GRU):
     """``rnnkit.GRU`` on the fast path, with recurrent dropout (see :mod:`rnnkit.nn.fused`)."""
+
+
+allow_weights_only_load(FusedRNN, FusedLSTM, FusedGRU)  # sound: see rnnkit.nn.interop
 
 
 # --------------------------------------------------------------------------------------------------

@@ -41,14 +41,23 @@ from rnnkit.nn.cells import gru_gates
 from rnnkit.nn.fast import products
 from rnnkit.nn.fast.ops import EPS
 from rnnkit.nn.fused import FusedMixin
+from rnnkit.nn.interop import allow_weights_only_load
 from rnnkit.nn.loop import column_major
 from rnnkit.nn.paths import COMPILED, LOOP
 from rnnkit.nn.rnn import GRU, LSTM
 
 
-def layer_norm(v: Tensor, eps: float = EPS) -> Tensor:
-    """``(v - mean) / sqrt(var + eps)`` over the last axis, no gain or shift."""
-    return F.layer_norm(v, v.shape[-1:], eps=eps)
+def layer_norm(v: Tensor, eps: float | None = None) -> Tensor:
+    """``(v - mean) / sqrt(var + eps)`` over the last axis, no gain or shift; eps = EPS (1e-5)."""
+    return F.layer_norm(v, v.shape[-1:], eps=_eps() if eps is None else eps)
+
+
+@torch.compiler.assume_constant_result
+def _eps() -> float:
+    # torch.compile(dynamic=True) turns a float read from a global or a default argument into a
+    # symbol; inside a scan body that symbol has no value, and layer_norm needs one. A constant
+    # result is a constant to the compiler.
+    return EPS
 
 
 def ln_lstm_step(
@@ -178,3 +187,6 @@ class LayerNormGRU(_LayerNormMixin, GRU):
     @property
     def fast_cell(self) -> str | None:
         return "ln_gru"
+
+
+allow_weights_only_load(LayerNormLSTM, LayerNormGRU)  # sound: see rnnkit.nn.interop

@@ -60,6 +60,9 @@ from rnnkit.nn._checks import (
     check_positive_int,
     check_state,
 )
+from rnnkit.nn.interop import TorchInterop, allow_weights_only_load
+from rnnkit.nn.paths import LOOP, SCAN, traced_path
+from rnnkit.nn.tracing import tracing
 
 #: steps per chunk of the log-space scan (see the module docstring)
 CHUNK = 64
@@ -179,7 +182,7 @@ def linear_scan_log(log_a: Tensor, log_b: Tensor, h0: Tensor | None = None) -> T
     return h
 
 
-class _MinRNN(nn.Module):
+class _MinRNN(TorchInterop, nn.Module):
     """Shared machinery: parameters, checks, stacking; subclasses give the coefficients."""
 
     _blocks = 2  # row blocks of weight_ih: minGRU (z, h̃), minLSTM (f, i, h̃)
@@ -257,9 +260,23 @@ class _MinRNN(nn.Module):
         return (out.transpose(0, 1) if self.batch_first else out), h_n
 
     def forward(self, x: Tensor, h0: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        """x (T, B, I) -> (output (T, B, H), h_n (L, B, H)); a parallel scan when T > 1."""
+        """x (T, B, I) -> (output (T, B, H), h_n (L, B, H)); a parallel scan when T > 1.
+
+        Under torch.compile / torch.export the recurrence runs as torch's scan op, under
+        torch.func and torch.jit.trace as the sequential loop (see :mod:`rnnkit.nn.tracing`).
+        """
         x, h0, batched = self._prepare(x, h0)
-        if x.shape[0] == 1:
+        mode = tracing(x)
+        path = None if mode is None else traced_path(mode, LOOP, native=False)
+        if path == SCAN:
+            from rnnkit.export.recurrence import min_forward
+
+            if h0 is None:
+                h0 = x.new_zeros(self.num_layers, x.shape[1], self.hidden_size)
+            params = dict(self.named_parameters())
+            return self._finish(*min_forward(self.coefficients, params, self.num_layers, x, h0),
+                                batched)
+        if path == LOOP or x.shape[0] == 1:
             return self._finish(*self._sequential(x, h0), batched)
         finals = []
         for k in range(self.num_layers):
@@ -350,6 +367,8 @@ def compile_min_rnn(model: nn.Module, **compile_kwargs) -> nn.Module:
     model.log_coefficients = torch.compile(model.log_coefficients, **compile_kwargs)
     return model
 
+
+allow_weights_only_load(MinGRU, MinLSTM)  # sound: see rnnkit.nn.interop
 
 _RENAMED = {"g": positive_activation, "log_g": log_positive_activation, "scan": linear_scan,
             "scan_log_space": linear_scan_log}

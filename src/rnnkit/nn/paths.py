@@ -1,6 +1,6 @@
 """Which implementation runs a call: the one place the choice is made.
 
-Four paths compute the same function (each is tested against its reference; see
+Five paths compute the same function (each is tested against its reference; see
 docs/architecture.md):
 
 * ``native``: PyTorch's own RNN kernels (``torch._VF``, what ``torch.nn.RNN/LSTM/GRU`` call;
@@ -13,6 +13,15 @@ docs/architecture.md):
   cell, device and dtype and the extension could be built (else ``fast``, after one warning).
 * ``loop``: the readable Python time loop (:func:`rnnkit.nn.loop.scan`) over the step functions,
   with autograd for the backward: the reference every other path is tested against.
+* ``scan``: the same steps with the time loop as torch's ``scan`` op (:mod:`rnnkit.export.scan`),
+  taken under ``torch.export`` and under ``torch.compile`` without autograd (see
+  :mod:`rnnkit.nn.tracing`): T stays symbolic, and nothing of the fast path (its buffer pool,
+  locks, MKL ops, C++ extension) enters a graph. With autograd, ``torch.compile`` gets the
+  readable loop, unrolled (see :func:`traced_path`).
+
+Under a ``torch.func`` transform the layers take the loop; under ``torch.jit.trace`` PyTorch's
+kernels where the layer can use them, else the loop, unrolled, with a warning (see
+:func:`traced_path`).
 """
 
 from __future__ import annotations
@@ -22,9 +31,12 @@ from torch import Tensor
 
 from rnnkit.nn.fast.compiled.build import kernels
 from rnnkit.nn.fast.registry import KERNELS
+from rnnkit.nn.loop import scan
+from rnnkit.nn.tracing import COMPILE, FUNC, exporting, tracing
 from rnnkit.options import current
 
 NATIVE, FAST, COMPILED, LOOP = "native", "fast", "compiled", "loop"
+SCAN = "scan"
 
 
 def compute_dtype(x: Tensor) -> torch.dtype:
@@ -49,6 +61,9 @@ def choose_path(
     in ``rnnkit.nn.fast.registry.KERNELS``), None if it has none; compiled: the layer's own
     choice, None to follow ``rnnkit.options(compiled=...)``.
     """
+    traced = tracing(x)
+    if traced is not None:  # a tracer or transform watches: only what it can hold
+        return traced_path(traced, backend, native)
     if backend == LOOP:
         return LOOP
     if native:
@@ -61,3 +76,52 @@ def choose_path(
             and kernels() is not None):  # built on first use; None (warned once): eager
         return COMPILED
     return FAST
+
+
+def traced_path(mode: str, backend: str, native: bool) -> str:
+    """The path while ``mode`` (see :func:`rnnkit.nn.tracing.tracing`) watches the call.
+
+    torch.export, and torch.compile without autograd: ``scan``, whatever the backend (it runs
+    the loop's steps; T stays symbolic). torch.compile with autograd on: ``loop``, which Dynamo
+    unrolls (the graph is specialised to T and recompiled for a new length), because Inductor
+    in torch 2.13 miscompiles the backward of a scan that closes over parameters (wrong
+    gradients for GRU's ``b_hh``, and ``W_hh`` of bidirectional layers;
+    ``tests/nn/test_nn_compile.py`` holds both paths to eager). torch.func: ``loop``. torch.jit.trace: ``native`` where the layer can run PyTorch's kernels
+    (one traced node for any length), else the loop, which the tracer unrolls: a warning says
+    the trace holds exactly the traced number of steps, and the TorchScript-based ONNX exporter
+    is refused (its graph would silently compute something else at any other length).
+    """
+    if mode == COMPILE:
+        training = torch.is_grad_enabled() and not exporting()
+        return LOOP if training else SCAN
+    if mode == FUNC:
+        return LOOP
+    if native and backend != LOOP:
+        return NATIVE
+    import warnings
+
+    from torch.onnx import is_in_onnx_export
+
+    if is_in_onnx_export():
+        raise RuntimeError(
+            "rnnkit: the TorchScript-based ONNX exporter (torch.onnx.export(..., dynamo=False)) "
+            "would unroll this layer's time loop into the traced number of steps; export with "
+            "rnnkit.export.to_onnx(model, path) or torch.onnx.export(..., dynamo=True) instead"
+        )
+    warnings.warn(
+        "rnnkit: torch.jit.trace unrolls this layer's Python time loop, so the trace holds "
+        "exactly the traced number of steps and is wrong for any other sequence length; "
+        "torch.export.export (or rnnkit.export) keeps the time axis dynamic",
+        torch.jit.TracerWarning, stacklevel=4,
+    )
+    return LOOP
+
+
+def time_loop(path: str):
+    """The time loop of ``path``: torch's scan op for ``scan``, else the readable loop. Both take
+    ``(step, gi, state, lengths, reverse, keep=)`` (see :func:`rnnkit.nn.loop.scan`)."""
+    if path == SCAN:
+        from rnnkit.export.scan import loop_scan  # imports torch's scan op only when tracing
+
+        return loop_scan
+    return scan

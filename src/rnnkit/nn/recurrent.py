@@ -19,11 +19,13 @@ from rnnkit.nn._checks import (
     check_lengths,
     check_positive_int,
 )
-from rnnkit.nn.loop import length_mask, scan
+from rnnkit.nn.interop import TorchInterop
+from rnnkit.nn.loop import length_mask
+from rnnkit.nn.paths import LOOP, choose_path, time_loop
 from rnnkit.nn.sequence import check_h0, from_time_major, initial_state, step_once, to_time_major
 
 
-class Recurrent(nn.Module):
+class Recurrent(TorchInterop, nn.Module):
     """``h_t = activation(v(x_t) + q(h_{t-1}))``, ``y_t = u(h_t)`` (or ``h_t`` when u is None).
 
     x (T, B, I), (B, T, I) with batch_first, or unbatched (T, I); h0 (B, H) or (H,).
@@ -66,7 +68,7 @@ class Recurrent(nn.Module):
         return initial_state(self.init_state, self.training, shape, like, getattr(self, "h0", None))
 
     def forward(
-        self, x: Tensor, h0: Tensor | None = None, *, lengths: Tensor | None = None
+        self, x: Tensor, h0: Tensor | None = None, lengths: Tensor | None = None
     ) -> tuple[Tensor, Tensor]:
         name = type(self).__name__
         x, batched = to_time_major(name, x, self.batch_first)  # (T, B, I)
@@ -84,7 +86,8 @@ class Recurrent(nn.Module):
         if lengths is not None:
             lengths = check_lengths(lengths, B, T, x.device)
         q, act = self.q, self.activation
-        hs, (h_n,) = scan(lambda g, s: (act(g + q(s[0])),), vx, (h,), lengths)  # (T, B, H)
+        loop = time_loop(choose_path(LOOP, vx))  # torch's scan op under compile and export
+        hs, (h_n,) = loop(lambda g, s: (act(g + q(s[0])),), vx, (h,), lengths)  # (T, B, H)
         y = hs if self.u is None else self.u(hs)
         if lengths is not None and self.u is not None:  # u(0) need not be 0: zero the padding
             y = y.masked_fill(~length_mask(lengths, T), 0.0)

@@ -2,9 +2,10 @@
 
 Same constructor arguments, inputs (unbatched ``(T, I)``, ``(T, B, I)``, ``(B, T, I)`` with
 ``batch_first``, ``PackedSequence``), outputs, parameter names, shapes, gate order and
-initialisation as ``torch.nn``, so state dicts move between the two unchanged. Extras, keyword-only:
+initialisation as ``torch.nn``, so state dicts move between the two unchanged. Extras (keyword-only
+in the constructor):
 
-* ``forward(input, hx=None, *, lengths=None)``: per-sequence lengths instead of packing. Outputs past
+* ``forward(input, hx=None, lengths=None)``: per-sequence lengths instead of packing. Outputs past
   a sequence's length are zero and ``h_n`` holds its state at its last valid step.
 * ``init_state="zeros" | "random" | "learned"``: the state used when ``hx`` is not given. Learned
   states are parameters ``h0`` (and ``c0`` for LSTM), shaped ``(num_layers * D, H)``; random draws
@@ -46,15 +47,16 @@ from rnnkit.nn._checks import (
 )
 from rnnkit.nn.cells import input_projection, layer_step
 from rnnkit.nn.fast.driver import recurrence
-from rnnkit.nn.loop import State, packed_to_padded, padded_to_packed, run_layers, scan
+from rnnkit.nn.interop import TorchInterop, allow_weights_only_load
+from rnnkit.nn.loop import State, packed_to_padded, padded_to_packed, run_layers
 from rnnkit.nn.native import run_native_any
-from rnnkit.nn.paths import COMPILED, FAST, LOOP, NATIVE, choose_path
+from rnnkit.nn.paths import COMPILED, FAST, LOOP, NATIVE, choose_path, time_loop
 from rnnkit.nn.sequence import FAST_CELLS, initial_state, step_once
 
 _GATES = {"LSTM": 4, "GRU": 3, "RNN_TANH": 1, "RNN_RELU": 1}
 
 
-class RNNBase(nn.Module):
+class RNNBase(TorchInterop, nn.Module):
     """Shared machinery of :class:`RNN`, :class:`LSTM` and :class:`GRU` (see the module docstring).
 
     Subclasses with their own cell override :meth:`_run_direction`, set ``_has_native = False``
@@ -89,9 +91,8 @@ class RNNBase(nn.Module):
         for name, value in (("input_size", input_size), ("hidden_size", hidden_size),
                             ("num_layers", num_layers)):
             check_positive_int(name, value)
-        for name, value in (("bias", bias), ("batch_first", batch_first),
-                            ("bidirectional", bidirectional)):
-            check_bool(name, value)
+        for name, value in (("bias", bias), ("batch_first", batch_first)):
+            check_bool(name, value)  # torch.nn checks these two (bidirectional: any truth value)
         dropout = check_dropout(dropout)
         check_proj_size(proj_size, mode, hidden_size)
         check_choice("init_state", init_state, INIT_STATES)
@@ -187,15 +188,18 @@ class RNNBase(nn.Module):
         return [out, self.hidden_size] if self.mode == "LSTM" else [out]
 
     def extra_repr(self) -> str:
+        """torch.nn's repr, exactly (it leaves out ``nonlinearity``), then rnnkit's own options."""
         s = f"{self.input_size}, {self.hidden_size}"
-        if self.proj_size:
+        if self.proj_size != 0:
             s += f", proj_size={self.proj_size}"
         if self.num_layers != 1:
             s += f", num_layers={self.num_layers}"
-        if getattr(self, "nonlinearity", "tanh") != "tanh":
-            s += f", nonlinearity={self.nonlinearity}"
-        for name, default in (("bias", True), ("batch_first", False), ("dropout", 0.0),
-                              ("bidirectional", False), ("init_state", "zeros"), ("backend", "auto")):
+        for name, shown in (("bias", self.bias is not True),
+                            ("batch_first", self.batch_first is not False),
+                            ("dropout", self.dropout != 0), ("bidirectional", self.bidirectional is not False)):
+            if shown:  # torch.nn's tests and order (bias, batch_first, dropout, bidirectional)
+                s += f", {name}={getattr(self, name)}"
+        for name, default in (("init_state", "zeros"), ("backend", "auto")):
             if getattr(self, name) != default:
                 s += f", {name}={getattr(self, name)!r}"
         return s
@@ -203,8 +207,12 @@ class RNNBase(nn.Module):
     # ---------------------------------------------------------------------------------------------
     # forward
 
-    def forward(self, input, hx=None, *, lengths=None):
-        """See the module docstring. Returns ``(output, h_n)``; for LSTM ``(output, (h_n, c_n))``."""
+    def forward(self, input, hx=None, lengths=None):
+        """See the module docstring. Returns ``(output, h_n)``; for LSTM ``(output, (h_n, c_n))``.
+
+        ``lengths`` is meant to be passed by name; it may also come third in place, because
+        torch's TorchScript-based ONNX exporter passes every argument with a default that way.
+        """
         name = type(self).__name__
         if isinstance(input, PackedSequence):
             if lengths is not None:
@@ -313,7 +321,7 @@ class RNNBase(nn.Module):
             params = (w["b_hh"],) if self.mode == "GRU" else ()
             return recurrence(FAST_CELLS[self.mode], gi, state, w["w_hh"], params,
                               reverse=reverse, lengths=lengths, compiled=path == COMPILED)
-        return scan(layer_step(self.mode, w, w["w_hh"]), gi, state, lengths, reverse)
+        return time_loop(path)(layer_step(self.mode, w, w["w_hh"]), gi, state, lengths, reverse)
 
 
 class RNN(RNNBase):
@@ -392,3 +400,6 @@ class GRU(RNNBase):
             "GRU", input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional,
             proj_size, device, dtype, init_state=init_state, backend=backend,
         )
+
+
+allow_weights_only_load(RNN, LSTM, GRU)  # sound: see rnnkit.nn.interop
