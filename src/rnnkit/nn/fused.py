@@ -90,7 +90,7 @@ class FusedMixin:
     def _fast_inputs(self, x: Tensor, w: dict, layer: int, reverse: bool, path: str):
         """(cell, gi (T, B, G), the cell's extra parameters) for this direction on ``path``."""
         params = (w["b_hh"],) if self.mode == "GRU" else ()
-        if path == LOOP:  # the readable path's own product
+        if path in (LOOP, SCAN):  # the readable path's own product (and a traceable one)
             return self.fast_cell, input_projection(self.mode, x, w), params
         # as input_projection, by the library the fast path's products use (products.py)
         bias = w["b_ih"] if self.mode == "GRU" else combined_bias(w["b_ih"], w["b_hh"])

@@ -43,7 +43,7 @@ from rnnkit.nn.fast.ops import EPS
 from rnnkit.nn.fused import FusedMixin
 from rnnkit.nn.interop import allow_weights_only_load
 from rnnkit.nn.loop import column_major
-from rnnkit.nn.paths import COMPILED, LOOP
+from rnnkit.nn.paths import COMPILED, LOOP, SCAN
 from rnnkit.nn.rnn import GRU, LSTM
 
 
@@ -136,7 +136,8 @@ class _LayerNormMixin(FusedMixin):
     def _fast_inputs(self, x: Tensor, w: dict, layer: int, reverse: bool, path: str):
         gamma_ih = self._ln("ln_ih_weight", layer, reverse)
         shift, params = self._params(w, layer, reverse)
-        linear = F.linear if path == LOOP else products.linear  # products.py: the fast path's
+        # the traceable paths keep F.linear; the fast path's products are in products.py
+        linear = F.linear if path in (LOOP, SCAN) else products.linear
         xp = linear(x, w["w_ih"])  # (T, B, G): one matrix product for all T steps
         if path == COMPILED:  # the compiled loop applies γ_ih LN(·) + shift to each row as it goes
             if self.mode == "GRU":
