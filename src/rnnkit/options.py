@@ -9,7 +9,7 @@
 
 Every choice here changes speed or memory only; each path is tested against its reference
 (docs/architecture.md names the tests). The choices hold inside the ``with`` block, in the thread
-(or asyncio task) that entered it: they live in a :class:`contextvars.ContextVar`, the way
+(or asyncio task) that entered it: they live in a `contextvars.ContextVar`, the way
 ``torch.no_grad`` keeps its flag per thread, so two threads may run with different choices. A new
 thread starts from the defaults. A layer's constructor argument, when given, wins over the scope.
 
@@ -17,7 +17,7 @@ Choices:
 
 * ``compiled`` (default True, or the environment variable ``RNNKIT_COMPILED``, read once when
   rnnkit first needs its options: ``0`` turns it off): run the time loop and each step's
-  elementwise work in C++ (:mod:`rnnkit.nn.fast.compiled`) for the cells it covers, on CPU in
+  elementwise work in C++ (`rnnkit.nn.fast.compiled`) for the cells it covers, on CPU in
   float32/float64. It is built on first use (about a minute, one line on stderr) and cached per
   torch version and instruction set; where it cannot be built (no C++ compiler, no ninja, a build
   error) the fast path's eager kernels run and a warning says why, once per process.
@@ -35,7 +35,7 @@ Choices:
 
 ``packed_gemm=False`` (before ``gemm`` existed) still works and means ``gemm="torch"``, with a
 DeprecationWarning. This module does not import torch (``import rnnkit`` stays light); the code
-that acts on the choices reads them with :func:`current` when a call starts.
+that acts on the choices reads them with `current` when a call starts.
 """
 
 from __future__ import annotations
@@ -118,7 +118,7 @@ def _checked(choices: dict) -> dict:
 def options(**choices) -> Iterator[Options]:
     """Run the ``with`` block under these choices; the ones not named keep their current value.
 
-    Yields the :class:`Options` in force inside the block. Nesting works as expected: the inner
+    Yields the `Options` in force inside the block. Nesting works as expected: the inner
     block's choices override the outer's until it ends.
     """
     token = _CURRENT.set(dataclasses.replace(current(), **_checked(dict(choices))))

@@ -1,9 +1,9 @@
 """Exportable programs for the task models and the character language model.
 
 Each repeats its model's eval-mode forward with the recurrent layer replaced by a
-:class:`~rnnkit.export.programs.StackProgram`, and without the data-dependent checks of the eager
-forward (``int(lengths.min())`` would fix the lengths into the graph): :func:`rnnkit.export.to_onnx`
-and :func:`~rnnkit.export.to_pt2` run the eager model on the example first, so those checks still
+`StackProgram`, and without the data-dependent checks of the eager
+forward (``int(lengths.min())`` would fix the lengths into the graph): `rnnkit.export.to_onnx`
+and `to_pt2` run the eager model on the example first, so those checks still
 run once, before any work.
 
 Inputs and outputs (B batch, T time, S source, U target, V vocabulary, C classes):

@@ -1,6 +1,6 @@
 """``to_onnx``: an rnnkit layer or model as an ONNX file with dynamic batch and time axes.
 
-The program (:mod:`rnnkit.export.programs`) is traced by ``torch.export`` and converted by
+The program (`rnnkit.export.programs`) is traced by ``torch.export`` and converted by
 ``torch.onnx.export``: plain RNN / LSTM / GRU stacks become ONNX's own operators, every other
 recurrence an ONNX ``Scan`` over its step. Optional inputs (initial states, lengths) get their
 defaults as initializers of the same name (ONNX IR >= 4), so a runtime may leave them out.

@@ -3,7 +3,7 @@
     python -m rnnkit.export.ort_sample runs/demo/model.onnx --prompt "The " --length 300 --seed 0
 
 With the same seed it prints what ``rnnkit sample`` prints: the sampling of
-:mod:`rnnkit.train.sampling` reproduced step for step.
+`rnnkit.train.sampling` reproduced step for step.
 
 * The distribution: ``softmax(logits / temperature)`` in float64, then the top-k and top-p cuts
   (nucleus: the most likely characters while the mass before them is below ``top_p``), renormalised.
@@ -130,7 +130,7 @@ class OnnxCharLM:
 def generate(model: OnnxCharLM, prompt: str, length: int, *, temperature: float = 1.0,
              top_k: int | None = None, top_p: float | None = None,
              seed: int | None = None) -> Iterator[str]:
-    """Yield ``length`` characters continuing ``prompt``, as :func:`rnnkit.train.generate` does."""
+    """Yield ``length`` characters continuing ``prompt``, as `rnnkit.train.generate` does."""
     top_k = check_options(len(model.vocab), temperature, top_k, top_p, length)
     if not prompt:
         raise SamplingError("the prompt must hold at least one character")

@@ -1,12 +1,12 @@
 """Exportable programs: an rnnkit layer wrapped in a module whose forward torch.export can trace.
 
 A program holds the layer itself (so its parameters keep their names, ``layer.weight_ih_l0``) and
-computes the layer's eval-mode forward with :mod:`rnnkit.export.recurrence`. It takes its inputs
-flat and positional, in the order of :attr:`Program.slots`, ``None`` for an omitted one, and
-returns its outputs flat, in the order of :attr:`Program.outputs`.
+computes the layer's eval-mode forward with `rnnkit.export.recurrence`. It takes its inputs
+flat and positional, in the order of `Program.slots`, ``None`` for an omitted one, and
+returns its outputs flat, in the order of `Program.outputs`.
 
 ``target="onnx"`` runs plain RNN / LSTM / GRU stacks as ONNX's own operators
-(:mod:`rnnkit.export.onnx_ops`) and everything else through the scan; ``target="pt2"`` uses the
+(`rnnkit.export.onnx_ops`) and everything else through the scan; ``target="pt2"`` uses the
 scan everywhere, so the program needs nothing but torch to run. ``streaming=True`` makes one time
 step, ``(x_t, state) -> (y_t, state)``, without a loop.
 """
@@ -128,7 +128,7 @@ def call_layer(layer, x: Tensor, hx, lengths: Tensor | None):
 
 
 def stack_of(layer) -> Stack:
-    """The :class:`Stack` of an ``rnnkit.nn.RNNBase`` layer (plain, Fused* or LayerNorm*)."""
+    """The `Stack` of an ``rnnkit.nn.RNNBase`` layer (plain, Fused* or LayerNorm*)."""
     kind = {"LSTM": "lstm", "GRU": "gru", "RNN_TANH": "rnn_tanh", "RNN_RELU": "rnn_relu"}[layer.mode]
     if hasattr(layer, "ln_ih_weight_l0"):
         kind = "ln_" + kind

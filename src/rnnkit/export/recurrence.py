@@ -2,7 +2,7 @@
 
 Each function takes the parameters by their torch.nn names (``weight_ih_l0``, ``bias_hh_l1_reverse``,
 ``ln_hh_weight_l0``...) in a dict, the layer's static configuration, and the inputs, and computes
-what the layer computes in eval mode, with the time loop of :mod:`rnnkit.export.scan` instead of a
+what the layer computes in eval mode, with the time loop of `rnnkit.export.scan` instead of a
 Python ``for``. The step equations are rnnkit's own (``rnnkit.nn.cells``, ``rnnkit.nn.layernorm``),
 so there is one copy of each cell; only the loop differs.
 
@@ -200,7 +200,7 @@ def min_forward(coefficients, p: Params, num_layers: int, x: Tensor, h0: Tensor)
 
 
 def min_step(coefficients, p: Params, num_layers: int, x_t: Tensor, h: Tensor):
-    """One step of :func:`min_forward` without a loop: x_t (B, I), h (L, B, H) -> (y_t, h)."""
+    """One step of `min_forward` without a loop: x_t (B, I), h (L, B, H) -> (y_t, h)."""
     finals = []
     for k in range(num_layers):
         a, b = coefficients(F.linear(x_t, p[f"weight_ih_l{k}"], p[f"bias_ih_l{k}"]))  # (B, H)

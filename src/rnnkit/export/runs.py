@@ -4,9 +4,9 @@
     export_run("runs/demo", "onnx")   -> runs/demo/model.onnx
 
 Char-LM runs write ``config.json`` with format ``rnnkit-charlm-run`` (see
-:mod:`rnnkit.train.checkpoint`); task runs write ``config.json`` with ``kind`` ``memory_task`` or
+`rnnkit.train.checkpoint`); task runs write ``config.json`` with ``kind`` ``memory_task`` or
 ``transduction`` and ``model.safetensors`` (``rnnkit task ... --out-dir``). The char LM's file
-carries its vocabulary (``rnnkit.vocab`` in the ONNX metadata), so :mod:`rnnkit.export.ort_sample`
+carries its vocabulary (``rnnkit.vocab`` in the ONNX metadata), so `rnnkit.export.ort_sample`
 needs nothing else.
 """
 

@@ -117,12 +117,12 @@ def loop_scan(
     *,
     keep: tuple[Tensor | None, ...] | None = None,
 ) -> tuple[Tensor, State]:
-    """:func:`rnnkit.nn.loop.scan` on torch's scan op: the same contract, the same arithmetic.
+    """`rnnkit.nn.loop.scan` on torch's scan op: the same contract, the same arithmetic.
 
     ``step(gi_t, state) -> state``; gi (T, B, G); state tuple of (B, ·); lengths (B,) hold each
     sequence's state past its end, where the output is zero; keep: per state tensor None or the
     zoneout update fractions (T, B, 1 or H). Returns (out (T, B, H_out), final state). The layers
-    run it under ``torch.compile`` and ``torch.export`` (:func:`rnnkit.nn.paths.time_loop`).
+    run it under ``torch.compile`` and ``torch.export`` (`rnnkit.nn.paths.time_loop`).
     """
     valid = valid_mask(lengths, gi.shape[0])  # (T, B, 1) or None: scanned, never closed over
     zoned = [k for k, z in enumerate(keep or ()) if z is not None]

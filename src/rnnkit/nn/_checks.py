@@ -94,7 +94,7 @@ def check_lengths(lengths, batch_size: int, seq_len: int, device: torch.device) 
 
     Each length must lie in [1, seq_len]: a sequence of length 0 has no last step to report.
     The values are checked in eager only: a traced graph would fix them into itself (see
-    :func:`rnnkit.nn.tracing.values_readable`), so compiled and exported calls trust them.
+    `rnnkit.nn.tracing.values_readable`), so compiled and exported calls trust them.
     """
     if not isinstance(lengths, Tensor):
         try:

@@ -2,7 +2,7 @@
 
 The step functions are the single source of the update equations: the cell modules below call them
 once, and the sequence layers (``rnnkit.nn.rnn``) call them once per time step from the loop in
-``rnnkit.nn.loop`` (through :func:`layer_step`). Each takes ``gi``, the input projection ``W_ih x_t + b_ih`` already computed for
+``rnnkit.nn.loop`` (through `layer_step`). Each takes ``gi``, the input projection ``W_ih x_t + b_ih`` already computed for
 this step (the loop computes it for all time steps in one matrix product), so a step only does the
 work that depends on the previous state.
 
@@ -103,7 +103,7 @@ def input_projection(mode: str, x: Tensor, w: dict) -> Tensor:
 
 def layer_step(mode: str, w: dict, w_hh: Tensor, hidden_mask: Tensor | None = None) -> Step:
     """``step(gi_t, state) -> state`` of a ``mode`` layer (RNN_TANH, RNN_RELU, LSTM, GRU) for
-    :func:`rnnkit.nn.loop.scan`. ``w_hh`` may differ from ``w["w_hh"]`` (DropConnect);
+    `rnnkit.nn.loop.scan`. ``w_hh`` may differ from ``w["w_hh"]`` (DropConnect);
     ``hidden_mask`` (B, H): variational dropout on the h entering ``W_hh``."""
     w_hh = column_major(w_hh)  # every step multiplies by its transpose
     mask = (lambda h: h) if hidden_mask is None else (lambda h: h * hidden_mask)
@@ -244,7 +244,7 @@ class RNNCell(_CellBase):
 
 
 class LSTMCell(_CellBase):
-    """LSTM cell; see :func:`lstm_step`. input (B, I) or (I,); hx = (h, c) -> (h', c')."""
+    """LSTM cell; see `lstm_step`. input (B, I) or (I,); hx = (h, c) -> (h', c')."""
 
     _name = "LSTMCell"
 
@@ -273,7 +273,7 @@ class LSTMCell(_CellBase):
 
 
 class GRUCell(_CellBase):
-    """GRU cell; see :func:`gru_step`. input (B, I) or (I,); hx (B, H) or (H,) -> h'."""
+    """GRU cell; see `gru_step`. input (B, I) or (I,); hx (B, H) or (H,) -> h'."""
 
     _name = "GRUCell"
 

@@ -1,6 +1,6 @@
-"""Deprecated: ``compile_min_rnn`` lives in :mod:`rnnkit.nn.mingru` now.
+"""Deprecated: ``compile_min_rnn`` lives in `rnnkit.nn.mingru` now.
 
-"Compiled" in rnnkit names the C++ kernels of :mod:`rnnkit.nn.fast.compiled`; this module's one
+"Compiled" in rnnkit names the C++ kernels of `rnnkit.nn.fast.compiled`; this module's one
 function wraps ``torch.compile`` for minGRU, so it moved beside the model it compiles.
 """
 

@@ -1,4 +1,4 @@
-"""Deprecated: the compiled CPU kernels live in :mod:`rnnkit.nn.fast.compiled` and are chosen per
+"""Deprecated: the compiled CPU kernels live in `rnnkit.nn.fast.compiled` and are chosen per
 call, not switched on for the whole process.
 
     with rnnkit.options(compiled=True):   # instead of cpu_kernels.enable()

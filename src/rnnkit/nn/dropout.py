@@ -5,7 +5,7 @@ at every step wipes it out):
 
 * **Variational dropout** (Gal & Ghahramani 2016): ONE Bernoulli mask per sequence, the same at
   every time step, on the input of the recurrent product: ``a_t = W_hh (h_{t-1} ⊙ m)`` with
-  ``m ~ Bernoulli(1-p) / (1-p)``, shape (B, H). :class:`LockedDropout` does the same to a whole
+  ``m ~ Bernoulli(1-p) / (1-p)``, shape (B, H). `LockedDropout` does the same to a whole
   sequence between layers (one mask over time, as in AWD-LSTM).
 * **Zoneout** (Krueger et al. 2017): each unit keeps its previous value with probability ``p``
   instead of being updated: ``s_t = s_{t-1} + k_t ⊙ (s'_t - s_{t-1})``, ``k_t ~ Bernoulli(1-p)``,

@@ -1,18 +1,18 @@
 """``FusedRNN``, ``FusedLSTM``, ``FusedGRU``: rnnkit's layers on the fast path, with recurrent dropout.
 
 "Fused" names these layers only: each direction of each layer runs its whole sequence as ONE
-autograd Function with hand-written BPTT (:mod:`rnnkit.nn.fast`), fused over time, instead of a
+autograd Function with hand-written BPTT (`rnnkit.nn.fast`), fused over time, instead of a
 Python loop that autograd records step by step. (PyTorch's own kernels, which the stock
 ``rnnkit.LSTM`` calls, are "native" here.) Same constructor, inputs, outputs and parameters as
 ``rnnkit.RNN/LSTM/GRU``; ``backend="loop"`` runs the same recurrence and masks through the readable
-:func:`rnnkit.nn.loop.scan` instead (and so does ``proj_size > 0``, which the fast kernels do not
+`rnnkit.nn.loop.scan` instead (and so does ``proj_size > 0``, which the fast kernels do not
 implement). ``backend="native"`` is refused: torch has no kernel for the dropouts below.
 
 Extra keyword-only constructor arguments:
 
 * ``recurrent_dropout`` (variational, on ``h`` entering ``W_hh``), ``zoneout`` (a float, or
   ``(p_h, p_c)`` for the LSTM), ``weight_dropout`` (DropConnect on ``W_hh``): see
-  :mod:`rnnkit.nn.dropout`; all 0 by default.
+  `rnnkit.nn.dropout`; all 0 by default.
 * ``compiled``: True to run the time loop in C++ where a compiled kernel covers the cell (every
   cell here, on CPU, float32/float64), False never; None (default) follows ``rnnkit.options``.
 """
@@ -97,7 +97,7 @@ class FusedMixin:
         return self.fast_cell, products.linear(x, w["w_ih"], bias), params
 
     def _step(self, w: dict, w_hh: Tensor, params: tuple, hidden_mask: Tensor | None):
-        """``step(gi_t, state) -> state`` for the readable path (see :func:`layer_step`)."""
+        """``step(gi_t, state) -> state`` for the readable path (see `layer_step`)."""
         return layer_step(self.mode, w, w_hh, hidden_mask)
 
     def _run_direction(self, x, state, layer, reverse, lengths, path=LOOP):
@@ -123,15 +123,15 @@ class FusedMixin:
 
 
 class FusedRNN(FusedMixin, RNN):
-    """``rnnkit.RNN`` on the fast path, with recurrent dropout (see :mod:`rnnkit.nn.fused`)."""
+    """``rnnkit.RNN`` on the fast path, with recurrent dropout (see `rnnkit.nn.fused`)."""
 
 
 class FusedLSTM(FusedMixin, LSTM):
-    """``rnnkit.LSTM`` on the fast path, with recurrent dropout (see :mod:`rnnkit.nn.fused`)."""
+    """``rnnkit.LSTM`` on the fast path, with recurrent dropout (see `rnnkit.nn.fused`)."""
 
 
 class FusedGRU(FusedMixin, GRU):
-    """``rnnkit.GRU`` on the fast path, with recurrent dropout (see :mod:`rnnkit.nn.fused`)."""
+    """``rnnkit.GRU`` on the fast path, with recurrent dropout (see `rnnkit.nn.fused`)."""
 
 
 allow_weights_only_load(FusedRNN, FusedLSTM, FusedGRU)  # sound: see rnnkit.nn.interop

@@ -12,7 +12,7 @@ Some of PyTorch knows torch.nn's recurrent layers by their exact class and nothi
 * **torch.ao.quantization** swaps modules through tables keyed by exact torch.nn classes, and
   left rnnkit's layers in float32 without a word. It tells a module it wants it quantized by
   setting ``module.qconfig``; rnnkit's layers answer that with an error that says how to get
-  int8 (:func:`rnnkit.export.to_torch_nn` first, or the exported ONNX file's int8), never
+  int8 (`rnnkit.export.to_torch_nn` first, or the exported ONNX file's int8), never
   silence. One case needs a look at torch.ao's own frame: ``quantize_dynamic(model)`` with its
   default choice (torch.nn's LSTM, GRU and cells) gives every module ``qconfig = None`` unless
   its exact class is chosen, so the layer reads the choice torch.ao is applying, and refuses if
@@ -20,7 +20,7 @@ Some of PyTorch knows torch.nn's recurrent layers by their exact class and nothi
   torch.ao to this).
 * **torch.load** with ``weights_only=True`` (the default) refuses every class not on its allow
   list, torch.nn's layers included. rnnkit's layers and cells are added to it with
-  ``torch.serialization.add_safe_globals`` (:func:`allow_weights_only_load`), which is sound:
+  ``torch.serialization.add_safe_globals`` (`allow_weights_only_load`), which is sound:
   weights_only promises that loading runs no code from the file. Loading one of these classes
   makes it with ``cls.__new__`` and fills it with ``nn.Module.__setstate__`` (a dict update);
   none of them defines ``__new__``, ``__reduce__``, ``__reduce_ex__``, ``__getstate__`` or

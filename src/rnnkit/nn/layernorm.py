@@ -25,10 +25,10 @@ bias ``b``), which keeps torch.nn's parameter names. Extra parameters per layer 
 
 Same constructor, inputs and outputs as ``rnnkit.LSTM`` / ``rnnkit.GRU`` (batch_first,
 bidirectional, num_layers, dropout, packed sequences, ``lengths=``, ``hx``, ``init_state``), plus
-the recurrent-dropout and ``compiled`` arguments of the ``Fused*`` layers (:mod:`rnnkit.nn.fused`).
-``backend="auto"`` runs the fast path (:mod:`rnnkit.nn.fast`, hand-written BPTT; with
+the recurrent-dropout and ``compiled`` arguments of the ``Fused*`` layers (`rnnkit.nn.fused`).
+``backend="auto"`` runs the fast path (`rnnkit.nn.fast`, hand-written BPTT; with
 ``compiled``, the time loop and the layer norms in C++); ``backend="loop"`` runs the readable
-steps below through :func:`rnnkit.nn.loop.scan` (the oracle the tests compare against).
+steps below through `rnnkit.nn.loop.scan` (the oracle the tests compare against).
 """
 
 from __future__ import annotations

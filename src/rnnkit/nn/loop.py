@@ -126,7 +126,7 @@ def packed_to_padded(packed: PackedSequence) -> tuple[Tensor, Tensor]:
 
 
 def padded_to_packed(padded: Tensor, like: PackedSequence) -> PackedSequence:
-    """Inverse of :func:`packed_to_padded` with ``like``'s exact layout (batch sizes, sort order)."""
+    """Inverse of `packed_to_padded` with ``like``'s exact layout (batch sizes, sort order)."""
     if like.sorted_indices is not None:
         padded = padded.index_select(1, like.sorted_indices)
     T, B = padded.shape[:2]

@@ -8,11 +8,11 @@ The gates depend on the input only, never on ``h_{t-1}``, so the recurrence is l
               a = f / (f + i),  b = i / (f + i) ⊙ h̃
 
 with ``g(v) = v + 0.5`` for v ≥ 0 and ``σ(v)`` for v < 0 (continuous and positive; the paper's
-``g``, :func:`positive_activation` here, as ``g`` already names the LSTM's gate). The
+``g``, `positive_activation` here, as ``g`` already names the LSTM's gate). The
 coefficients are computed in log space (``log σ(k) = -softplus(-k)``, ``log f/(f+i) =
 -softplus(softplus(-k_f) - softplus(-k_i))``), which stays exact for any gate logit.
 
-Such a recurrence is a prefix scan (:func:`linear_scan`); two parallel scans are implemented,
+Such a recurrence is a prefix scan (`linear_scan`); two parallel scans are implemented,
 chosen by the ``scan=`` argument:
 
 * ``"blocked"`` (default): a two-level blocked scan. Time is cut into ``n`` chunks of ``C ≈ √T``
@@ -37,8 +37,8 @@ Shapes: T time, B batch, I input, H hidden, L layers. x (T, B, I) or (B, T, I) w
 ``batch_first`` or unbatched (T, I); h0 (L, B, H) or (L, H), zeros when omitted, any sign;
 output (T, B, H); h_n (L, B, H). For T > 1 ``forward`` scans; for T = 1 it takes one step, so
 stepping one step at a time while carrying ``h_n`` gives the numbers of one call on the whole
-sequence (to rounding). :meth:`forward_sequential` is the plain loop (:func:`rnnkit.nn.loop.scan`),
-the reference. :func:`compile_min_rnn` compiles the coefficients with ``torch.compile`` (opt-in).
+sequence (to rounding). `forward_sequential` is the plain loop (`rnnkit.nn.loop.scan`),
+the reference. `compile_min_rnn` compiles the coefficients with ``torch.compile`` (opt-in).
 """
 
 from __future__ import annotations
@@ -88,7 +88,7 @@ def positive_activation(v: Tensor) -> Tensor:
 def blocked_scan(a: Tensor, b: Tensor, reverse: bool = False) -> Tensor:
     """``h_t = a_t h_{t-1} + b_t`` from ``h = 0``, over axis 0 (from the end if ``reverse``).
 
-    a, b (T, ...) -> h (T, ...). No autograd: see :class:`_BlockedScan`.
+    a, b (T, ...) -> h (T, ...). No autograd: see `_BlockedScan`.
     """
     T = a.shape[0]
     if reverse:  # the same loops on the time-reversed problem
@@ -175,7 +175,7 @@ def log_scan(log_a: Tensor, log_b: Tensor, chunk: int = CHUNK) -> Tensor:
 
 
 def linear_scan_log(log_a: Tensor, log_b: Tensor, h0: Tensor | None = None) -> Tensor:
-    """:func:`linear_scan` from ``log a, log b`` by the log-space scan; h0 enters linearly."""
+    """`linear_scan` from ``log a, log b`` by the log-space scan; h0 enters linearly."""
     h = torch.exp(log_scan(log_a, log_b))
     if h0 is not None:
         h = h + torch.exp(log_a.cumsum(0)) * h0  # the initial state decays by Π a
@@ -263,7 +263,7 @@ class _MinRNN(TorchInterop, nn.Module):
         """x (T, B, I) -> (output (T, B, H), h_n (L, B, H)); a parallel scan when T > 1.
 
         Under torch.compile / torch.export the recurrence runs as torch's scan op, under
-        torch.func and torch.jit.trace as the sequential loop (see :mod:`rnnkit.nn.tracing`).
+        torch.func and torch.jit.trace as the sequential loop (see `rnnkit.nn.tracing`).
         """
         x, h0, batched = self._prepare(x, h0)
         mode = tracing(x)
@@ -290,7 +290,7 @@ class _MinRNN(TorchInterop, nn.Module):
         return self._finish(x, torch.stack(finals), batched)
 
     def forward_sequential(self, x: Tensor, h0: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        """The same as :meth:`forward`, one time step after another: the readable reference."""
+        """The same as `forward`, one time step after another: the readable reference."""
         x, h0, batched = self._prepare(x, h0)
         return self._finish(*self._sequential(x, h0), batched)
 

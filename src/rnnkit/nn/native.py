@@ -51,7 +51,7 @@ def run_native_any(
     batch_first: bool,
     **kw,
 ) -> tuple[Tensor | PackedSequence, tuple[Tensor, ...]]:
-    """:func:`run_native` for a padded tensor, a tensor with lengths, or a PackedSequence.
+    """`run_native` for a padded tensor, a tensor with lengths, or a PackedSequence.
 
     hx is in the caller's batch order. With lengths the input is packed, run and padded back, so
     outputs past each length are zero and the final states are those at each last valid step.

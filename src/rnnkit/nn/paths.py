@@ -4,24 +4,24 @@ Five paths compute the same function (each is tested against its reference; see
 docs/architecture.md):
 
 * ``native``: PyTorch's own RNN kernels (``torch._VF``, what ``torch.nn.RNN/LSTM/GRU`` call;
-  :mod:`rnnkit.nn.native`), for the stock layers in stock configurations.
-* ``fast``: rnnkit's fast path (:mod:`rnnkit.nn.fast`): one autograd Function per sequence with
+  `rnnkit.nn.native`), for the stock layers in stock configurations.
+* ``fast``: rnnkit's fast path (`rnnkit.nn.fast`): one autograd Function per sequence with
   hand-written BPTT, each step's arithmetic by eager ATen kernels, for the layers torch has no
   kernel for (layer norm, recurrent dropout; the ``Fused*`` layers).
 * ``compiled`` (the default where it applies): the fast path with the time loop and each step's
-  elementwise work in C++ (:mod:`rnnkit.nn.fast.compiled`), where a compiled kernel covers the
+  elementwise work in C++ (`rnnkit.nn.fast.compiled`), where a compiled kernel covers the
   cell, device and dtype and the extension could be built (else ``fast``, after one warning).
-* ``loop``: the readable Python time loop (:func:`rnnkit.nn.loop.scan`) over the step functions,
+* ``loop``: the readable Python time loop (`rnnkit.nn.loop.scan`) over the step functions,
   with autograd for the backward: the reference every other path is tested against.
-* ``scan``: the same steps with the time loop as torch's ``scan`` op (:mod:`rnnkit.export.scan`),
+* ``scan``: the same steps with the time loop as torch's ``scan`` op (`rnnkit.export.scan`),
   taken under ``torch.export`` and under ``torch.compile`` without autograd (see
-  :mod:`rnnkit.nn.tracing`): T stays symbolic, and nothing of the fast path (its buffer pool,
+  `rnnkit.nn.tracing`): T stays symbolic, and nothing of the fast path (its buffer pool,
   locks, MKL ops, C++ extension) enters a graph. With autograd, ``torch.compile`` gets the
-  readable loop, unrolled (see :func:`traced_path`).
+  readable loop, unrolled (see `traced_path`).
 
 Under a ``torch.func`` transform the layers take the loop; under ``torch.jit.trace`` PyTorch's
 kernels where the layer can use them, else the loop, unrolled, with a warning (see
-:func:`traced_path`).
+`traced_path`).
 """
 
 from __future__ import annotations
@@ -79,7 +79,7 @@ def choose_path(
 
 
 def traced_path(mode: str, backend: str, native: bool) -> str:
-    """The path while ``mode`` (see :func:`rnnkit.nn.tracing.tracing`) watches the call.
+    """The path while ``mode`` (see `rnnkit.nn.tracing.tracing`) watches the call.
 
     torch.export, and torch.compile without autograd: ``scan``, whatever the backend (it runs
     the loop's steps; T stays symbolic). torch.compile with autograd on: ``loop``, which Dynamo
@@ -119,7 +119,7 @@ def traced_path(mode: str, backend: str, native: bool) -> str:
 
 def time_loop(path: str):
     """The time loop of ``path``: torch's scan op for ``scan``, else the readable loop. Both take
-    ``(step, gi, state, lengths, reverse, keep=)`` (see :func:`rnnkit.nn.loop.scan`)."""
+    ``(step, gi, state, lengths, reverse, keep=)`` (see `rnnkit.nn.loop.scan`)."""
     if path == SCAN:
         from rnnkit.export.scan import loop_scan  # imports torch's scan op only when tracing
 

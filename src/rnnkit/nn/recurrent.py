@@ -2,7 +2,7 @@
 
 v (the input map) does not depend on the state, so it runs over all time steps in one call; only q
 (the recurrent map) runs step by step. u (the output map) runs once over all the states at the end.
-With v, q affine, σ = tanh and u affine this is the Elman network (see :class:`rnnkit.Elman`).
+With v, q affine, σ = tanh and u affine this is the Elman network (see `rnnkit.Elman`).
 """
 
 from __future__ import annotations

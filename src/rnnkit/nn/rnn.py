@@ -13,7 +13,7 @@ in the constructor):
 * ``backend="auto" | "native" | "loop"``: ``native`` calls PyTorch's own RNN kernels (what
   ``torch.nn`` runs), ``loop`` runs the readable Python time loop of ``rnnkit.nn.loop`` over the step
   functions of ``rnnkit.nn.cells``. ``auto`` picks native whenever the layer can use it. The choice
-  is made in one place, :func:`rnnkit.nn.paths.choose_path`; subclasses (``rnnkit.nn.fused``) add
+  is made in one place, `rnnkit.nn.paths.choose_path`; subclasses (``rnnkit.nn.fused``) add
   the fast path.
 * ``step(x_t, hx=None)``: one time step without a time axis, for streaming and sampling.
 
@@ -57,10 +57,10 @@ _GATES = {"LSTM": 4, "GRU": 3, "RNN_TANH": 1, "RNN_RELU": 1}
 
 
 class RNNBase(TorchInterop, nn.Module):
-    """Shared machinery of :class:`RNN`, :class:`LSTM` and :class:`GRU` (see the module docstring).
+    """Shared machinery of `RNN`, `LSTM` and `GRU` (see the module docstring).
 
-    Subclasses with their own cell override :meth:`_run_direction`, set ``_has_native = False``
-    and give their fast-path cell in :attr:`fast_cell`.
+    Subclasses with their own cell override `_run_direction`, set ``_has_native = False``
+    and give their fast-path cell in `fast_cell`.
     """
 
     _has_native = True
@@ -264,7 +264,7 @@ class RNNBase(TorchInterop, nn.Module):
         return step_once(self, x_t, hx)
 
     def _path(self, x: Tensor) -> str:
-        """native, fast, compiled or loop for this call (see :func:`rnnkit.nn.paths.choose_path`)."""
+        """native, fast, compiled or loop for this call (see `rnnkit.nn.paths.choose_path`)."""
         return choose_path(self.backend, x, native=self._has_native, fast_cell=self.fast_cell,
                            compiled=getattr(self, "compiled", None))
 
@@ -353,7 +353,7 @@ class RNN(RNNBase):
 
 
 class LSTM(RNNBase):
-    """LSTM, drop-in for ``torch.nn.LSTM`` (with ``proj_size``); the step is :func:`lstm_step`."""
+    """LSTM, drop-in for ``torch.nn.LSTM`` (with ``proj_size``); the step is `lstm_step`."""
 
     def __init__(
         self,
@@ -378,7 +378,7 @@ class LSTM(RNNBase):
 
 
 class GRU(RNNBase):
-    """GRU, drop-in for ``torch.nn.GRU``; the step is :func:`gru_step`."""
+    """GRU, drop-in for ``torch.nn.GRU``; the step is `gru_step`."""
 
     def __init__(
         self,

@@ -42,7 +42,7 @@ def to_time_major(name: str, x, batch_first: bool) -> tuple[Tensor, bool]:
 
 
 def from_time_major(y: Tensor, h_n: Tensor, batched: bool, batch_first: bool):
-    """Undo :func:`to_time_major` on the outputs y (T, B, O) and h_n (B, H)."""
+    """Undo `to_time_major` on the outputs y (T, B, O) and h_n (B, H)."""
     if not batched:
         return y.squeeze(1), h_n.squeeze(0)
     return (y.transpose(0, 1) if batch_first else y), h_n
@@ -57,7 +57,7 @@ def step_once(module: nn.Module, x_t, h):
 
     The state is what ``forward`` takes and returns; carry it from call to call. A layer of
     ``rnnkit.nn.rnn`` that streams without autograd may take another path than its ``forward``
-    would for the same one-step input (:func:`step_path`); the numbers are the same.
+    would for the same one-step input (`step_path`); the numbers are the same.
     """
     check_input(f"{type(module).__name__}.step", x_t, {1: "(I,)", 2: "(B, I)"})
     path = step_path(module, x_t)
@@ -106,7 +106,7 @@ def step_path(module: nn.Module, x_t: Tensor) -> str | None:
 
 
 def _step_layers(module, x_t: Tensor, h, path: str):
-    """``forward`` on a one-step input, for the paths of :func:`step_path`: the same checks,
+    """``forward`` on a one-step input, for the paths of `step_path`: the same checks,
     state handling and outputs, run by ``module._run_layers`` on ``path``."""
     from rnnkit.nn._checks import check_features
 

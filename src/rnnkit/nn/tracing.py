@@ -8,19 +8,19 @@ traced number of steps). So while one of these watches, the layers take another 
 
 * ``"compile"``: ``torch.compile`` (``torch.compiler.is_compiling()``), ``torch.export`` in
   either mode (``torch.compiler.is_exporting()``), or tensors that are fake (``make_fx`` and
-  friends). The layers run their time loop as torch's ``scan`` op (:mod:`rnnkit.export.scan`),
+  friends). The layers run their time loop as torch's ``scan`` op (`rnnkit.export.scan`),
   one graph node whose body is traced once, so T stays symbolic; ``torch.compile`` with
-  autograd on gets the readable loop instead (:func:`rnnkit.nn.paths.traced_path` says why).
+  autograd on gets the readable loop instead (`rnnkit.nn.paths.traced_path` says why).
 * ``"func"``: a ``torch.func`` transform (``grad``, ``vmap``, ``jacrev``...). ``scan`` does not
   compose with them in torch 2.13 (grad over it fails in its meta conversion, vmap in its body),
   ``aten::lstm`` has no vmap batching rule and an autograd Function without ``setup_context``
-  is refused, so the layers run the readable loop (:func:`rnnkit.nn.loop.scan`), plain ATen ops
+  is refused, so the layers run the readable loop (`rnnkit.nn.loop.scan`), plain ATen ops
   that every transform knows. ``torch._C._are_functorch_transforms_active()`` is the test
   ``torch.autograd.Function.apply`` itself uses to decide the same question (it is declared in
   ``torch/_C/__init__.pyi``).
 * ``"jit"``: ``torch.jit.trace``, also what the TorchScript-based ONNX exporter
   (``torch.onnx.export(..., dynamo=False)``) runs. PyTorch's RNN kernels trace as one node for
-  any length; a Python loop is unrolled (see :func:`rnnkit.nn.paths.choose_path`).
+  any length; a Python loop is unrolled (see `rnnkit.nn.paths.choose_path`).
 """
 
 from __future__ import annotations

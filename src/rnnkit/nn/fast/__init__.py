@@ -14,5 +14,5 @@ One idea per file:
 
 Each path here is tested against the readable loop (``rnnkit.nn.loop.scan``): see
 docs/architecture.md for the test that ties each pair. This ``__init__`` imports nothing, so
-that :mod:`rnnkit.nn.paths` can read the registry without loading the driver.
+that `rnnkit.nn.paths` can read the registry without loading the driver.
 """

@@ -10,7 +10,7 @@ is backpropagation through time written out by hand (the formulas of ``rnnkit.sc
 * the weight gradient is ONE matrix product over all time steps: ``dW_hh = da^T h_in`` with ``da``
   (T*B, G) and ``h_in`` (T*B, H).
 
-The driver owns time, direction, masks and ``W_hh``; a kernel (one per cell, :mod:`.registry`)
+The driver owns time, direction, masks and ``W_hh``; a kernel (one per cell, `.registry`)
 owns one step's arithmetic:
 
     forward_step(t, h_in, prod, prev, new)  reads gi[t], writes the new states into ``new`` (a list
@@ -21,7 +21,7 @@ owns one step's arithmetic:
     finish() -> (dgi (T, B, G), da (T, B, G), gradients of the cell's own parameters)
 
 A compiled kernel has ``forward_all`` / ``backward_all`` instead of the two step methods: it runs
-the loops below in C++ (:mod:`.compiled`), in the same order.
+the loops below in C++ (`.compiled`), in the same order.
 
 Masks, all optional, all constants (the layers draw them; see ``rnnkit.nn.dropout``):
 
@@ -241,7 +241,7 @@ def recurrence(
     ``KERNELS[cell].params`` order (gru: ``b_hh``; ln_lstm: ``γ_hh, γ_c, β_c``; ln_lstm_x: those
     and ``γ_ih, shift``; ln_gru: ``γ_hh, b_hh``). lengths (B,); keep (T, B, 1 or H) or one per
     state (zoneout's update fractions); hidden_mask (B, H). compiled: the C++ kernel (True),
-    the eager one (False), or as :func:`rnnkit.nn.paths.choose_path` decides (None).
+    the eager one (False), or as `rnnkit.nn.paths.choose_path` decides (None).
     Returns (out (T, B, H), final state tuple).
     """
     spec = check_arguments(cell, gi, state, w_hh, params)
@@ -270,7 +270,7 @@ def recurrence(
 
 
 def check_arguments(cell: str, gi: Tensor, state: tuple, w_hh: Tensor, params: tuple):
-    """The cell's entry in ``KERNELS``, after checking what :func:`recurrence` was given."""
+    """The cell's entry in ``KERNELS``, after checking what `recurrence` was given."""
     check_choice("cell", cell, tuple(KERNELS))
     spec = KERNELS[cell]
     if len(state) != spec.n_state:

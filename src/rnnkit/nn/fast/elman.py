@@ -2,7 +2,7 @@
 
 ``a = W_hh h_in`` is the recurrent pre-activation; ``gi = W_ih x + b_ih + b_hh`` comes in for all
 steps. The kernel interface (``forward_step``, ``prepare_backward``, ``backward_step``,
-``finish``) is described in :mod:`rnnkit.nn.fast.driver`. Shapes: T time, B batch, H hidden.
+``finish``) is described in `rnnkit.nn.fast.driver`. Shapes: T time, B batch, H hidden.
 """
 
 from __future__ import annotations

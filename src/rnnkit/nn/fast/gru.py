@@ -6,7 +6,7 @@ LN-GRU (Ba et al. 2016): ``gh = γ_hh ⊙ LN(a) + b_hh``, then as the GRU. With 
 layer norm folded in (cell ``ln_gru_x``), ``gi`` arrives as ``W_ih x`` and becomes
 ``γ_ih ⊙ LN(W_ih x) + shift`` inside the kernel.
 
-The kernel interface is described in :mod:`rnnkit.nn.fast.driver`. Shapes: T time, B batch,
+The kernel interface is described in `rnnkit.nn.fast.driver`. Shapes: T time, B batch,
 H hidden; gi, gh (T, B, 3H).
 """
 
@@ -118,7 +118,7 @@ class InputLNGRUKernel(LNGRUKernel):
     """``ln_gru_x`` on the eager kernel: params (γ_hh, b_hh, γ_ih, shift); ``x = W_ih x_t``.
 
     ``gi = γ_ih LN(x) + shift`` for all steps before the loop (one ATen layer norm), its backward
-    after, in :meth:`finish`: the eager counterpart of the compiled loop, which does that layer
+    after, in `finish`: the eager counterpart of the compiled loop, which does that layer
     norm row by row inside each step. ``b_hh`` and ``shift`` may be None (``bias=False``).
     """
 

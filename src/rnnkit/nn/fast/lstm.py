@@ -12,7 +12,7 @@ becomes ``γ_ih ⊙ LN(W_ih x) + shift`` inside the kernel.
 The backward uses the formulas of ``rnnkit.scratch``: every local derivative that depends only on
 forward values is computed for all T steps at once before the loop (a few large elementwise
 products); per step only ``da_t`` from the incoming state gradient. The kernel interface is
-described in :mod:`rnnkit.nn.fast.driver`. Shapes: T time, B batch, H hidden, gates (T, B, 4H).
+described in `rnnkit.nn.fast.driver`. Shapes: T time, B batch, H hidden, gates (T, B, 4H).
 """
 
 from __future__ import annotations
@@ -152,7 +152,7 @@ class InputLNLSTMKernel(LNLSTMKernel):
     """``ln_lstm_x`` on the eager kernel: params (γ_hh, γ_c, β_c, γ_ih, shift); ``x = W_ih x_t``.
 
     ``gi = γ_ih LN(x) + shift`` for all steps before the loop (one ATen layer norm), its backward
-    after, in :meth:`finish`: the eager counterpart of the compiled loop, which does that layer
+    after, in `finish`: the eager counterpart of the compiled loop, which does that layer
     norm row by row inside each step.
     """
 

@@ -16,7 +16,7 @@ times them at the benchmark shapes):
 ``"auto"`` (the default) is oneDNN wherever PyTorch has it, then MKL's packed GEMM, then
 ``torch.mm``; float64 (which neither oneDNN nor the packed GEMM take) and non-CPU tensors always
 run ``torch.mm``. The products over whole sequences (the input projection ``x W_ih^T`` and its
-gradients, ``dW_hh``) follow the same choice through :func:`linear` and :func:`weight_grad`.
+gradients, ``dW_hh``) follow the same choice through `linear` and `weight_grad`.
 """
 
 from __future__ import annotations
@@ -76,7 +76,7 @@ def _onednn(x: Tensor, w: Tensor, b: Tensor | None = None) -> Tensor:
 
 class Products:
     """The products with ``W_hh`` (G, H) for one call of T steps at batch size B, by ``backend``
-    (default: :func:`backend`'s choice; a single step is not worth a packing: ``torch.mm`` on a
+    (default: `backend`'s choice; a single step is not worth a packing: ``torch.mm`` on a
     transposed view of ``W_hh``, no copy either).
 
     ``mm(h_in, out)``: ``h_in W_hh^T`` (B, G); ``addmm(bias, h_in, out)``: ``bias + h_in W_hh^T``

@@ -1,8 +1,8 @@
 """The cells the fast path runs: for each, its kernels and the shapes of what it takes.
 
 A kernel factory is called as ``factory(gi, params, save)`` (``save=False`` when no gradient is
-wanted) and returns a kernel with the interface of :mod:`rnnkit.nn.fast.driver`. ``compiled`` is
-the C++ kernel where one exists (:mod:`rnnkit.nn.fast.compiled`), else None.
+wanted) and returns a kernel with the interface of `rnnkit.nn.fast.driver`. ``compiled`` is
+the C++ kernel where one exists (`rnnkit.nn.fast.compiled`), else None.
 """
 
 from __future__ import annotations

@@ -10,8 +10,8 @@ at once under ``no_grad``), so nothing in use is ever handed out twice. One lock
 and the byte count, so layers may run in several threads at once. GPU tensors are not kept:
 PyTorch's CUDA allocator already caches.
 
-Which pool a call uses is a scoped choice (:mod:`rnnkit.options`): ``workspace=True`` (default)
-the shared pool below, ``False`` fresh buffers every call, or a :class:`Workspace` of one's own.
+Which pool a call uses is a scoped choice (`rnnkit.options`): ``workspace=True`` (default)
+the shared pool below, ``False`` fresh buffers every call, or a `Workspace` of one's own.
 """
 
 from __future__ import annotations

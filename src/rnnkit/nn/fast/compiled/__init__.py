@@ -1,8 +1,8 @@
 """The compiled CPU kernels: the time loop of every fast-path cell in C++ (on by default).
 
-One PyTorch extension, built on first use by :mod:`.build`, from one C++ file per cell beside
+One PyTorch extension, built on first use by `.build`, from one C++ file per cell beside
 its Python bridge (a kernel with the same interface and mathematics as the eager one in
-:mod:`rnnkit.nn.fast`): ``lstm.cpp`` / ``lstm.py`` (LSTM, layer-norm LSTM), ``gru.cpp`` /
+`rnnkit.nn.fast`): ``lstm.cpp`` / ``lstm.py`` (LSTM, layer-norm LSTM), ``gru.cpp`` /
 ``gru.py`` (GRU, layer-norm GRU), ``elman.cpp`` / ``elman.py`` (tanh, relu). The GRU and Elman
 cells share one time loop, ``one_state_loop.h`` (its arguments: ``one_state.py``), and the vector
 helpers of ``vec_ops.h``; ``module.cpp`` is the extension's Python module. Every call on CPU

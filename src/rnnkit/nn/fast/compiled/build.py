@@ -8,7 +8,7 @@ or another CPU gets its own build. A stamp beside the build records what it was 
 sources' hash, the flags, torch and Python): when it matches, later processes import the library
 directly, in milliseconds, without asking ninja; when a source changes, it is rebuilt.
 
-Where it cannot be built (no ninja, no compiler, a build error), :func:`kernels` returns None and
+Where it cannot be built (no ninja, no compiler, a build error), `kernels` returns None and
 warns once per process, in one line that names the reason; the layers then run the eager kernels.
 A failed build is remembered beside it (same stamp), so the next process does not spend another
 minute on it: delete the folder the warning names to try again.
@@ -203,7 +203,7 @@ def _write(path: Path, text: str) -> None:
 
 def build(capability: str | None = None, *, loader=None, verbose: bool = False) -> ModuleType:
     """Load (or build) and import the extension for ``capability`` (default: this CPU's),
-    falling back to each lesser instruction set; raises :class:`CPUKernelsUnavailable` naming the
+    falling back to each lesser instruction set; raises `CPUKernelsUnavailable` naming the
     reason when none works. ``loader`` stands in for ``torch.utils.cpp_extension.load`` (the
     tests pass a fake one)."""
     order = [*ISA_FLAGS, "DEFAULT"]
@@ -225,7 +225,7 @@ def build(capability: str | None = None, *, loader=None, verbose: bool = False) 
 @functools.cache
 def load() -> ModuleType:
     """The extension for this CPU, built on first use; later calls return the same module.
-    Raises :class:`CPUKernelsUnavailable`; a failure is not remembered by this function (the
+    Raises `CPUKernelsUnavailable`; a failure is not remembered by this function (the
     next call tries again, after ``pip install ninja``, say)."""
     return build()
 

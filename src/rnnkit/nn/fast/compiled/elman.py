@@ -1,7 +1,7 @@
 """The bridge to ``elman.cpp``: the Elman cell ``h' = σ(gi + a)`` (σ = tanh or relu) whose time
 loop runs in C++.
 
-The same mathematics and driver interface as the eager kernel of :mod:`rnnkit.nn.fast.elman`,
+The same mathematics and driver interface as the eager kernel of `rnnkit.nn.fast.elman`,
 and the same ops step for step (``gi + h_in W_hh^T`` by one ``addmm``, or MKL's packed product
 then the sum; σ in place); the time loop is ``one_state_loop.h``'s, which keeps the driver's
 order of products, masks and blends. The relu cell is the eager kernel bit for bit; the tanh
@@ -27,7 +27,7 @@ class CompiledElmanKernel(Owner):
         self.ext, self.gi, self.relu, self.save = load(), gi, relu, save
 
     def forward_all(self, reverse, S, prod, hidden_mask, keeps, NEW):
-        """The forward over all steps; arguments as :class:`~.gru.CompiledGRUKernel`'s."""
+        """The forward over all steps; arguments as `CompiledGRUKernel`'s."""
         ext = self.ext
         ext.elman.forward_loop(self.relu, one_state.products(ext, prod, False),
                                one_state.masks(ext, hidden_mask, keeps),

@@ -1,6 +1,6 @@
 """The bridge to ``gru.cpp``: the GRU and layer-norm GRU kernels whose time loop runs in C++.
 
-The same mathematics and driver interface as the eager kernels of :mod:`rnnkit.nn.fast.gru`
+The same mathematics and driver interface as the eager kernels of `rnnkit.nn.fast.gru`
 (``GRUKernel``, ``LNGRUKernel``), but the kernel runs the whole time loop itself
 (``forward_all`` / ``backward_all``, the loop of ``one_state_loop.h``) with the same per-step
 products, masks and blends as the driver's Python loop, in the same order. Each step is one pass

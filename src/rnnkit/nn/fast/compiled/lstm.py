@@ -1,6 +1,6 @@
 """The bridge to ``lstm.cpp``: the (layer-norm) LSTM kernel whose time loop runs in C++.
 
-The same mathematics and driver interface as the eager kernels of :mod:`rnnkit.nn.fast.lstm`
+The same mathematics and driver interface as the eager kernels of `rnnkit.nn.fast.lstm`
 (``layer_norm=True``: ``LNLSTMKernel``; ``False``: ``LSTMKernel``), but the kernel runs the whole
 time loop itself (``forward_all`` / ``backward_all``), with the same per-step products, masks and
 blends as the driver's Python loop, in the same order. What differs is what is kept. With layer
