@@ -1,7 +1,7 @@
 """``to_onnx`` and ``to_pt2``: write an rnnkit layer or model as a file with dynamic batch and time.
 
 Both check everything before any work (eval mode, the example against the model, the output
-path), trace the model's `program <rnnkit.export.programs>` with ``torch.export`` (time and
+path), trace the model's program (`rnnkit.export.programs`) with ``torch.export`` (time and
 batch axes symbolic), and write the file atomically: a failed export leaves no partial file.
 """
 
