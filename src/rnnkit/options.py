@@ -18,7 +18,7 @@ Choices:
 * ``compiled`` (default True, or the environment variable ``RNNKIT_COMPILED``, read once when
   rnnkit first needs its options: ``0`` turns it off): run the time loop and each step's
   elementwise work in C++ (`rnnkit.nn.fast.compiled`) for the cells it covers, on CPU in
-  float32/float64. It is built on first use (about a minute, one line on stderr) and cached per
+  float32/float64. It is built on first use (1-4 minutes on 2 cores, one line on stderr) and cached per
   torch version and instruction set; where it cannot be built (no C++ compiler, no ninja, a build
   error) the fast path's eager kernels run and a warning says why, once per process.
 * ``gemm`` (default ``"auto"``): what computes the matrix products with a weight that the fast

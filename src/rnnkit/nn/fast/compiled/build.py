@@ -1,7 +1,7 @@
 """Building and loading the compiled CPU kernels (a PyTorch C++ extension), on first use.
 
 The first call that takes the compiled path builds the extension (a C++ compiler and ``ninja``,
-about a minute) and says so in one line on stderr; the build is cached in PyTorch's extension
+1-4 minutes on 2 cores) and says so in one line on stderr; the build is cached in PyTorch's extension
 folder (``TORCH_EXTENSIONS_DIR``, or ``~/.cache/torch_extensions``) under a name that holds the
 instruction set and the torch version (``rnnkit_cpu_kernels_avx2_torch2_13_0``), so another torch
 or another CPU gets its own build. A stamp beside the build records what it was built from (the
