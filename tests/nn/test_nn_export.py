@@ -63,6 +63,7 @@ def _names(module, args):
     return list(inspect.signature(module.forward).parameters)[: len(args)]
 
 
+@pytest.mark.filterwarnings("ignore:torch.compile is ignored when called inside torch.export")
 @pytest.mark.parametrize("strict", [False, True])
 def test_export_with_autograd_on_keeps_time_dynamic(strict):
     """Outside no_grad torch.compile unrolls the loop (rnnkit.nn.paths.traced_path); torch.export

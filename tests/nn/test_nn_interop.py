@@ -17,6 +17,16 @@ from torch import nn
 import rnnkit
 from rnnkit.export import to_torch_nn
 
+# These tests use torch's deprecated tools on purpose (torch.ao, jit.trace, the TorchScript ONNX
+# exporter): their deprecation notices, and the tracer's note on Python booleans, are torch's.
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:.*deprecated:DeprecationWarning"),
+    pytest.mark.filterwarnings("ignore:You are using the legacy TorchScript-based ONNX export"),
+    pytest.mark.filterwarnings("ignore:The feature will be removed:DeprecationWarning"),
+    pytest.mark.filterwarnings("ignore:Converting a tensor to a Python boolean"),
+    pytest.mark.filterwarnings("ignore:torch.quantize_per_tensor.*deprecated"),
+]
+
 I, H = 3, 4
 
 
