@@ -17,7 +17,13 @@ import rnnkit
 from rnnkit.nn.cells import lstm_step, rnn_step
 from rnnkit.nn.fast.compiled.build import kernels
 from rnnkit.nn.fast.driver import recurrence
-from rnnkit.nn.fast.products import Products, mkl_packed_available, onednn_available
+from rnnkit.nn.fast.products import (
+    Products,
+    linear,
+    mkl_packed_available,
+    onednn_available,
+    weight_grad,
+)
 from rnnkit.nn.fast.registry import KERNELS
 from rnnkit.nn.layernorm import ln_gru_step, ln_lstm_step
 from rnnkit.nn.loop import scan
@@ -223,3 +229,26 @@ def check_float32(cell, gemm, compiled, gi, w, state, params, kw, ref):
     g32 = torch.autograd.grad(loss(out, [x.float() for x in weights]), inputs32)
     for a, b in zip(g32, g_ref):
         torch.testing.assert_close(a.double(), b, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("rows", [1, 5, 0])
+@pytest.mark.parametrize("bias", [True, False])
+def test_onednn_linear_and_weight_grad_match_float64(rows, bias):
+    """``linear``'s three gradients and ``weight_grad`` (oneDNN's backward-weights primitive,
+    which reads dy and x untransposed) equal float64 autograd's, with and without a bias, on
+    one row, several, and none (a zero gradient)."""
+    if not onednn_available():
+        pytest.skip("this PyTorch build has no oneDNN products")
+    gen = torch.Generator().manual_seed(3)
+    x, w = torch.randn(2, rows, 7, generator=gen, dtype=DT), torch.randn(9, 7, generator=gen, dtype=DT)
+    b = torch.randn(9, generator=gen, dtype=DT) if bias else None
+    dy = torch.randn(2, rows, 9, generator=gen, dtype=DT)
+    ins = [t for t in (x, w, b) if t is not None]
+    ref = torch.autograd.grad(F.linear(*[t.requires_grad_() for t in ins]), ins, dy)
+    ins32 = [t.detach().float().requires_grad_() for t in ins]
+    with rnnkit.options(gemm="onednn"):
+        got = torch.autograd.grad(linear(*ins32), ins32, dy.float())
+        d_w = weight_grad(dy.float().reshape(-1, 9), x.float().reshape(-1, 7))
+    for a, r in zip([*got, d_w], [*ref, ref[1]]):
+        assert a.dtype == torch.float32 and a.shape == r.shape
+        torch.testing.assert_close(a.double(), r, rtol=1e-5, atol=1e-5)
