@@ -24,9 +24,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from rnnkit.export.scan import Lane, State, linear_scan, scan_lanes, time_loop, valid_mask
+from rnnkit.export.scan import Lane, State, linear_scan, scan_lanes, time_loop
 from rnnkit.nn.cells import gru_step, lstm_step, rnn_step
 from rnnkit.nn.layernorm import layer_norm, ln_gru_step, ln_lstm_step
+from rnnkit.nn.loop import length_mask
 
 #: gates per kind: the row blocks of weight_ih
 GATES = {"rnn_tanh": 1, "rnn_relu": 1, "lstm": 4, "gru": 3, "ln_lstm": 4, "ln_gru": 3}
@@ -113,7 +114,7 @@ def run_stack(
     Both directions of a layer run in one scan. Reading a flipped sequence with the same masks
     is what the reverse direction does in eager: each sequence starts at its own last valid step.
     """
-    valid = valid_mask(lengths, x.shape[0])
+    valid = length_mask(lengths, x.shape[0])
     D = stack.directions
     finals: list[list[Tensor]] = [[] for _ in hx]
     for layer in range(stack.num_layers):
@@ -157,7 +158,7 @@ def elman_forward(
 
     ``y_t = W_ho h_t + b_ho``, zero past each length.
     """
-    valid = valid_mask(lengths, x.shape[0])
+    valid = length_mask(lengths, x.shape[0])
     gi = input_projection(kind, p, "", x)  # (T, B, H)
     hs, (h_n,) = time_loop(make_step(kind, p, ""), (gi,), (h0,), valid)
     y = F.linear(hs, p["weight_ho"], p.get("bias_ho"))  # (T, B, O)
@@ -169,7 +170,7 @@ def recurrent_forward(v, q, u, activation, x: Tensor, h0: Tensor, lengths: Tenso
 
     v runs over the whole sequence at once, q inside the loop, u over all states at the end.
     """
-    valid = valid_mask(lengths, x.shape[0])
+    valid = length_mask(lengths, x.shape[0])
     vx = v(x)  # (T, B, H)
     hs, (h_n,) = time_loop(lambda g, s: (activation(g[0] + q(s[0])),), (vx,), (h0,), valid)
     if u is None:

@@ -27,17 +27,11 @@ import torch
 from torch import Tensor
 from torch._higher_order_ops import scan as _scan
 
+from rnnkit.nn.loop import length_mask
+
 State = tuple[Tensor, ...]
 #: step(x_t, state) -> new state; x_t is a tuple of per-step slices, state[0] is the output
 Step = Callable[[tuple[Tensor, ...], State], State]
-
-
-def valid_mask(lengths: Tensor | None, steps) -> Tensor | None:
-    """(T, B, 1) bool, True where step t lies inside sequence b; None when lengths is None."""
-    if lengths is None:
-        return None
-    t = torch.arange(steps, device=lengths.device)
-    return (t[:, None] < lengths[None, :]).unsqueeze(-1)  # (T, B, 1)
 
 
 @dataclass
@@ -124,7 +118,7 @@ def loop_scan(
     zoneout update fractions (T, B, 1 or H). Returns (out (T, B, H_out), final state). The layers
     run it under ``torch.compile`` and ``torch.export`` (`rnnkit.nn.paths.time_loop`).
     """
-    valid = valid_mask(lengths, gi.shape[0])  # (T, B, 1) or None: scanned, never closed over
+    valid = length_mask(lengths, gi.shape[0])  # (T, B, 1) or None: scanned, never closed over
     zoned = [k for k, z in enumerate(keep or ()) if z is not None]
     xs = (gi, *(() if valid is None else (valid,)), *(keep[k] for k in zoned))
     copy_carry = torch.is_grad_enabled()
