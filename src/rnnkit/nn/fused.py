@@ -36,8 +36,7 @@ from rnnkit.nn.interop import allow_weights_only_load
 from rnnkit.nn.loop import scan
 from rnnkit.nn.paths import COMPILED, LOOP, SCAN, choose_path, time_loop
 from rnnkit.nn.rnn import GRU, LSTM, RNN
-
-_FAST_CELLS = {"LSTM": "lstm", "GRU": "gru", "RNN_TANH": "rnn_tanh", "RNN_RELU": "rnn_relu"}
+from rnnkit.nn.sequence import FAST_CELLS
 
 
 class FusedMixin:
@@ -85,7 +84,7 @@ class FusedMixin:
     @property
     def fast_cell(self) -> str | None:
         """The cell this layer runs on the fast path; None with a projection (no kernel for it)."""
-        return None if self.proj_size else _FAST_CELLS[self.mode]
+        return None if self.proj_size else FAST_CELLS[self.mode]
 
     def _fast_inputs(self, x: Tensor, w: dict, layer: int, reverse: bool, path: str):
         """(cell, gi (T, B, G), the cell's extra parameters) for this direction on ``path``."""

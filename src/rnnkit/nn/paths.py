@@ -29,7 +29,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from rnnkit.nn.fast.compiled.build import kernels
+from rnnkit.nn.fast.compiled.build import kernels, ready
 from rnnkit.nn.fast.registry import KERNELS
 from rnnkit.nn.loop import scan
 from rnnkit.nn.tracing import COMPILE, FUNC, exporting, tracing
@@ -70,12 +70,19 @@ def choose_path(
         return NATIVE
     if fast_cell is None:  # no kernel for this configuration (an LSTM with proj_size, say)
         return LOOP
-    want_compiled = current().compiled if compiled is None else compiled
-    if (want_compiled and KERNELS[fast_cell].compiled is not None and x.device.type == "cpu"
-            and compute_dtype(x) in (torch.float32, torch.float64)
-            and kernels() is not None):  # built on first use; None (warned once): eager
-        return COMPILED
-    return FAST
+    return COMPILED if compiled_applies(fast_cell, x, compiled) else FAST
+
+
+def compiled_applies(fast_cell: str, x: Tensor, compiled: bool | None, build: bool = True) -> bool:
+    """Whether the compiled kernel of ``fast_cell`` runs this call: wanted (the layer's
+    ``compiled``, else ``rnnkit.options``), a kernel for the cell, a CPU float32/float64 input,
+    and the extension loaded. build: whether it may be built now (first use; None, warned
+    once, means eager); else only a build that loads at once counts."""
+    want = current().compiled if compiled is None else compiled
+    if not (want and KERNELS[fast_cell].compiled is not None and x.device.type == "cpu"
+            and compute_dtype(x) in (torch.float32, torch.float64)):
+        return False
+    return (build or ready()) and kernels() is not None
 
 
 def traced_path(mode: str, backend: str, native: bool) -> str:

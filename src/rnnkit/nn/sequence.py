@@ -71,15 +71,15 @@ def step_once(module: nn.Module, x_t, h):
 def step_path(module: nn.Module, x_t: Tensor) -> str | None:
     """The path for one step of an ``rnnkit.nn.rnn`` layer, where it differs from ``forward``'s.
 
-    One step without autograd (``torch.no_grad``, inference mode, or nothing requiring grad) on
-    CPU takes the compiled kernel wherever ``forward`` would (for the stock layers too, whose
-    ``forward`` runs torch's kernels, where the kernels are built already: a stock layer never
-    starts a build for a step): one fused call, no weight repacked. Where that is off or
-    unavailable, the stock LSTM takes the readable loop rather than torch's kernel (oneDNN's LSTM
-    reorders its weights at every call: milliseconds, against a few matrix-vector products).
+    Only the stock LSTM leaves its forward for one step without autograd (``torch.no_grad``,
+    inference mode, or nothing requiring grad) on CPU: oneDNN's LSTM, which its forward runs,
+    reorders the weights at every call (milliseconds, against a few matrix-vector products). It
+    takes the compiled kernel where the kernels are built already (a step never starts a build),
+    else the readable loop. torch's GRU and RNN kernels repack nothing, and one step on them is
+    faster than on the compiled kernel (``benchmarks/step.py``), so those keep their forward.
     None: take ``forward``.
     """
-    from rnnkit.nn.paths import COMPILED, LOOP, NATIVE, choose_path
+    from rnnkit.nn.paths import COMPILED, LOOP, NATIVE, choose_path, compiled_applies
 
     run_layers = getattr(module, "_run_layers", None)
     if run_layers is None or x_t.device.type != "cpu" or getattr(module, "proj_size", 0):
@@ -89,20 +89,13 @@ def step_path(module: nn.Module, x_t: Tensor) -> str | None:
     if torch.is_grad_enabled() and (x_t.requires_grad or any(
             p.requires_grad for p in module.parameters())):
         return None
-    own = choose_path(module.backend, x_t, native=module._has_native,
-                      fast_cell=module.fast_cell, compiled=getattr(module, "compiled", None))
-    if own != NATIVE:
-        return None  # the layer's own path already is the fast or readable one
-    from rnnkit.nn.fast.compiled.build import ready
-    from rnnkit.options import current
-
-    cell, compiled = FAST_CELLS[module.mode], getattr(module, "compiled", None)
-    wanted = current().compiled if compiled is None else compiled
+    compiled = getattr(module, "compiled", None)  # the Fused* layers' own choice
+    if module.mode != "LSTM" or choose_path(module.backend, x_t, native=module._has_native,
+                                            fast_cell=module.fast_cell,
+                                            compiled=compiled) != NATIVE:
+        return None  # forward's own path: torch's GRU/RNN kernel, or the fast or readable one
     # a build (minutes) is not worth one step: the kernels are taken when they load at once
-    if wanted and ready() and choose_path("auto", x_t, fast_cell=cell,
-                                          compiled=compiled) == COMPILED:
-        return COMPILED
-    return LOOP if module.mode == "LSTM" else None
+    return COMPILED if compiled_applies("lstm", x_t, compiled, build=False) else LOOP
 
 
 def _step_layers(module, x_t: Tensor, h, path: str):
