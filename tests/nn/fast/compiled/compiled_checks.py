@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 
 import torch
+from layer_helpers import perturbed
 
 import rnnkit
 from rnnkit.nn.paths import COMPILED
@@ -62,18 +63,6 @@ def run_layer(m, x, **kw):
     out, state = m(x, **kw)
     states = state if isinstance(state, tuple) else (state,)
     return (out, *states, *torch.autograd.grad(layer_loss(out, state), [x, *m.parameters()]))
-
-
-def perturbed(cls, I, H, dtype=DT, seed=0, **kw):
-    """``cls(I, H, dtype=dtype, **kw)`` drawn after ``torch.manual_seed(seed)``, its layer-norm
-    gains and shifts moved away from 1 and 0 so that every parameter matters."""
-    torch.manual_seed(seed)
-    m = cls(I, H, dtype=dtype, **kw)
-    with torch.no_grad():
-        for name, p in m.named_parameters():
-            if name.startswith("ln_"):
-                p.add_(0.3 * torch.randn_like(p))
-    return m
 
 
 def layer_pair(cls, I, H, spec, dtype=DT, seed=0):

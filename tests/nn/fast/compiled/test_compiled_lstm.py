@@ -24,7 +24,7 @@ from compiled_checks import (
     layer_loss,
     normwise_errors,
 )
-from compiled_checks import perturbed as perturbed_layer
+from layer_helpers import perturbed as perturbed_layer
 from torch.overrides import TorchFunctionMode
 
 import rnnkit
@@ -39,7 +39,7 @@ from rnnkit.nn.paths import COMPILED, FAST, choose_path
 
 
 def perturbed(I, H, dtype=DT, seed=0, **kw):
-    """A LayerNormLSTM whose every parameter matters (``compiled_checks.perturbed``)."""
+    """A LayerNormLSTM whose every parameter matters (``layer_helpers.perturbed``)."""
     return perturbed_layer(LayerNormLSTM, I, H, dtype, seed, **kw)
 
 
