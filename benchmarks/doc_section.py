@@ -13,6 +13,9 @@ the command, the date and the machine (CPU model, threads, and the torch and Num
 page is rewritten atomically (``rnnkit.data.atomic``) under a lock, so two scripts may finish at
 once. ``--no-doc`` on a script's command line leaves the page alone (smoke runs, experiments).
 
+``fill_section`` fills a marked section of another page (the export and explorer pages), and
+``cpu_model`` names the machine for the scripts that write their own header.
+
 Not a library module: the scripts import it from their own folder (Python puts the script's folder
 on ``sys.path``). It never imports torch: the NumPy-only benchmarks use it too.
 """
@@ -101,6 +104,18 @@ def replace_section(page: str, name: str, section: str) -> str:
     if stop < 0:
         raise ValueError(f"{DOC}: {begin} has no {end}; fix the page by hand")
     return page[:start] + block + page[stop + len(end):]
+
+
+def fill_section(doc: Path, script: str, text: str) -> None:
+    """Put ``text`` into the section of ``script`` on a prose page (docs/export.md,
+    docs/explore.md) whose markers were placed by hand: a page without them is an error, not a
+    section appended at the end."""
+    name = f"benchmarks/{Path(script).name}"
+    page = doc.read_text(encoding="utf-8")
+    begin, end = f"<!-- begin: {name} -->", f"<!-- end: {name} -->"
+    if begin not in page or end not in page:
+        raise SystemExit(f"{doc} has no {begin} ... {end} section to fill")
+    atomic_write_text(doc, replace_section(page, name, text))
 
 
 def add_doc_flag(parser) -> None:

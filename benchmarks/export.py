@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -34,13 +33,13 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 import torch
+from doc_section import cpu_model, fill_section
 
 import rnnkit
 from rnnkit.export import quantize_int8, to_onnx
 
 ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "export.md"
-BEGIN, END = "<!-- begin: benchmarks/export.py -->", "<!-- end: benchmarks/export.py -->"
 LAYERS = {"LSTM": rnnkit.LSTM, "GRU": rnnkit.GRU, "LayerNormLSTM": rnnkit.LayerNormLSTM}
 SIZE = 256
 
@@ -210,16 +209,6 @@ def time_eager_lm(model, V: int, steps: int = 400) -> float:
     return interleaved({"eager": run}, 3)["eager"] / steps
 
 
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def table(layer_rows: list[dict], lm_rows: list[dict], args, command: str, load: str) -> str:
     lines = [
         f"Command: `{command}`  ",
@@ -257,15 +246,6 @@ def fmt_time(seconds: float) -> str:
     return f"{seconds * 1e3:.2f} ms" if seconds >= 1e-3 else f"{seconds * 1e6:.0f} µs"
 
 
-def write_doc(text: str) -> None:
-    doc = DOC.read_text(encoding="utf-8")
-    if BEGIN not in doc or END not in doc:
-        raise SystemExit(f"{DOC} has no {BEGIN} ... {END} section to fill")
-    head, rest = doc.split(BEGIN, 1)
-    tail = rest.split(END, 1)[1]
-    DOC.write_text(f"{head}{BEGIN}\n{text}{END}{tail}", encoding="utf-8")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer repeats, no T=1024")
@@ -289,7 +269,7 @@ def main() -> None:
     text = table(layer_rows, lm_rows, args, command.strip(), load)
     print(text)
     if not args.no_doc:
-        write_doc(text)
+        fill_section(DOC, __file__, text)
         print(f"wrote the table into {DOC}", file=sys.stderr)
 
 

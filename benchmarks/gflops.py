@@ -25,10 +25,10 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from custom_cells import SHAPES, build, check, matmul_flops  # noqa: E402
+from custom_cells import build, check, matmul_flops  # noqa: E402
 from doc_section import add_doc_flag, recorded  # noqa: E402
 from matmul_rate import matmul_gflops  # noqa: E402
-from timing import time_layers  # noqa: E402
+from timing import add_common_args, checked_cases, chosen_shapes, time_layers  # noqa: E402
 
 MODELS = ("torch.nn.LSTM", "rnnkit.FusedLSTM", "rnnkit.LayerNormLSTM")
 
@@ -60,16 +60,11 @@ def time_models(models, x, repeats: int, autocast: bool) -> dict[str, dict[str, 
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=None)
+    add_common_args(parser, repeats=3, shapes=False)
     parser.add_argument("--bf16", action="store_true", help="also time under bf16 autocast")
     add_doc_flag(parser)
     args = parser.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    shapes = {"small": SHAPES["small"]} if args.quick else SHAPES
-    repeats = 2 if args.quick else args.repeats
+    shapes, repeats = chosen_shapes(args)
     limits = {"float32": peak_gflops(torch.float32)}
     if args.bf16:
         limits["bf16 autocast"] = peak_gflops(torch.bfloat16)
@@ -79,11 +74,7 @@ def main(argv=None) -> None:
     print("\n| shape | precision | model | fwd GFLOP/s | fwd % of limit | fwd+bwd GFLOP/s | "
           "fwd+bwd % of limit |")
     print("|---|---|---|---:|---:|---:|---:|")
-    for shape_name, (T, B, I, H) in shapes.items():
-        models = build(I, H)
-        torch.manual_seed(1)
-        x = torch.randn(T, B, I)
-        check(models, x)
+    for shape_name, (T, B, I, H), models, x in checked_cases(shapes, build, check):
         for precision, limit in limits.items():
             times = time_models(models, x, repeats, autocast=precision != "float32")
             for name, t in times.items():

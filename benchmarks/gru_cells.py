@@ -37,7 +37,7 @@ import statistics
 
 import torch
 from doc_section import add_doc_flag, write_section
-from timing import SHAPES, profile_rows, time_layers
+from timing import add_common_args, checked_cases, chosen_shapes, profile_rows, time_layers
 from torch import nn
 
 import rnnkit
@@ -123,29 +123,16 @@ def profile_table(models, x) -> str:
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="small shape, 2 repeats")
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
-    parser.add_argument("--shapes", choices=["both", *SHAPES], default="both")
+    add_common_args(parser)
     parser.add_argument("--profile", action="store_true",
                         help="also split each compiled layer's time: products against the rest")
     add_doc_flag(parser)
     args = parser.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    shapes = SHAPES if args.shapes == "both" else {args.shapes: SHAPES[args.shapes]}
-    if args.quick:
-        shapes = {"small": SHAPES["small"]}
-    repeats = 2 if args.quick else args.repeats
+    shapes, repeats = chosen_shapes(args)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, float32, CPU")
     load()  # the compiled kernels (built on first use, about a minute): say so before timing
     tables = []
-    for shape_name, shape in shapes.items():
-        T, B, I, H = shape
-        models = build(I, H)
-        torch.manual_seed(1)
-        x = torch.randn(T, B, I)
-        check(models, x)
+    for shape_name, shape, models, x in checked_cases(shapes, build, check):
         tables.append(table(shape_name, shape, time_layers(models, x, repeats, context=variant)))
         if args.profile:
             tables[-1] += "\n" + profile_table(models, x)

@@ -19,7 +19,7 @@ import statistics
 
 import torch
 from doc_section import add_doc_flag, write_section
-from timing import SHAPES, time_layers
+from timing import add_common_args, chosen_shapes, time_layers
 
 import rnnkit
 
@@ -61,13 +61,11 @@ def bench(cell: str, shape: tuple[int, int, int, int], repeats: int) -> dict[str
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="small shape, 2 repeats")
-    parser.add_argument("--repeats", type=int, default=5)
+    add_common_args(parser, threads=False, shapes=False)
     parser.add_argument("--cells", nargs="+", default=list(LAYERS), choices=list(LAYERS))
     add_doc_flag(parser)
     args = parser.parse_args()
-    shapes = {"small": SHAPES["small"]} if args.quick else SHAPES
-    repeats = 2 if args.quick else args.repeats
+    shapes, repeats = chosen_shapes(args)
 
     for cell in args.cells:
         check(cell)

@@ -1,6 +1,8 @@
-"""Timing shared by the layer benchmarks (layers.py, custom_cells.py, gflops.py).
+"""Timing shared by the layer benchmarks (layers.py, custom_cells.py, gru_cells.py, gflops.py).
 
-Every model's forward (under no_grad) and forward+backward (``out.sum().backward()``) on one
+Their common flags (``add_common_args``: --quick, --repeats, --threads, --shapes) and what they
+choose (``chosen_shapes``); each shape's models checked before anything is timed
+(``checked_cases``). Every model's forward (under no_grad) and forward+backward (``out.sum().backward()``) on one
 input, interleaved: each round times one call of every model, so drift in the machine's speed
 (another job, frequency changes) hits all of them alike. Not a library module: the scripts put
 this folder on ``sys.path`` (Python does that for the script's own folder).
@@ -8,9 +10,10 @@ this folder on ``sys.path`` (Python does that for the script's own folder).
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import torch
 
@@ -20,6 +23,40 @@ SHAPES = {"fastrnns": (100, 64, 512, 512), "small": (128, 32, 64, 256)}
 PRODUCT_OPS = ("aten::mm", "aten::addmm", "aten::bmm", "mkl::_mkl_linear",
                "mkldnn::_linear_pointwise", "aten::mkldnn_rnn_layer",
                "aten::mkldnn_rnn_layer_backward")
+
+
+def add_common_args(parser: argparse.ArgumentParser, *, repeats: int = 5, threads: bool = True,
+                    shapes: bool = True) -> None:
+    """The layer benchmarks' common flags: --quick, --repeats, and where the script takes them,
+    --threads (torch.set_num_threads) and --shapes (one of SHAPES, or both)."""
+    parser.add_argument("--quick", action="store_true", help="small shape, 2 repeats")
+    parser.add_argument("--repeats", type=int, default=repeats)
+    if threads:
+        parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
+    if shapes:
+        parser.add_argument("--shapes", choices=["both", *SHAPES], default="both")
+
+
+def chosen_shapes(args: argparse.Namespace) -> tuple[dict[str, tuple[int, int, int, int]], int]:
+    """(the shapes, the repeats) that ``add_common_args``'s flags ask for; sets torch's thread
+    count first where --threads was given. --quick: the small shape, 2 repeats."""
+    if getattr(args, "threads", None):
+        torch.set_num_threads(args.threads)
+    if args.quick:
+        return {"small": SHAPES["small"]}, 2
+    shape = getattr(args, "shapes", "both")
+    return (SHAPES if shape == "both" else {shape: SHAPES[shape]}), args.repeats
+
+
+def checked_cases(shapes: dict, build: Callable, check: Callable) -> Iterator[tuple]:
+    """For each shape: (name, (T, B, I, H), ``build(I, H)``'s models, a seeded float32 input
+    x (T, B, I)), once ``check(models, x)`` has passed: correctness before any timing."""
+    for name, (T, B, I, H) in shapes.items():
+        models = build(I, H)
+        torch.manual_seed(1)
+        x = torch.randn(T, B, I)
+        check(models, x)
+        yield name, (T, B, I, H), models, x
 
 
 def time_layers(

@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import os
-import platform
 import shutil
 import statistics
 import sys
@@ -33,6 +32,7 @@ import time
 from pathlib import Path
 
 import torch
+from doc_section import cpu_model, fill_section
 
 from rnnkit.data.vocab import Vocab
 from rnnkit.explore.bundle import make_bundle
@@ -43,18 +43,7 @@ from rnnkit.viz.trace import trace, trace_layer
 
 ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "explore.md"
-BEGIN, END = "<!-- begin: benchmarks/trace.py -->", "<!-- end: benchmarks/trace.py -->"
 SHAKESPEARE = ROOT.parent / "shared" / "data" / "tinyshakespeare.txt"
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def load(args) -> tuple[CharLM, Vocab, str, str]:
@@ -180,14 +169,6 @@ def page_timings(model, vocab, text) -> dict[str, float] | str:
     return out
 
 
-def write_doc(table: str) -> None:
-    doc = DOC.read_text(encoding="utf-8")
-    if BEGIN not in doc or END not in doc:
-        raise SystemExit(f"{DOC} has no {BEGIN} ... {END} section to write into")
-    head, rest = doc.split(BEGIN, 1)
-    DOC.write_text(head + BEGIN + "\n" + table + END + rest.split(END, 1)[1], encoding="utf-8")
-
-
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--run", default=None, help="a trained run (default runs/shakespeare if present)")
@@ -230,7 +211,7 @@ def main(argv=None) -> int:
     table = "\n".join(lines) + "\n"
     print(table)
     if not args.no_doc:
-        write_doc(table)
+        fill_section(DOC, __file__, table)
         print(f"wrote {DOC.relative_to(ROOT)}")
     return 0
 

@@ -53,3 +53,22 @@ def test_a_run_under_an_isa_variable_writes_its_own_section(tmp_path, monkeypatc
     assert "default" in page and "avx2" in page
     assert "<!-- begin: benchmarks/a.py ATEN_CPU_CAPABILITY=avx2 -->" in page
     assert "`ATEN_CPU_CAPABILITY=avx2 python benchmarks/a.py`" in page
+
+
+def test_fill_section_of_a_prose_page(tmp_path):
+    """export.py and trace.py fill the section placed by hand in their page: the text between the
+    markers is replaced (as ``text`` + the end marker), the prose around it kept to the byte; a
+    page without the markers is refused and left alone."""
+    doc = tmp_path / "export.md"
+    begin, end = "<!-- begin: benchmarks/export.py -->", "<!-- end: benchmarks/export.py -->"
+    doc.write_text(f"# Export\n\nprose before\n\n{begin}\nold table\n{end}\n\nprose after\n")
+    doc_section.fill_section(doc, "/somewhere/benchmarks/export.py", "| new |\n|---|\n")
+    want = f"# Export\n\nprose before\n\n{begin}\n| new |\n|---|\n{end}\n\nprose after\n"
+    assert doc.read_text() == want
+    doc_section.fill_section(doc, "benchmarks/export.py", "| newer |\n")  # again, in place
+    assert doc.read_text() == want.replace("| new |\n|---|\n", "| newer |\n")
+    other = tmp_path / "explore.md"
+    other.write_text("no markers here\n")
+    with pytest.raises(SystemExit, match="has no <!-- begin: benchmarks/trace.py -->"):
+        doc_section.fill_section(other, "benchmarks/trace.py", "t")
+    assert other.read_text() == "no markers here\n"

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-import textwrap
-
 import numpy as np
 import onnx
 import pytest
 import torch
 from export_helpers import assert_close, run_onnx, session
 from safetensors.torch import save_file
+from torch_blocked import run_without_torch
 
 import rnnkit
 from rnnkit.cli import main
@@ -95,17 +92,10 @@ def test_torch_random_stream_in_numpy():
         np.testing.assert_array_equal(ort_sample.TorchCPURandom(seed).uniform(50), want)
 
 
-BLOCKED = textwrap.dedent(
+SAMPLER = (
     """
     import sys
 
-    class BlockTorch:
-        def find_spec(self, name, path=None, target=None):
-            if name == "torch" or name.startswith("torch."):
-                raise ImportError(f"{name} is blocked for this test")
-            return None
-
-    sys.meta_path.insert(0, BlockTorch())
     from rnnkit.export.ort_sample import main
 
     code = main(sys.argv[1:])
@@ -121,12 +111,10 @@ def test_sampler_runs_without_torch(charlm_run, capsys):
             "--seed", "5"]
     assert main(["sample", str(run), *args]) == 0
     want = capsys.readouterr().out
-    result = subprocess.run([sys.executable, "-c", BLOCKED, str(run / "model.onnx"), *args],
-                            capture_output=True, text=True, timeout=120)
+    result = run_without_torch(SAMPLER, str(run / "model.onnx"), *args)
     assert result.returncode == 0, result.stderr
     assert result.stdout == want
-    bad = subprocess.run([sys.executable, "-c", BLOCKED, str(run / "model.onnx"), "--top-p", "2"],
-                         capture_output=True, text=True, timeout=120)
+    bad = run_without_torch(SAMPLER, str(run / "model.onnx"), "--top-p", "2")
     assert bad.returncode == 2 and bad.stdout == ""
     assert bad.stderr.strip() == "ort_sample: error: --top-p must lie in (0, 1], got 2.0"
 

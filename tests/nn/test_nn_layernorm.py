@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from layer_helpers import perturbed as perturbed_layer
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 import rnnkit
@@ -18,14 +19,8 @@ TOL = {"rtol": 1e-10, "atol": 1e-10}
 
 
 def perturbed(cls, **kw):
-    """A layer whose gains and shifts are not the trivial 1 and 0, so every parameter matters."""
-    torch.manual_seed(0)
-    m = cls(I, H, dtype=DT, **kw)
-    with torch.no_grad():
-        for name, p in m.named_parameters():
-            if name.startswith("ln_"):
-                p.add_(0.3 * torch.randn_like(p))
-    return m
+    """A layer (I, H, float64, seed 0) whose gains and shifts are not the trivial 1 and 0."""
+    return perturbed_layer(cls, I, H, DT, 0, **kw)
 
 
 def oracle_lstm(m, x, h, c):

@@ -2,21 +2,12 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-import textwrap
+from torch_blocked import run_without_torch
 
-BLOCKED = textwrap.dedent(
+SCRATCH_RUNS = (
     """
     import sys
 
-    class BlockTorch:
-        def find_spec(self, name, path=None, target=None):
-            if name == "torch" or name.startswith("torch."):
-                raise ImportError(f"{name} is blocked for this test")
-            return None
-
-    sys.meta_path.insert(0, BlockTorch())
     try:
         import torch  # noqa: F401
     except ImportError:
@@ -44,6 +35,6 @@ BLOCKED = textwrap.dedent(
 
 
 def test_import_scratch_with_torch_blocked():
-    result = subprocess.run([sys.executable, "-c", BLOCKED], capture_output=True, text=True, timeout=120)
+    result = run_without_torch(SCRATCH_RUNS)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "scratch ok without torch" in result.stdout

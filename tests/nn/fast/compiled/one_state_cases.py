@@ -2,35 +2,32 @@
 
 For each cell: its inputs to ``rnnkit.nn.fast.driver.recurrence`` (seeded), its readable step for
 ``rnnkit.nn.loop.scan`` (the equations of ``rnnkit.nn.cells`` / ``rnnkit.nn.layernorm``), the
-blends (zoneout, lengths) and one loss whose gradients every test compares. Not a test module:
+blends (zoneout, lengths), the product libraries, one loss whose gradients every test compares,
+and the comparisons the GRU and Elman tests share (compiled against eager, against the readable
+loop, finite differences). Not a test module:
 the test files import it from their own folder (pytest puts that folder on ``sys.path``).
 """
 
 from __future__ import annotations
 
-import copy
-
 import pytest
 import torch
 import torch.nn.functional as F
+from compiled_checks import DT, TOL, assert_float32_as_accurate, normwise_errors
 
 import rnnkit
 from rnnkit.nn.cells import gru_step, rnn_step
-from rnnkit.nn.fast.compiled import CPUKernelsUnavailable, load
 from rnnkit.nn.fast.driver import recurrence
 from rnnkit.nn.fast.ops import EPS
+from rnnkit.nn.fast.products import mkl_packed_available, onednn_available
 from rnnkit.nn.layernorm import ln_gru_step
 from rnnkit.nn.loop import scan
+from rnnkit.nn.paths import COMPILED, choose_path
 
-DT = torch.float64
-TOL = {"rtol": 1e-10, "atol": 1e-10}
-
-
-def built_or_skip():
-    try:
-        return load()
-    except CPUKernelsUnavailable as e:
-        pytest.skip(f"compiled CPU kernels unavailable here: {e}")
+#: the products the eager and compiled runs take: dtype and ``rnnkit.options(gemm=...)``
+PRODUCTS = {"f64": (DT, "auto"), "f32-onednn": (torch.float32, "onednn"),
+            "f32-mkl": (torch.float32, "mkl_packed"), "f32-mm": (torch.float32, "torch")}
+AVAILABLE = {"onednn": onednn_available, "mkl_packed": mkl_packed_available}
 
 
 def _gru(g, h_in, h, w, p):
@@ -113,28 +110,61 @@ def run_readable(cell, inputs, hidden_mask=None, keep=None, lengths=None, revers
     return (out, h, *torch.autograd.grad(loss(out, h), inputs))
 
 
-def normwise_errors(results, exact):
-    """max |a - b| / max |b| per tensor, against the float64 results."""
-    return torch.tensor([((a.double() - b).abs().max() / b.abs().max()).item()
-                         for a, b in zip(results, exact)])
+def products_or_skip(products):
+    """(dtype, gemm) of ``PRODUCTS[products]``; skips where this PyTorch build lacks the library."""
+    dtype, gemm = PRODUCTS[products]
+    if gemm in AVAILABLE and not AVAILABLE[gemm]():
+        pytest.skip(f"this PyTorch build has no {gemm} product")
+    return dtype, gemm
 
 
-def assert_float32_as_accurate(errors_compiled, errors_eager, slack):
-    """The compiled float32 run is within 3x the eager run's error against float64, plus
-    ``slack``: the compiled σ and tanh come from ATen's ``exp_u20`` (within 20 ulp, on AVX2 and
-    AVX-512 alike), so up to a few tens of float32 ulps of a value beyond the eager error."""
-    assert (errors_eager < 1e-5).all()  # the reference itself is sound
-    assert (errors_compiled <= 3 * errors_eager + slack).all(), (errors_compiled, errors_eager)
+def blended_case(cell, blend, masked=True, reverse=False, **case_kw):
+    """(inputs, the keyword arguments of ``run``): ``case(cell, **case_kw)`` with the blend
+    ``blend`` (``blends``), the hidden mask if ``masked``, forward or reverse."""
+    inputs, mask = case(cell, **case_kw)
+    T, B, _ = inputs[0].shape
+    keep, lengths = blends(blend, T, B, inputs[1].shape[1])
+    return inputs, dict(hidden_mask=mask if masked else None, keep=keep, lengths=lengths,
+                        reverse=reverse)
 
 
-def layer_float32_errors(run_model, m, x):
-    """Normwise errors of ``run_model(m, x)`` in float32 against float64 (eager), with the
-    compiled kernels off and on: {False: errors, True: errors}."""
-    exact_inputs = copy.deepcopy(m).double(), x.detach().double().requires_grad_()
-    with rnnkit.options(compiled=False):
-        exact = run_model(*exact_inputs)
-    errors = {}
-    for flag in (False, True):
-        with rnnkit.options(compiled=flag):
-            errors[flag] = normwise_errors(run_model(m, x), exact)
-    return errors
+def assert_compiled_equals_eager(cell, inputs, kw, dtype, gemm, bitwise=False):
+    """The compiled loop against the driver's Python loop over the eager kernel, same products
+    (``gemm``), masks and blends, every output and gradient: ``bitwise``, equal to the eager run
+    in ``dtype``; else float64 to 1e-10 and float32 as accurate as the eager run against the
+    float64 result (``assert_float32_as_accurate``, slack 4e-6)."""
+    exact = run(cell, inputs, compiled=False, **kw)
+    typed = [t.detach().to(dtype).requires_grad_() for t in inputs]
+    with rnnkit.options(gemm=gemm):
+        eager, compiled = (run(cell, typed, compiled=flag, **kw) for flag in (False, True))
+    if bitwise:
+        for a, b in zip(compiled, eager):
+            assert torch.equal(a, b), (a - b).abs().max()
+    elif dtype == DT:
+        for a, b in zip(compiled, exact):
+            torch.testing.assert_close(a, b, **TOL)
+    else:
+        assert_float32_as_accurate(normwise_errors(compiled, exact),
+                                   normwise_errors(eager, exact), 4e-6)
+
+
+def assert_equals_readable(cell, inputs, kw):
+    """``run`` (whatever path ``rnnkit.options`` picks) against ``run_readable``: every output
+    and gradient to 1e-10."""
+    for a, b in zip(run(cell, inputs, **kw), run_readable(cell, inputs, **kw)):
+        torch.testing.assert_close(a, b, **TOL)
+
+
+def assert_gradcheck_whole_loop(cell, blend, reverse):
+    """Finite differences (float64) through the compiled time loop, with a hidden mask and the
+    blend: the gradients of gi (or W_ih x), h0, W_hh and every gain and bias."""
+    inputs, mask = case(cell, T=4, B=3, H=3, seed=5)
+    keep, lengths = blends(blend, 4, 3, 3)
+
+    def f(gi, h0, w_hh, *params):
+        out, (h,) = recurrence(cell, gi, (h0,), w_hh, params, hidden_mask=mask, keep=keep,
+                               lengths=lengths, reverse=reverse)
+        return out, h
+
+    assert choose_path("auto", inputs[0], fast_cell=cell) == COMPILED  # what f runs
+    assert torch.autograd.gradcheck(f, inputs)

@@ -13,23 +13,28 @@ from __future__ import annotations
 
 import pytest
 import torch
-from one_state_cases import (
+from compiled_checks import (
     DT,
     TOL,
-    assert_float32_as_accurate,
-    blends,
-    built_or_skip,
+    assert_layer_float32_as_accurate,
+    assert_layout_equals_loop,
+    layer_pair,
+    random_lengths,
+    run_layer,
+)
+from one_state_cases import (
+    PRODUCTS,
+    assert_compiled_equals_eager,
+    assert_equals_readable,
+    assert_gradcheck_whole_loop,
+    blended_case,
     case,
-    layer_float32_errors,
-    normwise_errors,
-    run,
-    run_readable,
+    products_or_skip,
 )
 
 import rnnkit
 from rnnkit.nn.fast.compiled.gru import CompiledGRUKernel
 from rnnkit.nn.fast.driver import recurrence
-from rnnkit.nn.fast.products import mkl_packed_available, onednn_available
 from rnnkit.nn.fast.registry import KERNELS
 from rnnkit.nn.layernorm import LayerNormGRU
 from rnnkit.nn.paths import COMPILED, FAST, choose_path
@@ -37,51 +42,21 @@ from rnnkit.nn.paths import COMPILED, FAST, choose_path
 CELLS = ["gru", "ln_gru", "ln_gru_x"]
 
 
-@pytest.fixture(scope="module")
-def built():
-    return built_or_skip()
-
-
-@pytest.fixture
-def on(built):
-    """The compiled kernels for one test, as a user turns them on."""
-    with rnnkit.options(compiled=True):
-        yield
-
-
-PRODUCTS = {"f64": (DT, "auto"), "f32-onednn": (torch.float32, "onednn"),
-            "f32-mkl": (torch.float32, "mkl_packed"), "f32-mm": (torch.float32, "torch")}
-AVAILABLE = {"onednn": onednn_available, "mkl_packed": mkl_packed_available}
-
-
 @pytest.mark.parametrize("products", list(PRODUCTS))
 @pytest.mark.parametrize("reverse", [False, True], ids=["fwd", "rev"])
 @pytest.mark.parametrize("masked", [False, True], ids=["plain", "hidden-mask"])
 @pytest.mark.parametrize("blend", ["none", "zoneout", "lengths"])
 @pytest.mark.parametrize("cell", CELLS)
-def test_compiled_loop_equals_eager_driver(built, cell, blend, masked, reverse, products):
+def test_compiled_loop_equals_eager_driver(compiled_kernels, cell, blend, masked, reverse,
+                                           products):
     """The compiled kernel (the whole loop in C++) against the driver's Python loop over the
     eager kernel, same products, masks and blends: every output and gradient, float64 to 1e-10;
     float32 (by oneDNN, MKL's packed GEMM and torch.mm) as accurate as the eager run."""
-    dtype, gemm = PRODUCTS[products]
-    if gemm in AVAILABLE and not AVAILABLE[gemm]():
-        pytest.skip(f"this PyTorch build has no {gemm} product")
-    inputs, mask = case(cell)
-    B, H = inputs[1].shape
-    keep, lengths = blends(blend, inputs[0].shape[0], B, H)
-    kw = dict(hidden_mask=mask if masked else None, keep=keep, lengths=lengths, reverse=reverse)
+    dtype, gemm = products_or_skip(products)
+    inputs, kw = blended_case(cell, blend, masked, reverse)
     kernel = KERNELS[cell].compiled(inputs[0], tuple(inputs[3:]))
     assert isinstance(kernel, CompiledGRUKernel) and not hasattr(kernel, "forward_step")
-    exact = run(cell, inputs, compiled=False, **kw)
-    if dtype == DT:
-        for a, b in zip(run(cell, inputs, compiled=True, **kw), exact):
-            torch.testing.assert_close(a, b, **TOL)
-        return
-    inputs32 = [t.detach().float().requires_grad_() for t in inputs]
-    with rnnkit.options(gemm=gemm):
-        errors = {flag: normwise_errors(run(cell, inputs32, compiled=flag, **kw), exact)
-                  for flag in (False, True)}
-    assert_float32_as_accurate(errors[True], errors[False], 4e-6)
+    assert_compiled_equals_eager(cell, inputs, kw, dtype, gemm)
 
 
 @pytest.mark.parametrize("reverse", [False, True], ids=["fwd", "rev"])
@@ -90,12 +65,9 @@ def test_compiled_loop_equals_eager_driver(built, cell, blend, masked, reverse, 
 def test_equals_readable_loop(on, cell, blend, reverse):
     """Against ``scan`` over the cell's equations (``cells.gru_step``, ``layernorm.ln_gru_step``)
     with autograd, a hidden mask on: float64, 1e-10, every output and gradient."""
-    inputs, mask = case(cell, seed=9)
-    keep, lengths = blends(blend, *inputs[0].shape[:2], inputs[1].shape[1])
-    kw = dict(hidden_mask=mask, keep=keep, lengths=lengths, reverse=reverse)
+    inputs, kw = blended_case(cell, blend, reverse=reverse, seed=9)
     assert choose_path("auto", inputs[0], fast_cell=cell) == COMPILED  # what run() takes
-    for a, b in zip(run(cell, inputs, **kw), run_readable(cell, inputs, **kw)):
-        torch.testing.assert_close(a, b, **TOL)
+    assert_equals_readable(cell, inputs, kw)
 
 
 @pytest.mark.parametrize("reverse", [False, True], ids=["fwd", "rev"])
@@ -104,17 +76,7 @@ def test_equals_readable_loop(on, cell, blend, reverse):
 def test_gradcheck_whole_loop(on, cell, blend, reverse):
     """Finite differences (float64) through the C++ time loop, with a hidden mask: the gradients
     of gi (or W_ih x), h0, W_hh and every gain and bias."""
-    inputs, mask = case(cell, T=4, B=3, H=3, seed=5)
-    keep, lengths = blends(blend, 4, 3, 3)
-
-    def f(gi, h0, w_hh, *params):
-        out, (h,) = recurrence(
-            cell, gi, (h0,), w_hh, params, hidden_mask=mask, keep=keep, lengths=lengths,
-            reverse=reverse)
-        return out, h
-
-    assert choose_path("auto", inputs[0], fast_cell=cell) == COMPILED  # what f runs
-    assert torch.autograd.gradcheck(f, inputs)
+    assert_gradcheck_whole_loop(cell, blend, reverse)
 
 
 @pytest.mark.parametrize("cell", CELLS)
@@ -144,68 +106,27 @@ LAYOUTS = {
 }
 
 
-def layer_pair(cls, I, H, spec, dtype=DT, seed=0):
-    """(the layer on the fast path, the same weights with backend='loop'); gains and shifts
-    moved away from 1 and 0 so that every parameter matters."""
-    torch.manual_seed(seed)
-    m = cls(I, H, dtype=dtype, **spec["layer"])
-    with torch.no_grad():
-        for name, p in m.named_parameters():
-            if name.startswith("ln_"):
-                p.add_(0.3 * torch.randn_like(p))
-    loop = cls(I, H, dtype=dtype, backend="loop", **spec["layer"])
-    loop.load_state_dict(m.state_dict())
-    for mod in (m, loop):
-        mod.train(spec.get("train", False))
-    return m, loop
-
-
-def run_layer(m, x, **kw):
-    out, h = m(x, **kw)
-    return (out, h, *torch.autograd.grad(out.sin().sum() + h.pow(2).sum(), [x, *m.parameters()]))
-
-
 @pytest.mark.parametrize("case_name", list(LAYOUTS))
 @pytest.mark.parametrize("cls", [rnnkit.FusedGRU, LayerNormGRU], ids=["FusedGRU", "LayerNormGRU"])
 def test_layers_equal_readable_loop_float64(on, cls, case_name):
     """The layers on the compiled loop against ``backend='loop'``: same weights, same dropout
     masks (same seed), multi-layer, both directions, lengths: every output and gradient."""
-    spec = LAYOUTS[case_name]
-    T, B, I, H = 6, 3, 4, 5
-    m, loop = layer_pair(cls, I, H, spec)
-    assert m._path(torch.zeros(T, B, I, dtype=DT)) == COMPILED
-    bf = spec["layer"].get("batch_first", False)
-    x = torch.randn(*((B, T, I) if bf else (T, B, I)), dtype=DT, requires_grad=True)
-    kw = {"lengths": torch.tensor([T, 2, 4])} if spec["lengths"] else {}
-    torch.manual_seed(11)
-    got = run_layer(m, x, **kw)
-    torch.manual_seed(11)
-    want = run_layer(loop, x, **kw)
-    for a, b in zip(got, want):
-        torch.testing.assert_close(a, b, **TOL)
+    assert_layout_equals_loop(cls, LAYOUTS[case_name])
 
 
 @pytest.mark.parametrize("T,B,I,H", [(9, 6, 5, 16), (3, 130, 8, 64)],
                          ids=["small", "rows-split-over-threads"])
 @pytest.mark.parametrize("cls", [rnnkit.FusedGRU, LayerNormGRU], ids=["FusedGRU", "LayerNormGRU"])
-def test_layers_float32_as_accurate_as_eager(built, cls, T, B, I, H):
+def test_layers_float32_as_accurate_as_eager(compiled_kernels, cls, T, B, I, H):
     """Float32, training with every dropout and lengths, two layers, both directions: as close to
     the float64 result as the eager kernels are. B=130 at 3H=192 is more than one parallel task
     (the grain is 8192 elements), so the row split runs where there are threads."""
     m, _ = layer_pair(cls, I, H, LAYOUTS["dropouts-train"], dtype=torch.float32, seed=1)
     x = torch.randn(T, B, I, requires_grad=True)
-    lengths = torch.randint(1, T + 1, (B,))
-    lengths[0] = T
-
-    def go(model, x):
-        torch.manual_seed(11)
-        return run_layer(model, x, lengths=lengths)
-
-    errors = layer_float32_errors(go, m, x)
-    assert_float32_as_accurate(errors[True], errors[False], 1e-6)
+    assert_layer_float32_as_accurate(m, x, random_lengths(T, B))
 
 
-def test_fused_gru_is_torch_nn_gru(built):
+def test_fused_gru_is_torch_nn_gru(compiled_kernels):
     """rnnkit.FusedGRU with ``compiled=True`` in the constructor (it wins over the scope) gives
     torch.nn.GRU's outputs and gradients, float32, two layers, both directions."""
     torch.manual_seed(10)
@@ -221,7 +142,7 @@ def test_fused_gru_is_torch_nn_gru(built):
 
 
 @pytest.mark.parametrize("cell", CELLS)
-def test_save_false_keeps_nothing_and_computes_the_same(built, cell):
+def test_save_false_keeps_nothing_and_computes_the_same(compiled_kernels, cell):
     """``save=False`` (what the driver asks under no_grad): the kernel takes no buffer for
     backward, and the C++ loop writes nothing but the states: buffers it is handed stay as they
     were, while ``save=True`` fills them. The outputs are the same bit for bit either way."""

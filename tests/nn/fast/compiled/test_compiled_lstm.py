@@ -13,14 +13,21 @@ as the eager kernels" against the float64 result (see ``assert_float32_as_accura
 
 from __future__ import annotations
 
-import copy
-
 import pytest
 import torch
+from compiled_checks import (
+    DT,
+    TOL,
+    assert_float32_as_accurate,
+    assert_layer_float32_as_accurate,
+    assert_layout_equals_loop,
+    layer_loss,
+    normwise_errors,
+)
+from layer_helpers import perturbed as perturbed_layer
 from torch.overrides import TorchFunctionMode
 
 import rnnkit
-from rnnkit.nn.fast.compiled import CPUKernelsUnavailable, load
 from rnnkit.nn.fast.compiled.lstm import CompiledLSTMKernel
 from rnnkit.nn.fast.driver import recurrence
 from rnnkit.nn.fast.lstm import InputLNLSTMKernel
@@ -30,58 +37,10 @@ from rnnkit.nn.layernorm import LayerNormLSTM
 from rnnkit.nn.loop import scan
 from rnnkit.nn.paths import COMPILED, FAST, choose_path
 
-DT = torch.float64
-TOL = {"rtol": 1e-10, "atol": 1e-10}
-
-
-@pytest.fixture(scope="module")
-def built():
-    try:
-        return load()
-    except CPUKernelsUnavailable as e:
-        pytest.skip(f"compiled CPU kernels unavailable here: {e}")
-
-
-@pytest.fixture
-def on(built):
-    """The compiled kernels for one test, as a user turns them on."""
-    with rnnkit.options(compiled=True):
-        yield
-
 
 def perturbed(I, H, dtype=DT, seed=0, **kw):
-    torch.manual_seed(seed)
-    m = LayerNormLSTM(I, H, dtype=dtype, **kw)
-    with torch.no_grad():  # gains and shifts away from 1 and 0, so every parameter matters
-        for name, p in m.named_parameters():
-            if name.startswith("ln_"):
-                p.add_(0.3 * torch.randn_like(p))
-    return m
-
-
-def run(m, x, **kw):
-    """Outputs, final states and the gradients of x and every parameter for one loss."""
-    out, (h, c) = m(x, **kw)
-    loss = out.sin().sum() + h.pow(2).sum() + (c * 0.7).cos().sum()
-    grads = torch.autograd.grad(loss, [x, *m.parameters()])
-    return (out, h, c, *grads)
-
-
-def assert_float32_as_accurate_as_eager(run_model, m, x):
-    """``run_model(m, x)`` in float32 with the compiled kernels is as close to the float64 result
-    (eager) as the eager float32 run is: normwise error per output and gradient. The compiled
-    σ and tanh use ATen's exp_u20 (20 ulp): within 0.5-2x the eager error, itself a few float32
-    ulps; the bound 3x + 1e-6 leaves room for the rounding of either instruction set."""
-    exact_inputs = copy.deepcopy(m).double(), x.detach().double().requires_grad_()
-    with rnnkit.options(compiled=False):
-        exact = run_model(*exact_inputs)
-    errors = {}
-    for flag in (False, True):
-        with rnnkit.options(compiled=flag):
-            errors[flag] = torch.tensor([((a.double() - b).abs().max() / b.abs().max()).item()
-                                         for a, b in zip(run_model(m, x), exact)])
-    assert (errors[False] < 1e-5).all()  # the reference itself is sound
-    assert (errors[True] <= 3 * errors[False] + 1e-6).all(), (errors[True], errors[False])
+    """A LayerNormLSTM whose every parameter matters (``layer_helpers.perturbed``)."""
+    return perturbed_layer(LayerNormLSTM, I, H, dtype, seed, **kw)
 
 
 def test_kernel_choice(on):
@@ -106,34 +65,20 @@ LAYOUTS = {
 
 @pytest.mark.parametrize("case", list(LAYOUTS), ids=list(LAYOUTS))
 def test_equals_readable_loop_float64(on, case):
-    """Same weights, same masks (same seed): the compiled path equals backend='loop'."""
-    spec = LAYOUTS[case]
-    T, B, I, H = 6, 3, 4, 5  # 4H = 20: not a multiple of any vector width, so tails are exercised
-    m = perturbed(I, H, **spec["layer"])
-    loop = LayerNormLSTM(I, H, dtype=DT, backend="loop", **spec["layer"])
-    loop.load_state_dict(m.state_dict())
-    for mod in (m, loop):
-        mod.train(spec.get("train", False))
-    bf = spec["layer"].get("batch_first", False)
-    x = torch.randn(*((B, T, I) if bf else (T, B, I)), dtype=DT, requires_grad=True)
-    kw = {"lengths": torch.tensor([T, 2, 4])} if spec["lengths"] else {}
-    torch.manual_seed(11)
-    got = run(m, x, **kw)
-    torch.manual_seed(11)
-    want = run(loop, x, **kw)
-    for a, b in zip(got, want):
-        torch.testing.assert_close(a, b, **TOL)
+    """Same weights, same masks (same seed): the compiled path equals backend='loop'. H = 5:
+    4H = 20 is not a multiple of any vector width, so the tails are exercised."""
+    assert_layout_equals_loop(LayerNormLSTM, LAYOUTS[case], T=6, B=3, I=4, H=5)
 
 
 @pytest.mark.parametrize("T,B,I,H", [(7, 4, 3, 37), (3, 130, 8, 64)],
                          ids=["odd-H", "rows-split-over-threads"])
-def test_float32_as_accurate_as_eager(built, T, B, I, H):
+def test_float32_as_accurate_as_eager(compiled_kernels, T, B, I, H):
     """In float32, against the float64 result, the compiled step is as accurate as the eager
     kernel (normwise error per output and gradient). B=130 with 4H=256 is more than one parallel
     task (the grain is 8192 elements), so the row split is exercised where there are threads."""
     m = perturbed(I, H, dtype=torch.float32, seed=1)
     x = torch.randn(T, B, I, requires_grad=True)
-    assert_float32_as_accurate_as_eager(run, m, x)
+    assert_layer_float32_as_accurate(m, x)
 
 
 def test_inference_path_and_saturation(on):
@@ -209,7 +154,8 @@ def blends(kind, T, B, H, dtype):
 @pytest.mark.parametrize("masked", [False, True], ids=["plain", "hidden-mask"])
 @pytest.mark.parametrize("blend", ["none", "zoneout-h", "zoneout-both", "lengths"])
 @pytest.mark.parametrize("cell", ["ln_lstm", "lstm"])
-def test_compiled_loop_equals_eager_driver(built, dtype, reverse, masked, blend, cell):
+def test_compiled_loop_equals_eager_driver(compiled_kernels, dtype, reverse, masked, blend,
+                                           cell):
     """The compiled kernel runs the time loop itself (C++), with the same products, kernels and
     blends (zoneout, lengths) in the same order as the driver's Python loop over the eager
     kernel. Every output and gradient: float64 equal to the eager driver's to 1e-10; float32
@@ -229,8 +175,7 @@ def test_compiled_loop_equals_eager_driver(built, dtype, reverse, masked, blend,
         k = None if keep is None else tuple(None if z is None else z.to(gi.dtype) for z in keep)
         out, (h, c) = recurrence(cell, gi, (h0, c0), w_hh, tuple(params), reverse=reverse,
                                  hidden_mask=m, keep=k, lengths=lengths, compiled=compiled)
-        loss = out.sin().sum() + h.pow(2).sum() + (c * 0.7).cos().sum()
-        return (out, h, c, *torch.autograd.grad(loss, inputs))
+        return (out, h, c, *torch.autograd.grad(layer_loss(out, (h, c)), inputs))
 
     kernel = KERNELS[cell].compiled(inputs[0], tuple(inputs[4:]))
     assert hasattr(kernel, "forward_all") and not hasattr(kernel, "forward_step")
@@ -243,15 +188,13 @@ def test_compiled_loop_equals_eager_driver(built, dtype, reverse, masked, blend,
 
     def error(compiled, gemm):
         with rnnkit.options(gemm=gemm):
-            return torch.tensor([((a.double() - b).abs().max() / b.abs().max()).item()
-                                 for a, b in zip(once(inputs32, compiled=compiled), exact)])
+            return normwise_errors(once(inputs32, compiled=compiled), exact)
 
     # the bound's reference: the eager kernels on torch.mm (oneDNN's products are more accurate
     # than MKL's here, which would make the eager error too small to measure the kernels by)
     eager = error(False, "torch")
-    assert (eager < 1e-5).all()  # the reference itself is sound
     for gemm in ("auto", "torch"):
-        assert (error(True, gemm) <= 3 * eager + 4e-6).all(), (gemm, error(True, gemm), eager)
+        assert_float32_as_accurate(error(True, gemm), eager, 4e-6)
 
 
 @pytest.mark.parametrize("reverse", [False, True], ids=["fwd", "rev"])
@@ -284,8 +227,7 @@ def test_plain_lstm_equals_readable_loop(on, blend):
     keep, lengths = blends(blend, *gi.shape[:2], h0.shape[1], DT)
 
     def grads(out, h, c):
-        loss = out.sin().sum() + h.pow(2).sum() + (c * 0.7).cos().sum()
-        return (out, h, c, *torch.autograd.grad(loss, (gi, h0, c0, w_hh)))
+        return (out, h, c, *torch.autograd.grad(layer_loss(out, (h, c)), (gi, h0, c0, w_hh)))
 
     out, (h, c) = recurrence("lstm", gi, (h0, c0), w_hh, (), hidden_mask=mask, keep=keep,
                              lengths=lengths, reverse=True)
@@ -296,7 +238,7 @@ def test_plain_lstm_equals_readable_loop(on, blend):
         torch.testing.assert_close(a, b, **TOL)
 
 
-def test_fused_lstm_layer_float32(built):
+def test_fused_lstm_layer_float32(compiled_kernels):
     """rnnkit.FusedLSTM on the compiled kernels, float32, in training with every dropout: as close
     to the float64 result as its eager kernel is, and torch.nn.LSTM's numbers without dropout;
     ``compiled=True`` in the constructor takes the same path as the scoped option."""
@@ -304,15 +246,7 @@ def test_fused_lstm_layer_float32(built):
     m = rnnkit.FusedLSTM(5, 16, num_layers=2, bidirectional=True, recurrent_dropout=0.2,
                          zoneout=0.1, weight_dropout=0.2)
     x = torch.randn(9, 6, 5, requires_grad=True)
-    lengths = torch.tensor([9, 8, 5, 5, 2, 1])
-
-    def run(model, x):
-        torch.manual_seed(11)
-        out, (h, c) = model(x, lengths=lengths)
-        loss = out.sin().sum() + h.pow(2).sum() + (c * 0.7).cos().sum()
-        return (out, h, c, *torch.autograd.grad(loss, [x, *model.parameters()]))
-
-    assert_float32_as_accurate_as_eager(run, m, x)
+    assert_layer_float32_as_accurate(m, x, torch.tensor([9, 8, 5, 5, 2, 1]))
     # without the dropouts it is torch.nn.LSTM (same weights, same state_dict keys)
     plain = rnnkit.FusedLSTM(5, 16, num_layers=2, bidirectional=True, compiled=True)
     ref = torch.nn.LSTM(5, 16, num_layers=2, bidirectional=True)
@@ -336,7 +270,7 @@ def input_ln_case(dtype, B=3, H=5, T=6, seed=7):
 
 @pytest.mark.parametrize("reverse", [False, True], ids=["fwd", "rev"])
 @pytest.mark.parametrize("blend", ["none", "zoneout-both", "lengths"])
-def test_input_layer_norm_cell(built, reverse, blend):
+def test_input_layer_norm_cell(compiled_kernels, reverse, blend):
     """``ln_lstm_x`` (the input side's layer norm inside the loop) against ``ln_lstm`` on
     ``γ_ih LN(x) + shift`` done by autograd outside it: float64, 1e-10, every gradient; both the
     compiled loop and its eager stand-in (a bulk layer norm before and after the eager kernel)."""
@@ -345,18 +279,15 @@ def test_input_layer_norm_cell(built, reverse, blend):
     keep, lengths = blends(blend, *x.shape[:2], h0.shape[1], DT)
     kw = dict(reverse=reverse, hidden_mask=mask, keep=keep, lengths=lengths)
 
-    def loss(out, h, c):
-        return out.sin().sum() + h.pow(2).sum() + (c * 0.7).cos().sum()
-
     def fast_x(compiled):
         out, (h, c) = recurrence("ln_lstm_x", x, (h0, c0), w_hh, (gamma_hh, gamma_c, beta_c, gamma_ih, shift),
                                  compiled=compiled, **kw)
-        return (out, h, c, *torch.autograd.grad(loss(out, h, c), inputs))
+        return (out, h, c, *torch.autograd.grad(layer_loss(out, (h, c)), inputs))
 
     gi = torch.nn.functional.layer_norm(x, x.shape[-1:], gamma_ih, shift, EPS)
     out, (h, c) = recurrence("ln_lstm", gi, (h0, c0), w_hh, (gamma_hh, gamma_c, beta_c), compiled=False,
                              **kw)
-    reference = (out, h, c, *torch.autograd.grad(loss(out, h, c), inputs))
+    reference = (out, h, c, *torch.autograd.grad(layer_loss(out, (h, c)), inputs))
     assert isinstance(KERNELS["ln_lstm_x"].eager(x, inputs[4:]), InputLNLSTMKernel)
     eager = fast_x(compiled=False)
     assert KERNELS["ln_lstm_x"].compiled(x, inputs[4:]).input_ln
@@ -416,7 +347,7 @@ class CountLinear(TorchFunctionMode):
 
 
 @pytest.mark.parametrize("compiled", [False, True], ids=["eager", "compiled"])
-def test_layer_projects_the_input_once(built, compiled):
+def test_layer_projects_the_input_once(compiled_kernels, compiled):
     """Whichever cell LayerNormLSTM picks, W_ih x is computed once per layer and direction."""
     m = perturbed(3, 4, num_layers=2, bidirectional=True)
     x = torch.randn(5, 2, 3, dtype=DT)
