@@ -124,3 +124,21 @@ def profile_rows(models: dict, x: torch.Tensor, names, context) -> str:
         lines.append(f"| {name} | {total * 1e3:.1f} | {products * 1e3:.1f} | "
                      f"{(total - products) * 1e3:.1f} | {products / total:.0%} |")
     return "\n".join(lines)
+
+
+def onednn_gflops(M: int, K: int, N: int, repeats: int) -> float:
+    """GFLOP/s of oneDNN's inner product (M, K) x (K, N) with the weight packed once (what torch's
+    LSTM kernel and rnnkit's fast path run; torch.mm runs MKL, which takes its AVX2 code on AMD
+    CPUs), best of ``repeats`` after a warm-up."""
+    if not torch.backends.mkldnn.is_available():
+        return float("nan")
+    x, w = torch.randn(M, K), torch.randn(N, K)
+    packed = torch.ops.mkldnn._reorder_linear_weight(w, M)
+    torch.testing.assert_close(torch.ops.mkldnn._linear_pointwise(x, packed, None, "none", [], ""),
+                               x @ w.t(), rtol=1e-3, atol=1e-3)
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        torch.ops.mkldnn._linear_pointwise(x, packed, None, "none", [], "")
+        best = min(best, time.perf_counter() - t0)
+    return 2.0 * M * K * N / best / 1e9
