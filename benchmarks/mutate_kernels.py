@@ -6,7 +6,9 @@
 Opt-in (not part of the test suite): it copies the package (``src/rnnkit``) into a temporary
 folder, builds the unchanged copy once and runs the kernel tests against it (they must pass),
 then for each mutant below changes one expression in the copy's C++ (a wrong sign in a backward
-term, a dropped mask, an index off by one step, a swapped gate), lets the build rebuild the
+term, a dropped mask, an index off by one step, a swapped gate; each row gives the code as it
+stands with its change marked ``[[old => new]]``, and every row is looked up before anything is
+built: one whose code is not in its file exactly once stops the run), lets the build rebuild the
 changed file (one extension folder for the whole run, so ninja recompiles only what changed) and
 runs that cell's test file against it, with the copy first on ``PYTHONPATH``. A mutant is
 *killed* when the tests fail (or crash); one that *survives* means a test is missing. The table
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -37,66 +40,67 @@ TESTS = {"LSTM": "tests/nn/fast/compiled/test_compiled_lstm.py",
          "Elman": "tests/nn/fast/compiled/test_compiled_elman.py"}
 
 
+#: what marks a change in a mutant's code: ``[[old => new]]``
+CHANGE = re.compile(r"\[\[(.*?) => (.*?)\]\]", re.S)
+
+
 @dataclass(frozen=True)
 class Mutant:
     id: str
     cell: str  # which tests are run: TESTS[cell]
     file: str  # in rnnkit/nn/fast/compiled
     what: str
-    old: str  # must occur exactly once in the file
-    new: str
+    code: str  # the code as it stands, with its change marked: [[old => new]] (one or more)
+
+    def texts(self) -> tuple[str, str]:
+        """(the code as it is, the code mutated), or ValueError if no change is marked."""
+        if not CHANGE.search(self.code):
+            raise ValueError(f"mutant {self.id}: no change marked [[old => new]] in its code")
+        return (CHANGE.sub(lambda m: m.group(1), self.code),
+                CHANGE.sub(lambda m: m.group(2), self.code))
 
 
-MUTANTS = [
-    # lstm.cpp (compiled into module.cpp)
-    Mutant("lstm-sign", "LSTM", "lstm.cpp", "backward: + for - in tanh'(g) of the g gate",
-           "(dct * i * (one - g * g)).store(dgr + 2 * H + k, cnt);",
-           "(dct * i * (one + g * g)).store(dgr + 2 * H + k, cnt);"),
-    Mutant("lstm-mask", "LSTM", "lstm.cpp", "forward: the hidden mask (variational dropout) dropped",
-           "const at::Tensor& x = masks.hidden_mask ? at::mul_out(h_in, h_prev, *masks.hidden_mask)\n"
-           "                                              : h_prev;",
-           "const at::Tensor& x = h_prev;"),
-    Mutant("lstm-keep", "LSTM", "lstm.cpp",
-           "forward: zoneout/lengths blend reads the keep of the step before",
-           "at::lerp_out(dst, S.select(0, jp), fresh, keep->select(0, t));",
-           "at::lerp_out(dst, S.select(0, jp), fresh, keep->select(0, std::max<int64_t>(t - 1, 0)));"),
-    Mutant("lnlstm-lnback", "LN-LSTM", "lstm.cpp", "layer-norm backward: + for - on the xhat term",
-           "(r * (d - m1 - Vec::loadu(xhat + k, cnt) * m2)).store(dx + k, cnt);",
-           "(r * (d - m1 + Vec::loadu(xhat + k, cnt) * m2)).store(dx + k, cnt);"),
-    # gru.cpp
-    Mutant("gru-sign", "GRU", "gru.cpp", "backward: (n - h) for (h - n) in the z gate's gradient",
-           "const Vec dpz = dh * (h - n) * z * (one - z);",
-           "const Vec dpz = dh * (n - h) * z * (one - z);"),
-    Mutant("gru-reset", "GRU", "gru.cpp", "backward: the r factor of d gh_n dropped",
-           "(dpn * r).store(dgh + 2 * H + k, cnt);", "dpn.store(dgh + 2 * H + k, cnt);"),
-    Mutant("gru-swap", "GRU", "gru.cpp", "forward: r computed from z's columns (gates swapped)",
-           "const Vec r = vsigmoid(input(k, cnt) + recurrent(k, cnt));",
-           "const Vec r = vsigmoid(input(H + k, cnt) + recurrent(H + k, cnt));"),
-    Mutant("lngru-rstd", "LN-GRU", "gru.cpp", "saved rstd of a: every step reads step 0's",
-           "s.rstd_a = ptr<scalar_t>(saved.rstd, t * B);", "s.rstd_a = ptr<scalar_t>(saved.rstd, 0);"),
-    Mutant("lngru-shift", "LN-GRU", "gru.cpp", "input layer norm: the shift (b_ih) dropped",
-           "return p.shift ? g + Vec::loadu(p.shift + j, cnt) : g;", "return g;"),
-    Mutant("lngru-xhat", "LN-GRU", "gru.cpp", "input layer norm backward: xhat not scaled by rstd",
-           "((Vec::loadu(s.gi + b * G + k, cnt) - mx) * rx).store(xh + k, cnt);",
-           "(Vec::loadu(s.gi + b * G + k, cnt) - mx).store(xh + k, cnt);"),
-    # elman.cpp
-    Mutant("elman-sign", "Elman", "elman.cpp", "backward: tanh' = 1 + h^2",
-           "Vec::blendv(zero, one, y > zero) : one - y * y;",
-           "Vec::blendv(zero, one, y > zero) : one + y * y;"),
-    Mutant("elman-relu0", "Elman", "elman.cpp", "backward: relu' = 1 at h = 0 (>= for >)",
-           "Vec::blendv(zero, one, y > zero) : one - y * y;",
-           "Vec::blendv(zero, one, y >= zero) : one - y * y;"),
-    # one_state_loop.h (the GRU's and Elman's time loop): last, as it rebuilds both
-    Mutant("loop-mask", "Elman", "one_state_loop.h",
-           "forward: the hidden mask dropped (GRU and Elman loop)",
-           "const at::Tensor& x = masks.hidden_mask ? at::mul_out(h_in, h_prev, *masks.hidden_mask)\n"
-           "                                            : h_prev;",
-           "const at::Tensor& x = h_prev;"),
-    Mutant("loop-keep", "GRU", "one_state_loop.h",
-           "backward: the keep (zoneout, lengths) of the step before (GRU and Elman loop)",
-           "masks.keep ? at::mul(dh, masks.keep->select(0, t)) : dh;",
-           "masks.keep ? at::mul(dh, masks.keep->select(0, std::max<int64_t>(t - 1, 0))) : dh;"),
-]
+#: one row per mutant: id, cell (its tests), file, what changes, the code with the change marked;
+#: the rows of one file together, the files whose change rebuilds more last (a header rebuilds
+#: every file that includes it)
+MUTANTS = [Mutant(*row) for row in [
+    ("lstm-sign", "LSTM", "lstm.cpp", "backward: + for - in tanh'(g) of the g gate",
+     "(dct * i * (one [[- => +]] g * g)).store(dgr + 2 * H + k, cnt);"),
+    ("lstm-mask", "LSTM", "lstm.cpp", "forward: the hidden mask (variational dropout) dropped",
+     "const at::Tensor& x = [[masks.hidden_mask ? at::mul_out(h_in, h_prev, *masks.hidden_mask)\n"
+     "                                              : h_prev => h_prev]];"),
+    ("lstm-keep", "LSTM", "lstm.cpp", "forward: zoneout/lengths blend reads the keep of the step before",
+     "at::lerp_out(dst, S.select(0, jp), fresh, keep->select(0, [[t => std::max<int64_t>(t - 1, 0)]]));"),
+    ("gru-sign", "GRU", "gru.cpp", "backward: (n - h) for (h - n) in the z gate's gradient",
+     "const Vec dpz = dh * ([[h - n => n - h]]) * z * (one - z);"),
+    ("gru-reset", "GRU", "gru.cpp", "backward: the r factor of d gh_n dropped",
+     "[[(dpn * r) => dpn]].store(dgh + 2 * H + k, cnt);"),
+    ("gru-swap", "GRU", "gru.cpp", "forward: r computed from z's columns (gates swapped)",
+     "const Vec r = vsigmoid(input([[k => H + k]], cnt) + recurrent([[k => H + k]], cnt));"),
+    ("lngru-rstd", "LN-GRU", "gru.cpp", "saved rstd of a: every step reads step 0's",
+     "s.rstd_a = ptr<scalar_t>(saved.rstd, [[t * B => 0]]);"),
+    ("lngru-shift", "LN-GRU", "gru.cpp", "input layer norm: the shift (b_ih) dropped",
+     "return [[p.shift ? g + Vec::loadu(p.shift + j, cnt) : g => g]];"),
+    ("lngru-xhat", "LN-GRU", "gru.cpp", "input layer norm backward: xhat not scaled by rstd",
+     "[[((Vec::loadu(s.gi + b * G + k, cnt) - mx) * rx) => (Vec::loadu(s.gi + b * G + k, cnt) - mx)]]"
+     ".store(xh + k, cnt);"),
+    ("elman-sign", "Elman", "elman.cpp", "backward: tanh' = 1 + h^2",
+     "Vec::blendv(zero, one, y > zero) : one [[- => +]] y * y;"),
+    ("elman-relu0", "Elman", "elman.cpp", "backward: relu' = 1 at h = 0 (>= for >)",
+     "Vec::blendv(zero, one, y [[> => >=]] zero) : one - y * y;"),
+    ("loop-mask", "Elman", "one_state_loop.h", "forward: the hidden mask dropped (GRU and Elman loop)",
+     "const at::Tensor& x = [[masks.hidden_mask ? at::mul_out(h_in, h_prev, *masks.hidden_mask)\n"
+     "                                            : h_prev => h_prev]];"),
+    ("loop-keep", "GRU", "one_state_loop.h",
+     "backward: the keep (zoneout, lengths) of the step before (GRU and Elman loop)",
+     "masks.keep ? at::mul(dh, masks.keep->select(0, [[t => std::max<int64_t>(t - 1, 0)]])) : dh;"),
+    ("lnlstm-lnback", "LN-LSTM", "vec_ops.h",
+     "layer-norm backward (every cell's): + for - on the xhat term",
+     "(r * (d - m1 [[- => +]] Vec::loadu(xhat + k, cnt) * m2)).store(dx + k, cnt);"),
+    ("linear-mask", "LSTM", "linear.h",
+     "backward through W_hh (every cell's): the hidden mask dropped",
+     "[[if (hidden_mask) dh.mul_(*hidden_mask); => ]]"),
+]]
 
 
 def run_tests(copy: Path, test: str, env: dict, timeout: float) -> tuple[bool, str, float]:
@@ -121,6 +125,28 @@ def run_tests(copy: Path, test: str, env: dict, timeout: float) -> tuple[bool, s
     return False, f"exit status {done.returncode} (a crash)", seconds
 
 
+def apply_all(copy: Path, mutants: list[Mutant]) -> dict[str, str]:
+    """{id: its file's text mutated}; exits naming every mutant whose code is not in its file
+    exactly once (a mutant that does not apply would be a check that cannot fail)."""
+    changes, stale = {}, []
+    for m in mutants:
+        source = (copy / KERNELS / m.file).read_text(encoding="utf-8")
+        try:
+            old, new = m.texts()
+        except ValueError as e:
+            stale.append(str(e))
+            continue
+        if source.count(old) != 1:
+            stale.append(f"mutant {m.id}: its code occurs {source.count(old)} times in {m.file} "
+                         "(expected once)")
+            continue
+        changes[m.id] = source.replace(old, new)
+        assert changes[m.id] != source, m.id  # old and new differ: the file really changes
+    if stale:
+        sys.exit("; ".join(stale) + ": update the mutants")
+    return changes
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--only", default="", help="run the mutants whose id starts with this")
@@ -134,9 +160,13 @@ def main() -> None:
                         ignore=shutil.ignore_patterns("__pycache__"))
         env = {**os.environ, "PYTHONPATH": str(copy), "TORCH_EXTENSIONS_DIR": str(Path(tmp) / "ext"),
                "RNNKIT_COMPILED": "1"}
-        check = subprocess.run([sys.executable, "-c", "import rnnkit; print(rnnkit.__file__)"],
-                               env=env, capture_output=True, text=True, check=True)
-        assert check.stdout.strip().startswith(str(copy)), check.stdout  # the copy is imported
+        changes = apply_all(copy, chosen)  # before any build: a mutant that does not apply stops it
+        check = subprocess.run(
+            [sys.executable, "-c",
+             "import rnnkit, torch; print(rnnkit.__file__); print(torch.get_num_threads())"],
+            env=env, capture_output=True, text=True, check=True)
+        where, threads = check.stdout.splitlines()[-2:]
+        assert where.startswith(str(copy)), where  # the copy is imported
         print(f"the unchanged copy: building and running {len(set(TESTS.values()))} test files...",
               file=sys.stderr, flush=True)
         for test in sorted(set(TESTS[m.cell] for m in chosen)):
@@ -147,10 +177,7 @@ def main() -> None:
         for m in chosen:
             path = copy / KERNELS / m.file
             source = path.read_text(encoding="utf-8")
-            if source.count(m.old) != 1:
-                sys.exit(f"mutant {m.id}: its expression occurs {source.count(m.old)} times in "
-                         f"{m.file} (expected once); update the mutant")
-            path.write_text(source.replace(m.old, m.new), encoding="utf-8")
+            path.write_text(changes[m.id], encoding="utf-8")
             passed, why, seconds = run_tests(copy, TESTS[m.cell], env, args.timeout)
             path.write_text(source, encoding="utf-8")
             verdict = "**survived**" if passed else f"killed by `{why}`"
@@ -164,7 +191,8 @@ def main() -> None:
         "(seconds: rebuild plus tests).", "",
         "| mutant | cell | file | change | result | s |", "|---|---|---|---|---|---:|", *rows])
     print(table)
-    write_section(__file__, table, title="Mutation checks of the compiled kernels")
+    write_section(__file__, table, threads=int(threads),
+                  title="Mutation checks of the compiled kernels")
     if survivors:
         sys.exit(f"{survivors} mutant(s) survived: a test is missing")
 

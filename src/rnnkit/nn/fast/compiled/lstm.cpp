@@ -14,110 +14,12 @@
 // y = tanh(c'). The formulas are those of the eager kernels in lstm.py (and rnnkit.scratch);
 // tests/nn/fast/compiled/test_lstm.py ties the two.
 
-#include <torch/extension.h>
+#include "linear.h"
 
-#include <ATen/Parallel.h>
-#include <ATen/cpu/vec/vec.h>
-
-#include <cmath>
 #include <type_traits>
 
+namespace rnnkit::cpu {
 namespace {
-
-using at::vec::Vectorized;
-
-// Rows per parallel task: at least ~8K elements (8 rows of 4H at H=256), so a batch of a few rows
-// stays on one thread instead of paying a thread hand-off per step (a row costs a microsecond or
-// two, a hand-off more). at::parallel_for only runs on threads when this file is compiled with
-// -fopenmp (its OpenMP backend is a header template); build.py passes it when torch uses OpenMP.
-int64_t row_grain(int64_t width) { return std::max<int64_t>(1, 8192 / std::max<int64_t>(1, width)); }
-
-template <typename scalar_t>
-scalar_t hsum(const Vectorized<scalar_t>& v) {
-  scalar_t lanes[Vectorized<scalar_t>::size()];
-  v.store(lanes);
-  scalar_t s = 0;
-  for (int k = 0; k < Vectorized<scalar_t>::size(); ++k) s += lanes[k];
-  return s;
-}
-
-template <typename scalar_t>
-Vectorized<scalar_t> vsigmoid(const Vectorized<scalar_t>& x) {
-  const Vectorized<scalar_t> one(1);
-  return one / (one + x.neg().exp_u20());  // exp(-x) = inf for very negative x gives 0
-}
-
-// tanh(x) = sign(x) (1 - 2 / (exp(2|x|) + 1)): exp(2|x|) = inf for large |x| gives 1, as it
-// should. Not Vectorized::tanh: it calls Sleef's tanh, several times slower than one exp. This
-// form loses relative accuracy for |x| near 0 (the absolute error stays one unit of 1.0), which
-// nothing downstream of a gate can see.
-template <typename scalar_t>
-Vectorized<scalar_t> vtanh(const Vectorized<scalar_t>& x) {
-  const Vectorized<scalar_t> one(1), two(2), zero(0);
-  const Vectorized<scalar_t> t = one - two / ((x.abs() * two).exp_u20() + one);
-  return Vectorized<scalar_t>::blendv(t, t.neg(), x < zero);
-}
-
-// f(k, cnt) for k = 0, V, 2V, ... < n with cnt = min(V, n - k) lanes: the tail is loaded and
-// stored with a count (ATen's loadu zero-fills the lanes past it).
-template <typename Vec, typename F>
-inline void vloop(int64_t n, F&& f) {
-  for (int64_t k = 0; k < n; k += Vec::size()) f(k, std::min<int64_t>(Vec::size(), n - k));
-}
-
-// sum over k of term(k, cnt) (a vector), lanes past the end masked off. Four accumulators: with
-// one, every add would wait for the previous add's latency.
-template <typename scalar_t, typename F>
-inline scalar_t vsum(int64_t n, F&& term) {
-  using Vec = Vectorized<scalar_t>;
-  constexpr int64_t V = Vec::size();
-  Vec s0(0), s1(0), s2(0), s3(0);
-  int64_t k = 0;
-  for (; k + 4 * V <= n; k += 4 * V) {
-    s0 = s0 + term(k, V);
-    s1 = s1 + term(k + V, V);
-    s2 = s2 + term(k + 2 * V, V);
-    s3 = s3 + term(k + 3 * V, V);
-  }
-  for (; k < n; k += V) {
-    const int64_t cnt = std::min<int64_t>(V, n - k);
-    const Vec v = term(k, cnt);
-    s0 = s0 + (cnt < V ? Vec::set(Vec(0), v, cnt) : v);
-  }
-  return hsum((s0 + s1) + (s2 + s3));
-}
-
-// mean and 1/sqrt(var + eps) of x[0:n] (two passes, as ATen's layer norm: no cancellation).
-template <typename scalar_t>
-void moments(const scalar_t* x, int64_t n, double eps, scalar_t& mean, scalar_t& rstd) {
-  using Vec = Vectorized<scalar_t>;
-  mean = vsum<scalar_t>(n, [&](int64_t k, int64_t cnt) { return Vec::loadu(x + k, cnt); }) / n;
-  const Vec m(mean);
-  const scalar_t ss = vsum<scalar_t>(n, [&](int64_t k, int64_t cnt) {
-    const Vec d = Vec::loadu(x + k, cnt) - m;
-    return d * d;
-  });
-  rstd = scalar_t(1) / std::sqrt(ss / n + scalar_t(eps));
-}
-
-// Layer-norm backward for one row without the gain's gradient: y = w xhat (+ shift),
-// xhat = (x - mean) rstd  =>  dx = rstd (d - mean(d) - xhat mean(d xhat)), d = dy w.
-template <typename scalar_t>
-void layer_norm_backward_row(int64_t n, const scalar_t* dy, const scalar_t* w,
-                             const scalar_t* xhat, scalar_t rstd, scalar_t* dx) {
-  using Vec = Vectorized<scalar_t>;
-  const scalar_t s1 = vsum<scalar_t>(n, [&](int64_t k, int64_t cnt) {
-    return Vec::loadu(dy + k, cnt) * Vec::loadu(w + k, cnt);
-  });
-  const scalar_t s2 = vsum<scalar_t>(n, [&](int64_t k, int64_t cnt) {
-    return Vec::loadu(dy + k, cnt) * Vec::loadu(w + k, cnt) * Vec::loadu(xhat + k, cnt);
-  });
-  const Vec m1(s1 / n), m2(s2 / n), r(rstd);
-  vloop<Vec>(n, [&](int64_t k, int64_t cnt) {
-    const Vec d = Vec::loadu(dy + k, cnt) * Vec::loadu(w + k, cnt);
-    (r * (d - m1 - Vec::loadu(xhat + k, cnt) * m2)).store(dx + k, cnt);
-  });
-}
 
 // ---------------------------------------------------------------------------------------------
 // One step over rows b0..b1. Pointers to (B, .) blocks, grouped by role.
@@ -303,52 +205,17 @@ void backward_rows(int64_t b0, int64_t b1, int64_t H, const Gains<scalar_t>& w,
   }
 }
 
-// acc[j] += sum over rows b of x[b, j] * (w ? w[b, j] : 1), for x, w (B, n): the gain and shift
-// gradients of one step, added to the running totals. A per-step partial sum first, so a float32
-// total over T steps rounds like T sums of B terms, not like one long sum of T*B terms.
-template <typename scalar_t>
-void add_column_sums(int64_t B, int64_t n, const scalar_t* x, const scalar_t* w, scalar_t* acc) {
-  using Vec = Vectorized<scalar_t>;
-  vloop<Vec>(n, [&](int64_t k, int64_t cnt) {
-    Vec part(0);
-    for (int64_t b = 0; b < B; ++b) {
-      const Vec v = Vec::loadu(x + b * n + k, cnt);
-      part = part + (w ? v * Vec::loadu(w + b * n + k, cnt) : v);
-    }
-    (Vec::loadu(acc + k, cnt) + part).store(acc + k, cnt);
-  });
-}
-
-// f(std::true_type{}) if ln else f(std::false_type{}): the runtime layer-norm flag as the
-// compile-time LN of the row functions, without writing their argument lists twice.
-template <typename F>
-void with_ln(bool ln, F&& f) {
-  if (ln)
-    f(std::true_type{});
-  else
-    f(std::false_type{});
-}
-
-// The same for two flags: f(LN, SAVE) with both as compile-time constants.
-template <typename F>
-void with_flags(bool ln, bool save, F&& f) {
-  with_ln(ln, [&](auto LN) {
-    if (save)
-      f(LN, std::true_type{});
-    else
-      f(LN, std::false_type{});
-  });
-}
-
 // One step over all B rows (rows split over threads).
 template <typename scalar_t>
 void forward_step(bool ln, bool save, int64_t B, int64_t H, double eps, const scalar_t* a,
                   const Gains<scalar_t>& w, const StepBlocks<scalar_t>& s, scalar_t* c_new,
                   scalar_t* h_new, const InputLN<scalar_t>& in) {
   at::parallel_for(0, B, row_grain(4 * H), [&](int64_t b0, int64_t b1) {
-    with_flags(ln, save, [&](auto LN, auto SAVE) {
-      forward_rows<scalar_t, decltype(LN)::value, decltype(SAVE)::value>(b0, b1, H, eps, a, w, s,
-                                                                         c_new, h_new, in);
+    with_flag(ln, [&](auto LN) {
+      with_flag(save, [&](auto SAVE) {
+        forward_rows<scalar_t, decltype(LN)::value, decltype(SAVE)::value>(b0, b1, H, eps, a, w,
+                                                                           s, c_new, h_new, in);
+      });
     });
   });
 }
@@ -360,7 +227,7 @@ void backward_step(bool ln, int64_t B, int64_t H, const Gains<scalar_t>& w,
                    const StepBlocks<scalar_t>& s, const scalar_t* dh, const scalar_t* dc,
                    const StepGrads<scalar_t>& d, const InputLN<scalar_t>& in) {
   at::parallel_for(0, B, row_grain(4 * H), [&](int64_t b0, int64_t b1) {
-    with_ln(ln, [&](auto LN) {
+    with_flag(ln, [&](auto LN) {
       backward_rows<scalar_t, decltype(LN)::value>(b0, b1, H, w, s, dh, dc, d, in);
     });
   });
@@ -374,45 +241,6 @@ void backward_step(bool ln, int64_t B, int64_t H, const Gains<scalar_t>& w,
   }
 }
 
-void check(const at::Tensor& t, const char* name, at::ScalarType dtype) {
-  TORCH_CHECK(t.device().is_cpu(), name, " must be a CPU tensor");
-  TORCH_CHECK(t.is_contiguous(), name, " must be contiguous");
-  TORCH_CHECK(t.scalar_type() == dtype, name, " must have dtype ", dtype, ", got ", t.scalar_type());
-}
-
-// A tensor's data, offset by `off` elements; null for an empty tensor (the buffers the plain LSTM
-// does not use are passed empty).
-template <typename scalar_t>
-scalar_t* ptr(const at::Tensor& t, int64_t off = 0) {
-  return t.numel() ? t.data_ptr<scalar_t>() + off : nullptr;
-}
-
-template <typename scalar_t>
-scalar_t* ptr(const std::optional<at::Tensor>& t, int64_t off = 0) {
-  return t ? ptr<scalar_t>(*t, off) : nullptr;
-}
-
-// MKL's packed-weight GEMM (what products.py uses from Python), through the dispatcher.
-at::Tensor mkl_linear(const at::Tensor& x, const at::Tensor& packed, const at::Tensor& w,
-                      int64_t batch) {
-  static auto op = c10::Dispatcher::singleton()
-                       .findSchemaOrThrow("mkl::_mkl_linear", "")
-                       .typed<at::Tensor(const at::Tensor&, const at::Tensor&, const at::Tensor&,
-                                         const std::optional<at::Tensor>&, int64_t)>();
-  return op.call(x, packed, w, std::nullopt, batch);
-}
-
-// oneDNN's inner product x W^T with a weight reordered once (products.py's "onednn").
-at::Tensor onednn_linear(const at::Tensor& x, const at::Tensor& packed) {
-  static auto op =
-      c10::Dispatcher::singleton()
-          .findSchemaOrThrow("mkldnn::_linear_pointwise", "")
-          .typed<at::Tensor(const at::Tensor&, const at::Tensor&, const std::optional<at::Tensor>&,
-                            c10::string_view, c10::List<std::optional<at::Scalar>>,
-                            std::optional<c10::string_view>)>();
-  return op.call(x, packed, std::nullopt, "none", c10::List<std::optional<at::Scalar>>(), "");
-}
-
 }  // namespace
 
 // ---------------------------------------------------------------------------------------------
@@ -422,43 +250,23 @@ at::Tensor onednn_linear(const at::Tensor& x, const at::Tensor& packed) {
 
 // The cell: layer norm on or off, its epsilon, the gains and shift (empty for the plain LSTM), and
 // with the input side's layer norm inside the loop its gain and shift (none otherwise).
-struct Cell {
+struct LSTMCell {
   bool layer_norm;
   double eps;
   at::Tensor gamma_hh, gamma_c, beta_c;
   std::optional<at::Tensor> gamma_ih, shift;
 };
 
-// A product x -> x W^T with one fixed W, by the library products.py chose (`backend`): "onednn"
-// or "mkl_packed" with `packed` the weight reordered for it (`weight` its origin W), else
-// ("torch") at::mm with `weight_t` = W^T.
-struct Linear {
-  at::Tensor weight, weight_t;
-  std::optional<at::Tensor> packed;
-  std::string backend;
-};
-
-namespace {
-
-// x W^T (B, N): a new tensor from the packed products, else written into `out` by at::mm.
-at::Tensor product(const Linear& p, const at::Tensor& x, at::Tensor& out) {
-  if (!p.packed) return at::mm_out(out, x, p.weight_t);
-  if (p.backend == "onednn") return onednn_linear(x, *p.packed);
-  return mkl_linear(x, *p.packed, p.weight, x.size(0));
-}
-
-}  // namespace
-
 // The masks, all optional: hidden_mask (B, H) on h entering W_hh; keep_h, keep_c (T, B, 1 or H)
 // the update fractions s_t = s_{t-1} + k_t (s'_t - s_{t-1}) (zoneout, lengths).
-struct Masks {
+struct LSTMMasks {
   std::optional<at::Tensor> hidden_mask, keep_h, keep_c;
 };
 
 // The states between steps, S_h, S_c (T + 1, B, H): step t reads j = t and writes j = t + 1
 // going forward; in reverse it reads j = t + 1 and writes j = t. With masks to blend, each step
 // writes its new states into new_h, new_c (T, B, H) and the blended state goes to S.
-struct States {
+struct LSTMStates {
   at::Tensor S_h, S_c;
   std::optional<at::Tensor> new_h, new_c;
 };
@@ -467,7 +275,7 @@ struct States {
 // row 0). act (R, B, 4H); gt, y (R, B, H); with layer norm ahat (R, B, 4H), chat (R, B, H),
 // rstd (2, R, B) (of a, of c'); the plain LSTM passes ahat (1, B, 4H) as the product's scratch
 // and chat, rstd empty. With the input layer norm, stat_x (2, R, B): mean and rstd of W_ih x.
-struct Saved {
+struct LSTMSaved {
   at::Tensor act, gt, y, ahat, chat, rstd;
   std::optional<at::Tensor> stat_x;
 };
@@ -476,7 +284,7 @@ struct Saved {
 // a (the plain LSTM passes dg again); dz (B, H) scratch; the gains' gradients (added to). With the
 // input layer norm: dx (T, B, 4H) the gradient of W_ih x, xhat (B, 4H) scratch, and the input
 // gain's and shift's gradients.
-struct Grads {
+struct LSTMGrads {
   at::Tensor dg, da, dz, d_gamma_hh, d_gamma_c, d_beta_c;
   std::optional<at::Tensor> dx, xhat, d_gamma_ih, d_shift;
 };
@@ -484,13 +292,13 @@ struct Grads {
 namespace {
 
 template <typename scalar_t>
-Gains<scalar_t> gains(const Cell& cell) {
+Gains<scalar_t> gains(const LSTMCell& cell) {
   return {ptr<scalar_t>(cell.gamma_hh), ptr<scalar_t>(cell.gamma_c), ptr<scalar_t>(cell.beta_c)};
 }
 
 // The (B, .) blocks of step t: row r of the per-step buffers (r = t, or 0 when R = 1).
 template <typename scalar_t>
-StepBlocks<scalar_t> blocks(const Saved& saved, const at::Tensor& gi, const scalar_t* c_prev,
+StepBlocks<scalar_t> blocks(const LSTMSaved& saved, const at::Tensor& gi, const scalar_t* c_prev,
                             int64_t t, int64_t r) {
   const int64_t R = saved.act.size(0), B = saved.act.size(1), G = saved.act.size(2), H = G / 4;
   const bool ln_bufs = saved.chat.numel() > 0;
@@ -503,7 +311,7 @@ StepBlocks<scalar_t> blocks(const Saved& saved, const at::Tensor& gi, const scal
           ln_bufs ? ptr<scalar_t>(saved.rstd, (R + r) * B) : nullptr};
 }
 
-void check_args(const Cell& cell, const Saved& saved, const at::Tensor& gi) {
+void check_args(const LSTMCell& cell, const LSTMSaved& saved, const at::Tensor& gi) {
   const auto dtype = gi.scalar_type();
   for (const at::Tensor* p : {&gi, &cell.gamma_hh, &cell.gamma_c, &cell.beta_c, &saved.act,
                               &saved.gt, &saved.y, &saved.ahat, &saved.chat, &saved.rstd})
@@ -527,8 +335,8 @@ void check_args(const Cell& cell, const Saved& saved, const at::Tensor& gi) {
 // (rnnkit/nn/fast/driver.py), in the same order, without a Python round trip per step.
 // save false (inference: no backward to come): the saved buffers have one row (R = 1), used as
 // each step's scratch, and what only the backward reads is not written at all.
-void lstm_forward_loop(const Cell& cell, const Linear& product, const Masks& masks,
-                       const States& states, const Saved& saved, const at::Tensor& gi,
+void lstm_forward_loop(const LSTMCell& cell, const Linear& product, const LSTMMasks& masks,
+                       const LSTMStates& states, const LSTMSaved& saved, const at::Tensor& gi,
                        bool reverse, bool save) {
   check_args(cell, saved, gi);
   const int64_t T = gi.size(0), B = gi.size(1), G = gi.size(2), H = G / 4, R = saved.act.size(0);
@@ -557,7 +365,7 @@ void lstm_forward_loop(const Cell& cell, const Linear& product, const Masks& mas
       // a = h_in W_hh^T; unpacked, into ahat's row (the plain LSTM's scratch), which the row
       // loop then overwrites with ahat: it reads each element of a before it writes it
       at::Tensor ahat_r = saved.ahat.select(0, saved.ahat.size(0) == 1 ? 0 : r);
-      at::Tensor a = ::product(product, x, ahat_r);
+      at::Tensor a = linear(product, x, ahat_r);
       InputLN<scalar_t> in;
       if (cell.gamma_ih) {
         in.gamma_ih = ptr<scalar_t>(cell.gamma_ih);
@@ -591,9 +399,9 @@ void lstm_forward_loop(const Cell& cell, const Linear& product, const Masks& mas
 // gradient (any strides); dh_last, dc_last (B, H): the gradients on the final states; c_prev
 // (T, B, H): the cell state each step read; `product`: da -> da W_hh. Writes grads.dg, grads.da
 // (and grads.dx) and adds to the gains' gradients; returns the gradients on (h0, c0).
-std::vector<at::Tensor> lstm_backward_loop(const Cell& cell, const Linear& product,
-                                           const Masks& masks, const Saved& saved,
-                                           const Grads& grads, const at::Tensor& gi,
+std::vector<at::Tensor> lstm_backward_loop(const LSTMCell& cell, const Linear& product,
+                                           const LSTMMasks& masks, const LSTMSaved& saved,
+                                           const LSTMGrads& grads, const at::Tensor& gi,
                                            const at::Tensor& c_prev, const at::Tensor& dy,
                                            const at::Tensor& dh_last, const at::Tensor& dc_last,
                                            bool reverse) {
@@ -646,21 +454,9 @@ std::vector<at::Tensor> lstm_backward_loop(const Cell& cell, const Linear& produ
                               blocks<scalar_t>(saved, gi, ptr<scalar_t>(c_prev, t * B * H), t, t),
                               ptr<scalar_t>(dh_new), ptr<scalar_t>(dc_new), d, in);
       // the h gradient before step t: through W_hh, plus the previous step's output gradient
-      const at::Tensor da_t = grads.da.select(0, t);
-      const bool more = n + 1 < T;
-      const int64_t t_next = reverse ? t + 1 : t - 1;
-      at::Tensor dh_next = dh_prev;
-      if (product.packed) {  // da W_hh by oneDNN or MKL's packed GEMM: a new tensor
-        dh_next = ::product(product, da_t, dh_prev);
-        if (masks.hidden_mask) dh_next.mul_(*masks.hidden_mask);
-        if (more) dh_next.add_(dy.select(0, t_next));
-      } else if (!masks.hidden_mask && more) {
-        at::addmm_out(dh_next, dy.select(0, t_next), da_t, product.weight_t);
-      } else {
-        at::mm_out(dh_next, da_t, product.weight_t);
-        if (masks.hidden_mask) dh_next.mul_(*masks.hidden_mask);
-        if (more) dh_next.add_(dy.select(0, t_next));
-      }
+      const at::Tensor dy_prev = n + 1 < T ? dy.select(0, reverse ? t + 1 : t - 1) : at::Tensor();
+      at::Tensor dh_next =
+          grad_through_w_hh(product, masks.hidden_mask, grads.da.select(0, t), dy_prev, dh_prev);
       if (masks.keep_h) dh_next.add_(hold_h);
       if (masks.keep_c) dc_prev.add_(hold_c);
       dh_prev = dh;  // free for the next step (unpacked products write into it)
@@ -671,26 +467,27 @@ std::vector<at::Tensor> lstm_backward_loop(const Cell& cell, const Linear& produ
   return {dh, dc};
 }
 
+}  // namespace rnnkit::cpu
+
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  using namespace rnnkit::cpu;
   using Opt = std::optional<at::Tensor>;
-  py::class_<Cell>(m, "Cell")
+  // the product's type, Linear (linear.h), is bound once for every cell: module.cpp
+  py::class_<LSTMCell>(m, "Cell")
       .def(py::init<bool, double, at::Tensor, at::Tensor, at::Tensor, Opt, Opt>(),
            py::arg("layer_norm"), py::arg("eps"), py::arg("gamma_hh"), py::arg("gamma_c"),
            py::arg("beta_c"), py::arg("gamma_ih") = py::none(), py::arg("shift") = py::none());
-  py::class_<Linear>(m, "Linear")
-      .def(py::init<at::Tensor, at::Tensor, Opt, std::string>(), py::arg("weight"),
-           py::arg("weight_t"), py::arg("packed") = py::none(), py::arg("backend") = "torch");
-  py::class_<Masks>(m, "Masks")
+  py::class_<LSTMMasks>(m, "Masks")
       .def(py::init<Opt, Opt, Opt>(), py::arg("hidden_mask") = py::none(),
            py::arg("keep_h") = py::none(), py::arg("keep_c") = py::none());
-  py::class_<States>(m, "States")
+  py::class_<LSTMStates>(m, "States")
       .def(py::init<at::Tensor, at::Tensor, Opt, Opt>(), py::arg("S_h"), py::arg("S_c"),
            py::arg("new_h") = py::none(), py::arg("new_c") = py::none());
-  py::class_<Saved>(m, "Saved")
+  py::class_<LSTMSaved>(m, "Saved")
       .def(py::init<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, Opt>(),
            py::arg("act"), py::arg("gt"), py::arg("y"), py::arg("ahat"), py::arg("chat"),
            py::arg("rstd"), py::arg("stat_x") = py::none());
-  py::class_<Grads>(m, "Grads")
+  py::class_<LSTMGrads>(m, "Grads")
       .def(py::init<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, Opt,
                     Opt, Opt, Opt>(),
            py::arg("dg"), py::arg("da"), py::arg("dz"), py::arg("d_gamma_hh"),

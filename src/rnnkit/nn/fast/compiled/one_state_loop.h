@@ -9,32 +9,11 @@
 
 #pragma once
 
-#include "vec_ops.h"
+#include "linear.h"
 
-#include <string>
 #include <utility>
 
 namespace rnnkit::cpu {
-
-// A product x -> x W^T with one fixed W: when `packed` is given, by oneDNN's inner product
-// (backend "onednn", `packed` the reordered weight) or MKL's packed GEMM (`packed` the packed
-// weight, `weight` its origin W); else by at::mm with `weight_t` = W^T.
-struct Linear {
-  at::Tensor weight, weight_t;
-  std::optional<at::Tensor> packed;
-  std::string backend;
-};
-
-// x W^T by the packed product (a new tensor); `p.packed` must be given.
-inline at::Tensor packed_linear(const Linear& p, const at::Tensor& x) {
-  if (p.backend == "onednn") return onednn_linear(x, *p.packed);
-  return mkl_linear(x, *p.packed, p.weight, x.size(0));
-}
-
-// x W^T: packed, a new tensor; else written into `out` and returned.
-inline at::Tensor linear(const Linear& p, const at::Tensor& x, at::Tensor& out) {
-  return p.packed ? packed_linear(p, x) : at::mm_out(out, x, p.weight_t);
-}
 
 // The masks, both optional: hidden_mask (B, H) on the h entering W_hh (variational dropout);
 // keep (T, B, 1 or H) the update fractions h_t = h_{t-1} + k_t (h'_t - h_{t-1}) (zoneout, lengths).
@@ -109,21 +88,9 @@ at::Tensor backward_time_loop(const Linear& product, const Masks& masks, const a
     const at::Tensor hold = masks.keep ? at::sub(dh, dh_new) : at::Tensor();
     const bool has_direct = step(t, dh_new, direct);
     // the h gradient before step t: through W_hh, plus the previous step's output gradient
-    const at::Tensor da_t = da.select(0, t);
-    const bool more = n + 1 < T;
-    const int64_t t_next = reverse ? t + 1 : t - 1;
-    at::Tensor dh_next = dh_prev;
-    if (product.packed) {  // da W_hh by the packed product: a new tensor
-      dh_next = packed_linear(product, da_t);
-      if (masks.hidden_mask) dh_next.mul_(*masks.hidden_mask);
-      if (more) dh_next.add_(dy.select(0, t_next));
-    } else if (!masks.hidden_mask && more) {
-      at::addmm_out(dh_next, dy.select(0, t_next), da_t, product.weight_t);
-    } else {
-      at::mm_out(dh_next, da_t, product.weight_t);
-      if (masks.hidden_mask) dh_next.mul_(*masks.hidden_mask);
-      if (more) dh_next.add_(dy.select(0, t_next));
-    }
+    const at::Tensor dy_prev = n + 1 < T ? dy.select(0, reverse ? t + 1 : t - 1) : at::Tensor();
+    at::Tensor dh_next =
+        grad_through_w_hh(product, masks.hidden_mask, da.select(0, t), dy_prev, dh_prev);
     if (has_direct) dh_next.add_(direct);
     if (masks.keep) dh_next.add_(hold);
     dh_prev = dh;  // free for the next step (unpacked products write into it)

@@ -1,10 +1,10 @@
 // Vector helpers the compiled cells share: sigmoid and tanh from one exp, loops and sums over a
 // row with a counted tail, layer-norm moments and the row backward of a layer norm, per-step
-// column sums, the argument checks, raw pointers, and MKL's packed GEMM through the dispatcher.
+// column sums, runtime flags as compile-time ones, the argument checks and raw pointers. The
+// products with W_hh are in linear.h.
 //
-// The same helpers as in lstm.cpp (copied, not moved: lstm.cpp keeps its own until it includes
-// this header). Everything here is inline or a template, in namespace rnnkit::cpu, so every
-// translation unit of the extension may include it.
+// Everything here is inline or a template, in namespace rnnkit::cpu, so every translation unit
+// of the extension may include it.
 
 #pragma once
 
@@ -47,7 +47,8 @@ Vectorized<scalar_t> vsigmoid(const Vectorized<scalar_t>& x) {
 
 // tanh(x) = sign(x) (1 - 2 / (exp(2|x|) + 1)): exp(2|x|) = inf for large |x| gives 1, as it
 // should. Not Vectorized::tanh: it calls Sleef's tanh, several times slower than one exp. This
-// form loses relative accuracy for |x| near 0 (the absolute error stays one unit of 1.0).
+// form loses relative accuracy for |x| near 0 (the absolute error stays one unit of 1.0), which
+// nothing downstream of a gate can see.
 template <typename scalar_t>
 Vectorized<scalar_t> vtanh(const Vectorized<scalar_t>& x) {
   const Vectorized<scalar_t> one(1), two(2), zero(0);
@@ -132,7 +133,8 @@ void add_column_sums(int64_t B, int64_t n, const scalar_t* x, const scalar_t* w,
   });
 }
 
-// f(std::true_type{}) if flag else f(std::false_type{}): a runtime flag as a compile-time one.
+// f(std::true_type{}) if flag else f(std::false_type{}): a runtime flag as a compile-time one,
+// without writing the argument list of the function it selects twice. Nest it for two flags.
 template <typename F>
 void with_flag(bool flag, F&& f) {
   if (flag)
@@ -151,7 +153,8 @@ inline void check(const std::optional<at::Tensor>& t, const char* name, at::Scal
   if (t) check(*t, name, dtype);
 }
 
-// A tensor's data, offset by `off` elements; null for an empty or absent tensor.
+// A tensor's data, offset by `off` elements; null for an empty or absent tensor (the buffers a
+// cell does not use, e.g. the plain LSTM's layer-norm ones, are passed empty).
 template <typename scalar_t>
 scalar_t* ptr(const at::Tensor& t, int64_t off = 0) {
   return t.numel() ? t.data_ptr<scalar_t>() + off : nullptr;
@@ -160,27 +163,6 @@ scalar_t* ptr(const at::Tensor& t, int64_t off = 0) {
 template <typename scalar_t>
 scalar_t* ptr(const std::optional<at::Tensor>& t, int64_t off = 0) {
   return t ? ptr<scalar_t>(*t, off) : nullptr;
-}
-
-// MKL's packed-weight GEMM (what products.py uses from Python), through the dispatcher.
-inline at::Tensor mkl_linear(const at::Tensor& x, const at::Tensor& packed, const at::Tensor& w,
-                             int64_t batch) {
-  static auto op = c10::Dispatcher::singleton()
-                       .findSchemaOrThrow("mkl::_mkl_linear", "")
-                       .typed<at::Tensor(const at::Tensor&, const at::Tensor&, const at::Tensor&,
-                                         const std::optional<at::Tensor>&, int64_t)>();
-  return op.call(x, packed, w, std::nullopt, batch);
-}
-
-// oneDNN's inner product x W^T with a weight reordered once (products.py's "onednn").
-inline at::Tensor onednn_linear(const at::Tensor& x, const at::Tensor& packed) {
-  static auto op =
-      c10::Dispatcher::singleton()
-          .findSchemaOrThrow("mkldnn::_linear_pointwise", "")
-          .typed<at::Tensor(const at::Tensor&, const at::Tensor&, const std::optional<at::Tensor>&,
-                            c10::string_view, c10::List<std::optional<at::Scalar>>,
-                            std::optional<c10::string_view>)>();
-  return op.call(x, packed, std::nullopt, "none", c10::List<std::optional<at::Scalar>>(), "");
 }
 
 }  // namespace rnnkit::cpu
