@@ -20,9 +20,12 @@ import torch
 #: the fastrnns default (T, B, I, H) and a small shape
 SHAPES = {"fastrnns": (100, 64, 512, 512), "small": (128, 32, 64, 256)}
 #: the profiler's names of the matrix products: ATen's, MKL's packed GEMM, oneDNN's inner product
+#: (forward and backward-weights), and torch.nn's own oneDNN RNN kernels
 PRODUCT_OPS = ("aten::mm", "aten::addmm", "aten::bmm", "mkl::_mkl_linear",
-               "mkldnn::_linear_pointwise", "aten::mkldnn_rnn_layer",
-               "aten::mkldnn_rnn_layer_backward")
+               "mkldnn::_linear_pointwise", "aten::mkldnn_linear_backward_weights",
+               "aten::mkldnn_rnn_layer", "aten::mkldnn_rnn_layer_backward")
+#: copies into oneDNN's layouts that the products need (dense to oneDNN tensors, packed weights)
+LAYOUT_OPS = ("aten::to_mkldnn", "mkldnn::_reorder_linear_weight")
 
 
 def add_common_args(parser: argparse.ArgumentParser, *, repeats: int = 5, threads: bool = True,
@@ -96,10 +99,11 @@ def time_layers(
 
 
 def profile_split(m: torch.nn.Module, x: torch.Tensor, context=contextlib.nullcontext
-                  ) -> tuple[float, float]:
-    """(seconds in matrix products, seconds in all) of one forward+backward after a warm-up,
-    under ``context()``. torch.nn's own LSTM/GRU kernels (oneDNN's RNN primitive) count as
-    products whole: their elementwise work is inside the primitive."""
+                  ) -> tuple[float, float, float]:
+    """(seconds in matrix products, in copies into oneDNN's layouts, in all) of one
+    forward+backward after a warm-up, under ``context()``. torch.nn's own LSTM/GRU kernels
+    (oneDNN's RNN primitive) count as products whole: their elementwise work is inside the
+    primitive."""
     from torch.profiler import ProfilerActivity, profile
 
     xg = x.clone().requires_grad_(True)
@@ -109,20 +113,23 @@ def profile_split(m: torch.nn.Module, x: torch.Tensor, context=contextlib.nullco
             start = time.perf_counter()
             m(xg)[0].sum().backward()
             total = time.perf_counter() - start
-    products = sum(e.self_cpu_time_total for e in prof.key_averages() if e.key in PRODUCT_OPS)
-    return products / 1e6, total
+    events = prof.key_averages()
+    products = sum(e.self_cpu_time_total for e in events if e.key in PRODUCT_OPS)
+    layouts = sum(e.self_cpu_time_total for e in events if e.key in LAYOUT_OPS)
+    return products / 1e6, layouts / 1e6, total
 
 
 def profile_rows(models: dict, x: torch.Tensor, names, context) -> str:
     """A Markdown table: one forward+backward of each named model, products against the rest."""
     lines = ["\nwhere one forward+backward's time goes (torch.profiler; the split, not the total, "
              "is the point: the profiler slows each op a little)\n",
-             "| model | total ms | matrix products ms | the rest ms | products' share |",
-             "|---|---:|---:|---:|---:|"]
+             "| model | total ms | matrix products ms | layout copies ms | the rest ms | "
+             "products' share |", "|---|---:|---:|---:|---:|---:|"]
     for name in names:
-        products, total = profile_split(models[name], x, lambda n=name: context(n))
+        products, layouts, total = profile_split(models[name], x, lambda n=name: context(n))
         lines.append(f"| {name} | {total * 1e3:.1f} | {products * 1e3:.1f} | "
-                     f"{(total - products) * 1e3:.1f} | {products / total:.0%} |")
+                     f"{layouts * 1e3:.1f} | {(total - products - layouts) * 1e3:.1f} | "
+                     f"{products / total:.0%} |")
     return "\n".join(lines)
 
 
