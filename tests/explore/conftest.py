@@ -33,6 +33,6 @@ def tiny_run(tmp_path_factory, corpus_text):
     torch.set_num_threads(1)
     assert main(["train", "--data", str(data), "--out", str(run), "--hidden-size", "12",
                  "--num-layers", "2", "--embed-size", "6", "--seq-len", "16", "--batch-size", "8",
-                 "--max-iters", "60", "--log-every", "30", "--sample-length", "0",
+                 "--max-iters", "60", "--max-time", "0", "--log-every", "30", "--sample-length", "0",
                  "--device", "cpu", "--seed", "0"]) == 0
     return str(run)

@@ -91,8 +91,14 @@ def live(tiny_run, text, tmp_path_factory):
             break
     assert url, f"no address printed: {seen} {proc.stderr.read() if proc.poll() is not None else ''}"
     yield url
-    proc.send_signal(signal.SIGINT)
-    assert proc.wait(timeout=60) == 0
+    proc.send_signal(signal.SIGINT)  # Ctrl-C
+    try:  # communicate drains both pipes, so a full pipe cannot hold the server's exit
+        _, err = proc.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        _, err = proc.communicate()
+        pytest.fail(f"rnnkit explore did not stop within 60 s of Ctrl-C; stderr: {err[-2000:]}")
+    assert proc.returncode == 0, err[-2000:]
 
 
 @pytest.fixture(scope="module")
@@ -205,7 +211,7 @@ def test_unit_search_matches_python(driver, page, model, text):
     mask = np.zeros(len(text), bool)
     mask[a:b] = True
     for kind, layer, direction, unit, score in rows:
-        v = tr[kind][layer, direction].double().numpy()
+        v = tr[kind][layer, direction].numpy()  # float32, quantized as the bundle does
         seen = dequantize(*quantize(v))
         assert score == pytest.approx(analysis.separation(seen, mask)[unit], rel=1e-9, abs=1e-9)
     driver.find_element("css selector", "#search-results li").click()
