@@ -171,3 +171,24 @@ def test_cli_serves_and_warns_off_loopback(tiny_run, capsys, monkeypatch):
     assert main(["explore", tiny_run, "--prompt", "def", "--port", "0", "--host", "0.0.0.0"]) == 0
     cap = capsys.readouterr()
     assert "warning: --host 0.0.0.0 makes the explorer reachable from other machines" in cap.err
+
+
+def test_a_client_that_hangs_up_costs_no_traceback(server, capfd):
+    """A connection reset mid-request (a browser reload) prints nothing; another failure in a
+    handler prints one line, not a traceback."""
+    import struct
+    import time
+
+    for request in (b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+                    b"POST /api/trace HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 9999\r\n\r\n{"):
+        s = socket.create_connection(("127.0.0.1", server.server_address[1]))
+        s.sendall(request)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # RST
+        s.close()
+    time.sleep(0.5)  # the handler threads meet the reset
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        server.handle_error(None, ("127.0.0.1", 1))
+    err = capfd.readouterr().err
+    assert err == "rnnkit explore: error answering 127.0.0.1: ValueError: boom\n", err

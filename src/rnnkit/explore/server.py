@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import socket
+import sys
 import threading
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -184,6 +185,16 @@ class ExploreServer(ThreadingHTTPServer):
         if ":" in host:
             self.address_family = socket.AF_INET6
         super().__init__((host, port), Handler)
+
+    def handle_error(self, request, client_address) -> None:
+        """A browser that closes a connection mid-answer is routine (a reload, a new trace): not
+        worth a traceback per request, which would also fill a terminal or a pipe nobody reads.
+        Anything else is one line on stderr."""
+        err = sys.exc_info()[1]
+        if isinstance(err, ConnectionError):
+            return
+        print(f"rnnkit explore: error answering {client_address[0]}: {type(err).__name__}: {err}",
+              file=sys.stderr, flush=True)
 
     @property
     def url(self) -> str:
