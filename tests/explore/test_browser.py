@@ -74,6 +74,12 @@ def model(tiny_run):
     return load_model(tiny_run)[:2]
 
 
+def default_sigint() -> None:
+    """Ctrl-C's default in the server: a suite started in the background by a shell without job
+    control inherits SIGINT ignored, and so would the server, which then never stops."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.fixture(scope="module")
 def live(tiny_run, text, tmp_path_factory):
     """A running ``rnnkit explore`` (its own process), on a free port."""
@@ -81,7 +87,7 @@ def live(tiny_run, text, tmp_path_factory):
     path.write_text(text, encoding="utf-8")
     proc = subprocess.Popen([sys.executable, "-m", "rnnkit", "explore", tiny_run, "--text",
                              str(path), "--port", "0"], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True, preexec_fn=default_sigint)
     url, seen = None, []
     for line in proc.stdout:  # the address comes after the trace of the text
         seen.append(line)
