@@ -15,7 +15,14 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from rnnkit.nn.fast.ops import EPS, layer_norm, layer_norm_backward, sigmoid_slope, tanh_slope
+from rnnkit.nn.fast.ops import (
+    EPS,
+    InputLayerNorm,
+    layer_norm,
+    layer_norm_backward,
+    sigmoid_slope,
+    tanh_slope,
+)
 from rnnkit.nn.fast.workspace import Owner
 
 
@@ -114,22 +121,6 @@ class LNGRUKernel(GRUKernel):
         return self.dgi.view(T, B, -1), torch.stack(self.da), grads
 
 
-class InputLNGRUKernel(LNGRUKernel):
-    """``ln_gru_x`` on the eager kernel: params (γ_hh, b_hh, γ_ih, shift); ``x = W_ih x_t``.
-
-    ``gi = γ_ih LN(x) + shift`` for all steps before the loop (one ATen layer norm), its backward
-    after, in `finish`: the eager counterpart of the compiled loop, which does that layer
-    norm row by row inside each step. ``b_hh`` and ``shift`` may be None (``bias=False``).
-    """
-
-    def __init__(self, x: Tensor, params: tuple, save: bool = True, eps: float = EPS) -> None:
-        gamma_hh, b_hh, gamma_ih, shift = params
-        gi, self.mean_x, self.rstd_x = layer_norm(x, eps, gamma_ih, shift)  # (T, B, 3H), (T, B, 1)
-        super().__init__(gi, (gamma_hh, b_hh), save, eps)
-        self.x, self.gamma_ih, self.shift = x, gamma_ih, shift
-
-    def finish(self):
-        dgi, da, p_grads = super().finish()
-        dx, d_gamma_ih, d_shift = layer_norm_backward(dgi, self.x, self.mean_x, self.rstd_x,
-                                                      self.gamma_ih, True, self.shift)
-        return dx, da, (*p_grads, d_gamma_ih, d_shift)
+class InputLNGRUKernel(InputLayerNorm, LNGRUKernel):
+    """``ln_gru_x`` on the eager kernel: params (γ_hh, b_hh, γ_ih, shift); ``x = W_ih x_t``
+    (see `rnnkit.nn.fast.ops.InputLayerNorm`). ``b_hh`` and ``shift`` may be None."""

@@ -22,6 +22,7 @@ from torch import Tensor
 
 from rnnkit.nn.fast.ops import (
     EPS,
+    InputLayerNorm,
     layer_norm,
     layer_norm_backward,
     per_step,
@@ -148,22 +149,6 @@ class LNLSTMKernel(LSTMKernel):
         return self.dg, da, grads  # da only feeds d W_hh, so its buffer can go back to the pool
 
 
-class InputLNLSTMKernel(LNLSTMKernel):
-    """``ln_lstm_x`` on the eager kernel: params (γ_hh, γ_c, β_c, γ_ih, shift); ``x = W_ih x_t``.
-
-    ``gi = γ_ih LN(x) + shift`` for all steps before the loop (one ATen layer norm), its backward
-    after, in `finish`: the eager counterpart of the compiled loop, which does that layer
-    norm row by row inside each step.
-    """
-
-    def __init__(self, x: Tensor, params: tuple, save: bool = True, eps: float = EPS) -> None:
-        gamma_hh, gamma_c, beta_c, gamma_ih, shift = params
-        gi, self.mean_x, self.rstd_x = layer_norm(x, eps, gamma_ih, shift)  # (T, B, 4H), (T, B, 1)
-        super().__init__(gi, (gamma_hh, gamma_c, beta_c), save, eps)
-        self.x, self.gamma_ih, self.shift = x, gamma_ih, shift
-
-    def finish(self):
-        dgi, da, p_grads = super().finish()
-        dx, d_gamma_ih, d_shift = layer_norm_backward(dgi, self.x, self.mean_x, self.rstd_x,
-                                                      self.gamma_ih, True, self.shift)
-        return dx, da, (*p_grads, d_gamma_ih, d_shift)
+class InputLNLSTMKernel(InputLayerNorm, LNLSTMKernel):
+    """``ln_lstm_x`` on the eager kernel: params (γ_hh, γ_c, β_c, γ_ih, shift);
+    ``x = W_ih x_t`` (see `rnnkit.nn.fast.ops.InputLayerNorm`)."""

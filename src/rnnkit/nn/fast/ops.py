@@ -50,3 +50,23 @@ def per_step(buf: Tensor, T: int) -> list[Tensor] | tuple[Tensor, ...]:
     One ``unbind`` up front: a view from it is cheaper than indexing the buffer at every step.
     """
     return buf.unbind(0) if buf.shape[0] == T else [buf[0]] * T
+
+
+class InputLayerNorm:
+    """Put in front of a layer-norm kernel class: the input side's layer norm for all steps at
+    once, ``gi = γ_ih LN(x) + shift`` (one ATen layer norm) before the loop, and its backward
+    after, in ``finish``. ``x = W_ih x_t`` (T, B, G); params: the kernel's own, then (γ_ih,
+    shift); ``shift`` may be None (``bias=False``). The eager counterpart of the compiled loops,
+    which do this layer norm row by row inside each step."""
+
+    def __init__(self, x: Tensor, params: tuple, save: bool = True, eps: float = EPS) -> None:
+        *own, gamma_ih, shift = params
+        gi, self.mean_x, self.rstd_x = layer_norm(x, eps, gamma_ih, shift)  # (T, B, G), (T, B, 1)
+        super().__init__(gi, tuple(own), save, eps)
+        self.x, self.gamma_ih, self.shift = x, gamma_ih, shift
+
+    def finish(self):
+        dgi, da, p_grads = super().finish()
+        dx, d_gamma_ih, d_shift = layer_norm_backward(dgi, self.x, self.mean_x, self.rstd_x,
+                                                      self.gamma_ih, True, self.shift)
+        return dx, da, (*p_grads, d_gamma_ih, d_shift)
