@@ -104,9 +104,9 @@ def measure(rounds: int) -> dict:
     got = {k: float(np.median(v)) for k, v in times.items()}
     got["large_mkl"] = matmul_gflops(torch.randn(2048, 2048), torch.randn(2048, 2048))
     got["per_step"] = onednn_gflops(B, H, 4 * H, repeats=200)
-    # the best the machine showed: a large product, one shaped like d W_hh, or the per-step one
+    # the best the machine showed: a large product, d W_hh's (4H, T B) x (T B, H), or the per-step one
     got["large"] = max(onednn_gflops(2048, 2048, 2048, repeats=10),
-                       onednn_gflops(T * B, H, 4 * H, repeats=30), got["per_step"])
+                       onednn_gflops(4 * H, T * B, H, repeats=30), got["per_step"])
     got["flops"] = 3 * 2 * T * B * 4 * H * (E + H)
     got["shape"] = (T, B, E, H)
     return got

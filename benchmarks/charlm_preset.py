@@ -10,9 +10,9 @@ characters with the sampler (``CharLM.step`` under no_grad), after one character
 one-off loads (the compiled kernels' extension; its time is reported apart). Reported: training
 characters per second (steps x B x T over the run's own training clock, from its metrics.csv),
 the validation loss on the whole validation split at that step, and sampled characters per
-second. ``charlm_bound.py`` has the arithmetic of how fast this step can go on the machine. The ratio is the
-default setting's training rate over ``RNNKIT_COMPILED=0``'s (target, issue 17: at least 1.25x,
-with the same validation loss within noise).
+second. The ratio is the default setting's training rate over ``RNNKIT_COMPILED=0``'s (target,
+issue 17: at least 1.25x, with the same validation loss within noise); ``charlm_bound.py`` has the
+arithmetic of how fast this step can go on the machine.
 
 Correctness: both runs train the same model from the same seed; the validation losses are in the
 table next to each other. Needs ``../shared/data/tinyshakespeare.txt`` or a network to fetch it.

@@ -7,10 +7,10 @@
 
 The limit is measured, not looked up: the best rate of a large square matrix product (2048^3,
 float32 by torch.mm or oneDNN, whichever is faster, and bfloat16 with --bf16) on this machine
-with the same thread count. A recurrent layer
-can at best approach it: its FLOPs are matrix products too (x W_ih^T and h W_hh^T per step, and
-two products of each size in backward), counted by ``custom_cells.matmul_flops``; everything
-else (gates, layer norm, the Python loop, memory traffic) is overhead that lowers the fraction.
+with the same thread count. A recurrent layer can at best approach it: its FLOPs are matrix
+products too (x W_ih^T and h W_hh^T per step, and two products of each size in backward), counted
+by ``custom_cells.matmul_flops``; everything else (gates, layer norm, the Python loop, memory
+traffic) is overhead that lowers the fraction.
 
 Correctness first: the models are built and checked exactly as in ``benchmarks/custom_cells.py``
 (against torch.nn.LSTM and the plain loop, on float64 copies of the benchmark's own weights).

@@ -9,12 +9,17 @@ from __future__ import annotations
 import time
 
 
-def matmul_gflops(a, b, repeats: int = 5) -> float:
-    """GFLOP/s of ``a @ b`` (2 flops per multiply-add), best of ``repeats`` after one warm-up."""
-    a @ b  # warm-up
+def best_seconds(call, repeats: int) -> float:
+    """The shortest of ``repeats`` timed calls of ``call()``, after one warm-up call."""
+    call()
     best = float("inf")
     for _ in range(repeats):
         t0 = time.perf_counter()
-        a @ b
+        call()
         best = min(best, time.perf_counter() - t0)
-    return 2.0 * a.shape[0] * a.shape[1] * b.shape[1] / best / 1e9
+    return best
+
+
+def matmul_gflops(a, b, repeats: int = 5) -> float:
+    """GFLOP/s of ``a @ b`` (2 flops per multiply-add), best of ``repeats`` after one warm-up."""
+    return 2.0 * a.shape[0] * a.shape[1] * b.shape[1] / best_seconds(lambda: a @ b, repeats) / 1e9

@@ -2,8 +2,8 @@
 
 Their common flags (``add_common_args``: --quick, --repeats, --threads, --shapes) and what they
 choose (``chosen_shapes``); each shape's models checked before anything is timed
-(``checked_cases``). Every model's forward (under no_grad) and forward+backward (``out.sum().backward()``) on one
-input, interleaved: each round times one call of every model, so drift in the machine's speed
+(``checked_cases``). Every model's forward (under no_grad) and forward+backward
+(``out.sum().backward()``) on one input, interleaved: each round times one call of every model, so drift in the machine's speed
 (another job, frequency changes) hits all of them alike. Not a library module: the scripts put
 this folder on ``sys.path`` (Python does that for the script's own folder).
 """
@@ -139,13 +139,13 @@ def onednn_gflops(M: int, K: int, N: int, repeats: int) -> float:
     CPUs), best of ``repeats`` after a warm-up."""
     if not torch.backends.mkldnn.is_available():
         return float("nan")
+    from matmul_rate import best_seconds
+
     x, w = torch.randn(M, K), torch.randn(N, K)
     packed = torch.ops.mkldnn._reorder_linear_weight(w, M)
-    torch.testing.assert_close(torch.ops.mkldnn._linear_pointwise(x, packed, None, "none", [], ""),
-                               x @ w.t(), rtol=1e-3, atol=1e-3)
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        torch.ops.mkldnn._linear_pointwise(x, packed, None, "none", [], "")
-        best = min(best, time.perf_counter() - t0)
-    return 2.0 * M * K * N / best / 1e9
+
+    def product():
+        return torch.ops.mkldnn._linear_pointwise(x, packed, None, "none", [], "")
+
+    torch.testing.assert_close(product(), x @ w.t(), rtol=1e-3, atol=1e-3)
+    return 2.0 * M * K * N / best_seconds(product, repeats) / 1e9

@@ -3,7 +3,9 @@
 import http.client
 import json
 import socket
+import struct
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -176,9 +178,6 @@ def test_cli_serves_and_warns_off_loopback(tiny_run, capsys, monkeypatch):
 def test_a_client_that_hangs_up_costs_no_traceback(server, capfd):
     """A connection reset mid-request (a browser reload) prints nothing; another failure in a
     handler prints one line, not a traceback."""
-    import struct
-    import time
-
     for request in (b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
                     b"POST /api/trace HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 9999\r\n\r\n{"):
         s = socket.create_connection(("127.0.0.1", server.server_address[1]))

@@ -72,6 +72,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@contextlib.contextmanager
+def _torch_threads_restored():
+    """A command may pin torch's thread count (``--threads``); a caller in the same process (a
+    test, a notebook calling ``main``) gets its own count back afterwards. Where torch was not
+    loaded before the command, the process is the command's own."""
+    torch = sys.modules.get("torch")
+    before = torch.get_num_threads() if torch is not None else None
+    try:
+        yield
+    finally:
+        if before is not None and torch.get_num_threads() != before:
+            torch.set_num_threads(before)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -79,7 +93,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 0
     try:
-        return int(args.func(args) or 0)
+        with _torch_threads_restored():
+            return int(args.func(args) or 0)
     except CLIError as err:
         print(f"rnnkit {args.command}: error: {err}", file=sys.stderr)
         return err.code

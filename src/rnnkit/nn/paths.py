@@ -93,8 +93,9 @@ def traced_path(mode: str, backend: str, native: bool) -> str:
     unrolls (the graph is specialised to T and recompiled for a new length), because Inductor
     in torch 2.13 miscompiles the backward of a scan that closes over parameters (wrong
     gradients for GRU's ``b_hh``, and ``W_hh`` of bidirectional layers;
-    ``tests/nn/test_nn_compile.py`` holds both paths to eager). torch.func: ``loop``. torch.jit.trace: ``native`` where the layer can run PyTorch's kernels
-    (one traced node for any length), else the loop, which the tracer unrolls: a warning says
+    ``tests/nn/test_nn_compile.py`` holds both paths to eager). torch.func: ``loop``.
+    torch.jit.trace: ``native`` where the layer can run PyTorch's kernels (one traced node for
+    any length), else the loop, which the tracer unrolls: a warning says
     the trace holds exactly the traced number of steps, and the TorchScript-based ONNX exporter
     is refused (its graph would silently compute something else at any other length).
     """

@@ -68,9 +68,7 @@ class Metrics:
             self._tb.flush()
 
     def plot_png(self) -> bytes:
-        import matplotlib
-
-        matplotlib.use("Agg", force=False)  # no display needed
+        # a bare Figure draws and saves without pyplot, so no process-wide backend is chosen
         from matplotlib.figure import Figure
 
         def series(key):
